@@ -1,0 +1,98 @@
+"""The box: a ``Function`` is one forward/backward pair from the notes.
+
+Each call of ``SomeFunction.apply(*inputs)`` creates a *new* instance. That
+instance is the per-call context: whatever ``forward`` stores on ``self`` is the
+notes' cache, and it belongs to this call alone. A layer used twice in one graph
+therefore has two independent caches, and backward stays correct.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Context manager in which no graph is recorded (inference, updates).
+
+    >>> import gradbox as gb
+    >>> w = gb.Tensor([1.0], requires_grad=True)
+    >>> with gb.no_grad():
+    ...     y = w * 2
+    >>> y.requires_grad
+    False
+    """
+    previous = is_grad_enabled()
+    _state.enabled = False
+    try:
+        yield
+    finally:
+        _state.enabled = previous
+
+
+class Function:
+    """Base class of every differentiable box.
+
+    Subclasses implement ``forward(self, *arrays, **params) -> ndarray`` and
+    ``backward(self, grad_output) -> tuple`` with one gradient (or ``None``) per
+    input. ``self.needs_input_grad`` tells ``backward`` which gradients are
+    wanted, so a box can skip work (``Linear`` skips dX for raw data).
+    """
+
+    # set by apply(); documented here so that subclasses know they exist
+    parents: tuple = ()
+    needs_input_grad: tuple = ()
+
+    def forward(self, *arrays, **params):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def backward(self, grad_output):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        from .tensor import Tensor, as_tensor
+
+        tensors = tuple(t if isinstance(t, Tensor) else as_tensor(t) for t in inputs)
+        ctx = cls()
+        ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
+        out = ctx.forward(*(t.data for t in tensors), **params)
+        requires_grad = is_grad_enabled() and any(ctx.needs_input_grad)
+        result = Tensor._from_op(out, requires_grad)
+        if requires_grad:
+            ctx.parents = tensors
+            result._ctx = ctx
+        return result
+
+    def release(self) -> None:
+        """Drop the cache once backward has used it (memory stays flat)."""
+        keep = {"parents", "needs_input_grad"}
+        for name in list(vars(self)):
+            if name not in keep:
+                delattr(self, name)
+        self._released = True
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``grad`` back to ``shape``: the adjoint of NumPy broadcasting."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)

@@ -1,0 +1,162 @@
+"""Fused boxes for layers and losses (one graph node each, so overhead stays small)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..function import Function
+from ..ops import _log_softmax, _sigmoid
+from ..tensor import _FLOATS, Tensor, as_tensor
+
+
+class LinearFunction(Function):
+    """Z = X Wᵀ + b, the notes' Z[l] = W[l] A[l-1] + b[l] in batch-first layout.
+
+    Backward, with dZ the upstream gradient (the 1/m already lives in the loss):
+    dX = dZ W, dW = dZᵀ X, db = Σ_rows dZ. dX is skipped when X needs no gradient.
+    """
+
+    def forward(self, x, w, b=None):
+        self.x, self.w = x, w
+        out = x @ w.T
+        if b is not None:
+            out += b
+        return out
+
+    def backward(self, g):
+        need = self.needs_input_grad
+        gx = g @ self.w if need[0] else None
+        gw = g.T @ self.x if need[1] else None
+        gb = g.sum(axis=0) if len(need) > 2 and need[2] else None
+        return gx, gw, gb
+
+
+class DropoutFunction(Function):
+    def forward(self, x, p, rng):
+        # NOTE: inverted dropout: scale at train time so eval needs no change.
+        self.mask = (rng.random(x.shape) >= p).astype(x.dtype) / x.dtype.type(1.0 - p)
+        return x * self.mask
+
+    def backward(self, g):
+        return g * self.mask
+
+
+class CrossEntropyFunction(Function):
+    """Mean softmax cross-entropy of logits (N, C) and integer labels (N,).
+
+    Backward is (softmax(logits) - one_hot(labels)) / N, with respect to the logits.
+    """
+
+    def forward(self, logits, labels):
+        n = logits.shape[0]
+        logp = _log_softmax(logits, axis=1)
+        self.labels, self.probs = labels, np.exp(logp)
+        return np.asarray(-logp[np.arange(n), labels].sum() / n, dtype=logits.dtype)
+
+    def backward(self, g):
+        n = self.probs.shape[0]
+        grad = self.probs.copy()
+        grad[np.arange(n), self.labels] -= 1
+        grad *= g / n
+        return grad, None
+
+
+class BCEWithLogitsFunction(Function):
+    """Mean of max(z,0) - z·y + log(1 + exp(-|z|)): finite for any logit z."""
+
+    def forward(self, z, y):
+        self.z, self.y = z, y
+        loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        return np.asarray(loss.mean(), dtype=z.dtype)
+
+    def backward(self, g):
+        n = self.z.size
+        gz = (_sigmoid(self.z) - self.y) * (g / n) if self.needs_input_grad[0] else None
+        gy = -self.z * (g / n) if self.needs_input_grad[1] else None
+        return gz, gy
+
+
+class MSEFunction(Function):
+    def forward(self, pred, target):
+        self.diff = pred - target
+        return np.asarray((self.diff * self.diff).mean(), dtype=pred.dtype)
+
+    def backward(self, g):
+        gp = self.diff * (2 * g / self.diff.size)
+        return gp if self.needs_input_grad[0] else None, -gp if self.needs_input_grad[1] else None
+
+
+# --- validation -----------------------------------------------------------------
+def _as_float_input(x, who: str, name: str = "input") -> Tensor:
+    if not isinstance(x, Tensor):
+        x = Tensor(x)
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"{who}: expected a floating-point {name}, received dtype {x.dtype}")
+    return x
+
+
+def _batch_check(x: Tensor, who: str, ndim: int = 2, name: str = "input"):
+    if x.ndim != ndim or x.shape[0] == 0:
+        expect = "(N, C)" if ndim == 2 else "(N,)"
+        raise ValueError(f"{who}: expected a non-empty {name} of shape {expect}, received {x.shape}")
+
+
+def linear(x, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return LinearFunction.apply(*inputs)
+
+
+def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
+    from ..random import resolve_rng
+
+    if not training or p == 0:
+        return x
+    return DropoutFunction.apply(x, p=p, rng=resolve_rng(rng))
+
+
+def cross_entropy(logits, labels) -> Tensor:
+    who = "CrossEntropyLoss"
+    logits = _as_float_input(logits, who, "logits")
+    _batch_check(logits, who, 2, "logits")
+    y = labels.data if isinstance(labels, Tensor) else np.asarray(labels)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{who}: expected integer class labels, received dtype {y.dtype} (use y.astype(int))")
+    n, c = logits.shape
+    if y.shape != (n,):
+        raise ValueError(f"{who}: expected labels of shape ({n},) to match logits {logits.shape}, received {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= c):
+        raise ValueError(f"{who}: expected labels in [0, {c}), received values in [{y.min()}, {y.max()}]")
+    return CrossEntropyFunction.apply(logits, Tensor._from_op(y, False))
+
+
+def _target_like(pred: Tensor, target, who: str) -> Tensor:
+    target = target if isinstance(target, Tensor) else as_tensor(np.asarray(target))
+    if target.dtype != pred.dtype:
+        if target.requires_grad:
+            raise TypeError(f"{who}: expected target of dtype {pred.dtype}, received {target.dtype}")
+        target = Tensor._from_op(target.data.astype(pred.dtype), False)
+    if target.shape != pred.shape:
+        if target.size == pred.size and pred.ndim == 2 and pred.shape[1] == 1 and target.ndim == 1:
+            target = target.reshape(pred.shape)  # (N,) labels for (N, 1) logits
+        else:
+            raise ValueError(f"{who}: expected target of shape {pred.shape} to match input, received {target.shape}")
+    return target
+
+
+def binary_cross_entropy_with_logits(logits, target) -> Tensor:
+    who = "BCEWithLogitsLoss"
+    logits = _as_float_input(logits, who, "logits")
+    if logits.ndim == 0 or logits.shape[0] == 0:
+        raise ValueError(f"{who}: expected non-empty logits of shape (N,) or (N, 1), received {logits.shape}")
+    target = _target_like(logits, target, who)
+    t = target.data
+    if t.size and (np.nanmin(t) < 0 or np.nanmax(t) > 1):
+        raise ValueError(f"{who}: expected targets in [0, 1], received values in [{t.min()}, {t.max()}]")
+    return BCEWithLogitsFunction.apply(logits, target)
+
+
+def mse_loss(pred, target) -> Tensor:
+    who = "MSELoss"
+    pred = _as_float_input(pred, who)
+    if pred.size == 0:
+        raise ValueError(f"{who}: expected a non-empty input, received shape {pred.shape}")
+    return MSEFunction.apply(pred, _target_like(pred, target, who))

@@ -1,0 +1,208 @@
+"""Layers: ``Linear``, activations, ``Dropout``, ``Flatten`` and ``Sequential``."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import ops
+from ..random import resolve_rng
+from ..tensor import _FLOATS, Tensor
+from . import functional as F
+from .init import get_initializer
+from .module import Module, Parameter
+
+
+def _positive_int(value, name, who):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{who}({name}): expected a positive int, received {value!r}")
+    return int(value)
+
+
+class Linear(Module):
+    """Fully connected layer: ``Z = X Wᵀ + b``, one fused box.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Sizes n[l-1] and n[l] in the notes.
+    bias : bool
+        Learn an additive bias ``b`` (initialised to zero; the weights break symmetry).
+    dtype : float32 or float64
+    init : str
+        ``"he_uniform"`` (default), ``"he_normal"``, ``"xavier_uniform"``, ``"xavier_normal"`` or ``"normal"``.
+    rng : None, int or numpy.random.Generator
+        Source of the initial weights; ``None`` uses ``gradbox.manual_seed``'s generator.
+
+    Attributes
+    ----------
+    weight : Parameter of shape (out_features, in_features) -- the notes' W[l]
+    bias : Parameter of shape (out_features,) or None -- the notes' b[l], flattened
+
+    Shape
+    -----
+    - Input: (N, in_features)
+    - Output: (N, out_features)
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> layer = gb.nn.Linear(3, 2, rng=0)
+    >>> layer(gb.Tensor([[1.0, 2.0, 3.0]])).shape
+    (1, 2)
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, init="he_uniform", rng=None):
+        super().__init__()
+        who = "Linear"
+        self.in_features = _positive_int(in_features, "in_features", who)
+        self.out_features = _positive_int(out_features, "out_features", who)
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOATS[1:]:
+            raise TypeError(f"Linear(dtype): expected float32 or float64, received {dtype}")
+        self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=dtype))
+        get_initializer(init)(self.weight, rng=resolve_rng(rng))
+        self.bias = Parameter(np.zeros(self.out_features, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        if not isinstance(x, Tensor):
+            x = Tensor(x)
+        w = self.weight
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"Linear(in_features={self.in_features}): expected input of shape (N, {self.in_features}), "
+                f"received {x.shape}"
+            )
+        if x.dtype != w.dtype:
+            raise TypeError(
+                f"Linear(in_features={self.in_features}): expected input of dtype {w.dtype}, "
+                f"received {x.dtype} (convert with .astype(np.{w.dtype}))"
+            )
+        return F.linear(x, w, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class _Activation(Module):
+    fn = None
+
+    def forward(self, x):
+        return type(self).fn(x)
+
+
+class ReLU(_Activation):
+    """g(z) = max(0, z); g'(z) = 1 if z > 0 else 0. Shape: any."""
+
+    fn = staticmethod(ops.relu)
+
+
+class Sigmoid(_Activation):
+    """g(z) = 1 / (1 + e^-z); g'(z) = g(z)(1 - g(z)). Stable for any z. Shape: any."""
+
+    fn = staticmethod(ops.sigmoid)
+
+
+class Tanh(_Activation):
+    """g(z) = tanh(z); g'(z) = 1 - tanh(z)^2. Shape: any."""
+
+    fn = staticmethod(ops.tanh)
+
+
+class LeakyReLU(Module):
+    """g(z) = z if z > 0 else negative_slope·z. Shape: any."""
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        if not isinstance(negative_slope, numbers.Real) or not 0 <= negative_slope < 1:
+            raise ValueError(f"LeakyReLU(negative_slope): expected a value in [0, 1), received {negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x):
+        return ops.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Softmax(Module):
+    """softmax(z)_i = e^{z_i} / Σ_j e^{z_j} along ``dim``, computed stably. Shape: any."""
+
+    def __init__(self, dim=-1):
+        super().__init__()
+        if not isinstance(dim, numbers.Integral):
+            raise TypeError(f"Softmax(dim): expected an int, received {dim!r}")
+        self.dim = int(dim)
+
+    def forward(self, x):
+        return ops.softmax(x, axis=self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Dropout(Module):
+    """Inverted dropout: zero each unit with probability ``p`` and scale the rest by 1/(1-p).
+
+    Identity in ``eval()`` mode. Shape: any.
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        if not isinstance(p, numbers.Real) or not 0 <= p < 1:
+            raise ValueError(f"Dropout(p): expected a probability in [0, 1), received {p!r}")
+        self.p = float(p)
+        self.rng = rng  # None follows gradbox.manual_seed, so checkpoints capture it
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training, self.rng)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Flatten(Module):
+    """Flatten all but the batch dimension: (N, *) -> (N, prod(*))."""
+
+    def forward(self, x):
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim < 1:
+            raise ValueError(f"Flatten: expected input of shape (N, ...), received {x.shape}")
+        return ops.reshape(x, (x.shape[0], -1) if x.shape[0] else (0, int(np.prod(x.shape[1:]))))
+
+
+class Sequential(Module):
+    """Apply modules in order: the notes' forward pass through all layers.
+
+    >>> import gradbox as gb
+    >>> model = gb.nn.Sequential(gb.nn.Linear(4, 8), gb.nn.ReLU(), gb.nn.Linear(8, 3))
+    >>> len(model)
+    3
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: expected Module arguments, received {type(m).__name__} at position {i}")
+            setattr(self, str(i), m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def append(self, module: Module) -> "Sequential":
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: expected a Module, received {type(module).__name__}")
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]

@@ -1,0 +1,54 @@
+"""Losses. Each returns the mean over the batch, as a scalar tensor."""
+from __future__ import annotations
+
+from . import functional as F
+from .module import Module
+
+
+class CrossEntropyLoss(Module):
+    """Softmax cross-entropy of logits and integer labels, one fused box.
+
+    L = -1/N Σ_i log softmax(z_i)[y_i];  dL/dz = (softmax(z) - one_hot(y)) / N.
+
+    Shape
+    -----
+    - Input: logits (N, C), float
+    - Target: labels (N,), integers in [0, C)
+    - Output: scalar
+
+    >>> import gradbox as gb
+    >>> loss = gb.nn.CrossEntropyLoss()(gb.Tensor([[2.0, 0.5]]), [0])
+    >>> round(loss.item(), 4)
+    0.2014
+    """
+
+    def forward(self, logits, labels):
+        return F.cross_entropy(logits, labels)
+
+
+class BCEWithLogitsLoss(Module):
+    """Binary cross-entropy on logits: mean of max(z,0) - z·y + log(1 + e^{-|z|}).
+
+    Finite for logits of any size; dL/dz = (sigmoid(z) - y) / N.
+
+    Shape
+    -----
+    - Input: logits (N,) or (N, 1)
+    - Target: same shape as the input (or (N,) for (N, 1) logits), values in [0, 1]
+    - Output: scalar
+    """
+
+    def forward(self, logits, target):
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+
+class MSELoss(Module):
+    """Mean squared error: mean((input - target)^2); d/dinput = 2(input - target)/N.
+
+    Shape
+    -----
+    - Input: any shape; Target: the same shape; Output: scalar
+    """
+
+    def forward(self, pred, target):
+        return F.mse_loss(pred, target)

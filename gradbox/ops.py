@@ -1,0 +1,498 @@
+"""Primitive boxes. Each is a ``Function`` with the notes' forward and backward.
+
+Every backward returns ``upstream gradient x local gradient`` for each input,
+summed back over broadcast dimensions (``unbroadcast``).
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from .function import Function, unbroadcast
+from .tensor import _FLOATS, Tensor, as_tensor
+
+
+def _pair(a, b):
+    """Turn two operands into tensors of one float dtype, refusing silent upcasts."""
+    if isinstance(a, Tensor) and not isinstance(b, Tensor):
+        b = as_tensor(b, like=a)
+    elif isinstance(b, Tensor) and not isinstance(a, Tensor):
+        a = as_tensor(a, like=b)
+    else:
+        a, b = as_tensor(a), as_tensor(b)
+    da, db = a.dtype, b.dtype
+    if da != db:
+        if da in _FLOATS and db in _FLOATS:
+            raise TypeError(
+                f"expected operands of one dtype, received {da} and {db}; "
+                f"convert one with .astype() (gradbox never upcasts silently)"
+            )
+        # a constant of ints or bools joins the float side (masks, labels)
+        if da in _FLOATS and not b.requires_grad:
+            b = Tensor._from_op(b.data.astype(da), False)
+        elif db in _FLOATS and not a.requires_grad:
+            a = Tensor._from_op(a.data.astype(db), False)
+    return a, b
+
+
+def _check_broadcast(op, a, b):
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"{op}: expected shapes that broadcast together, received {a.shape} and {b.shape}"
+        ) from None
+
+
+# --- arithmetic -------------------------------------------------------------
+class Add(Function):
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a + b
+
+    def backward(self, g):
+        sa, sb = self.shapes
+        return unbroadcast(g, sa), unbroadcast(g, sb)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a - b
+
+    def backward(self, g):
+        sa, sb = self.shapes
+        return unbroadcast(g, sa), unbroadcast(-g, sb)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        ga = unbroadcast(g * b, a.shape) if self.needs_input_grad[0] else None
+        gb = unbroadcast(g * a, b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        ga = unbroadcast(g / b, a.shape) if self.needs_input_grad[0] else None
+        gb = unbroadcast(-g * a / (b * b), b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return -g
+
+
+class Pow(Function):
+    def forward(self, a, exponent):
+        self.a, self.exponent = a, exponent
+        return a**exponent
+
+    def backward(self, g):
+        a, p = self.a, self.exponent
+        return g * (p * a ** (p - 1))
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        # NOTE: 1-D operands are promoted to matrices and squeezed back, as np.matmul does.
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if self.needs_input_grad[1]:
+            gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+def add(a, b):
+    a, b = _pair(a, b)
+    _check_broadcast("add", a, b)
+    return Add.apply(a, b)
+
+
+def sub(a, b):
+    a, b = _pair(a, b)
+    _check_broadcast("sub", a, b)
+    return Sub.apply(a, b)
+
+
+def mul(a, b):
+    """The multiply gate: each input's gradient is upstream x the other input."""
+    a, b = _pair(a, b)
+    _check_broadcast("mul", a, b)
+    return Mul.apply(a, b)
+
+
+def div(a, b):
+    a, b = _pair(a, b)
+    _check_broadcast("div", a, b)
+    return Div.apply(a, b)
+
+
+def neg(a):
+    return Neg.apply(as_tensor(a))
+
+
+def pow(a, exponent):  # noqa: A001 - mirrors the operator's name
+    if isinstance(exponent, Tensor) or not isinstance(exponent, (int, float, np.integer, np.floating)):
+        raise TypeError(f"pow: expected a Python int or float exponent, received {type(exponent).__name__}")
+    a = as_tensor(a)
+    return Pow.apply(a, exponent=a.dtype.type(exponent) if a.dtype in _FLOATS else exponent)
+
+
+def matmul(a, b):
+    a, b = _pair(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: expected operands with at least 1 dimension, received {a.shape} and {b.shape}")
+    ka = a.shape[-1]
+    kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if ka != kb:
+        raise ValueError(
+            f"matmul: expected inner dimensions to agree, received {a.shape} @ {b.shape} ({ka} != {kb})"
+        )
+    return MatMul.apply(a, b)
+
+
+# --- reductions and shape ---------------------------------------------------
+def _norm_axis(axis, ndim, op):
+    if axis is None:
+        return None
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    out = []
+    for ax in axes:
+        if not isinstance(ax, (int, np.integer)) or not -ndim <= ax < builtins.max(ndim, 1):
+            raise ValueError(f"{op}(axis={axis}): expected axes in [-{ndim}, {ndim}), received {ax}")
+        out.append(int(ax) % builtins.max(ndim, 1))
+    return tuple(out)
+
+
+class Sum(Function):
+    def forward(self, a, axis, keepdims):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        return np.asarray(a.sum(axis=axis, keepdims=keepdims))
+
+    def backward(self, g):
+        if self.axis is not None and not self.keepdims:
+            g = np.expand_dims(g, self.axis)
+        return np.broadcast_to(g, self.shape).copy()
+
+
+class Max(Function):
+    def forward(self, a, axis, keepdims):
+        self.a, self.axis, self.keepdims = a, axis, keepdims
+        self.out = np.asarray(a.max(axis=axis, keepdims=True))
+        return self.out if keepdims else np.asarray(a.max(axis=axis, keepdims=False))
+
+    def backward(self, g):
+        if self.axis is None:
+            g = np.reshape(g, (1,) * self.a.ndim)
+        elif not self.keepdims:
+            g = np.expand_dims(g, self.axis)
+        # NOTE: ties share the gradient equally (the max gate routes, never duplicates).
+        mask = (self.a == self.out).astype(self.a.dtype)
+        mask /= mask.sum(axis=self.axis, keepdims=True)
+        return mask * g
+
+
+class Reshape(Function):
+    def forward(self, a, shape):
+        self.shape = a.shape
+        return a.reshape(shape)
+
+    def backward(self, g):
+        return g.reshape(self.shape)
+
+
+class Transpose(Function):
+    def forward(self, a, axes):
+        self.axes = axes
+        return np.transpose(a, axes)
+
+    def backward(self, g):
+        if self.axes is None:
+            return np.transpose(g)
+        return np.transpose(g, np.argsort(self.axes))
+
+
+class GetItem(Function):
+    def forward(self, a, index):
+        self.shape, self.dtype, self.index = a.shape, a.dtype, index
+        return np.asarray(a[index])
+
+    def backward(self, g):
+        out = np.zeros(self.shape, dtype=self.dtype)
+        # NOTE: add.at sums repeated indices (x[[0, 0]]), which plain assignment would drop.
+        np.add.at(out, self.index, g)
+        return out
+
+
+class Cast(Function):
+    def forward(self, a, dtype):
+        self.dtype = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, g):
+        return g.astype(self.dtype)
+
+
+def sum(a, axis=None, keepdims=False):  # noqa: A001
+    a = as_tensor(a)
+    return Sum.apply(a, axis=_norm_axis(axis, a.ndim, "sum"), keepdims=bool(keepdims))
+
+
+def mean(a, axis=None, keepdims=False):
+    a = as_tensor(a)
+    axes = _norm_axis(axis, a.ndim, "mean")
+    count = a.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
+    if count == 0:
+        raise ValueError(f"mean: expected a non-empty reduction, received shape {a.shape} with axis={axis}")
+    return Sum.apply(a, axis=axes, keepdims=bool(keepdims)) * (1.0 / count)
+
+
+def max(a, axis=None, keepdims=False):  # noqa: A001
+    a = as_tensor(a)
+    axes = _norm_axis(axis, a.ndim, "max")
+    if a.size == 0:
+        raise ValueError(f"max: expected a non-empty tensor, received shape {a.shape}")
+    return Max.apply(a, axis=axes, keepdims=bool(keepdims))
+
+
+def reshape(a, shape):
+    a = as_tensor(a)
+    shape = tuple(int(s) for s in shape)
+    try:
+        np.empty(a.shape, dtype=np.int8).reshape(shape)
+    except ValueError:
+        raise ValueError(f"reshape: expected a shape with {a.size} elements, received {shape} for {a.shape}") from None
+    return Reshape.apply(a, shape=shape)
+
+
+def transpose(a, axes=None):
+    a = as_tensor(a)
+    if axes is not None:
+        axes = tuple(int(x) for x in axes)
+        if sorted(ax % builtins.max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
+            raise ValueError(f"transpose: expected a permutation of {a.ndim} axes, received {axes}")
+    return Transpose.apply(a, axes=axes)
+
+
+def getitem(a, index):
+    a = as_tensor(a)
+    if isinstance(index, Tensor):
+        index = index.data
+    if isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    try:
+        a.data[index]
+    except IndexError as exc:
+        raise IndexError(f"index: expected an index valid for shape {a.shape}, received {index!r} ({exc})") from None
+    return GetItem.apply(a, index=index)
+
+
+def cast(a, dtype):
+    a = as_tensor(a)
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOATS:
+        raise TypeError(f"astype: expected a float dtype, received {dtype}")
+    if a.dtype == dtype:
+        return a
+    return Cast.apply(a, dtype=dtype)
+
+
+# --- elementwise ------------------------------------------------------------
+class Exp(Function):
+    def forward(self, a):
+        self.out = np.exp(a)
+        return self.out
+
+    def backward(self, g):
+        return g * self.out
+
+
+class Log(Function):
+    def forward(self, a):
+        self.a = a
+        return np.log(a)
+
+    def backward(self, g):
+        return g / self.a
+
+
+class ReLU(Function):
+    def forward(self, a):
+        self.mask = a > 0
+        return np.maximum(a, 0, dtype=a.dtype)
+
+    def backward(self, g):
+        return g * self.mask
+
+
+class LeakyReLU(Function):
+    def forward(self, a, slope):
+        self.scale = np.where(a > 0, a.dtype.type(1), a.dtype.type(slope))
+        return a * self.scale
+
+    def backward(self, g):
+        return g * self.scale
+
+
+def _sigmoid(a):
+    # NOTE: exp(-|a|) never overflows, so this is exact and finite for any input.
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class Sigmoid(Function):
+    def forward(self, a):
+        self.out = _sigmoid(a)
+        return self.out
+
+    def backward(self, g):
+        s = self.out
+        return g * s * (1 - s)
+
+
+class LogSigmoid(Function):
+    def forward(self, a):
+        self.a = a
+        return np.minimum(a, 0) - np.log1p(np.exp(-np.abs(a)))
+
+    def backward(self, g):
+        return g * _sigmoid(-self.a)
+
+
+class Tanh(Function):
+    def forward(self, a):
+        self.out = np.tanh(a)
+        return self.out
+
+    def backward(self, g):
+        return g * (1 - self.out * self.out)
+
+
+def _log_softmax(a, axis):
+    shifted = a - a.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class Softmax(Function):
+    def forward(self, a, axis):
+        self.axis = axis
+        self.out = np.exp(_log_softmax(a, axis))
+        return self.out
+
+    def backward(self, g):
+        s = self.out
+        return s * (g - (g * s).sum(axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, a, axis):
+        self.axis = axis
+        out = _log_softmax(a, axis)
+        self.softmax = np.exp(out)
+        return out
+
+    def backward(self, g):
+        return g - self.softmax * g.sum(axis=self.axis, keepdims=True)
+
+
+class Maximum(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return np.maximum(a, b)
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        # NOTE: on a tie each side gets half, as in torch.maximum.
+        wa = (a > b) + 0.5 * (a == b)
+        ga = unbroadcast(g * wa.astype(g.dtype), a.shape) if self.needs_input_grad[0] else None
+        gb = unbroadcast(g * (1 - wa).astype(g.dtype), b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+def _float(a, op):
+    a = as_tensor(a)
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{op}: expected a floating-point tensor, received dtype {a.dtype}")
+    return a
+
+
+def _axis1(axis, ndim, op):
+    if ndim == 0:
+        raise ValueError(f"{op}: expected a tensor with at least 1 dimension, received a scalar")
+    return _norm_axis(axis, ndim, op)[0]
+
+
+def exp(a):
+    return Exp.apply(_float(a, "exp"))
+
+
+def log(a):
+    return Log.apply(_float(a, "log"))
+
+
+def relu(a):
+    return ReLU.apply(_float(a, "relu"))
+
+
+def leaky_relu(a, negative_slope=0.01):
+    if not 0 <= negative_slope < 1:
+        raise ValueError(f"leaky_relu(negative_slope): expected a value in [0, 1), received {negative_slope}")
+    return LeakyReLU.apply(_float(a, "leaky_relu"), slope=float(negative_slope))
+
+
+def sigmoid(a):
+    return Sigmoid.apply(_float(a, "sigmoid"))
+
+
+def log_sigmoid(a):
+    return LogSigmoid.apply(_float(a, "log_sigmoid"))
+
+
+def tanh(a):
+    return Tanh.apply(_float(a, "tanh"))
+
+
+def softmax(a, axis=-1):
+    a = _float(a, "softmax")
+    return Softmax.apply(a, axis=_axis1(axis, a.ndim, "softmax"))
+
+
+def log_softmax(a, axis=-1):
+    a = _float(a, "log_softmax")
+    return LogSoftmax.apply(a, axis=_axis1(axis, a.ndim, "log_softmax"))
+
+
+def maximum(a, b):
+    """The max gate: the upstream gradient goes to the larger input."""
+    a, b = _pair(a, b)
+    _check_broadcast("maximum", a, b)
+    return Maximum.apply(a, b)

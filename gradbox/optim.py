@@ -1,0 +1,191 @@
+"""Optimizers: the notes' update W := W - α·dW, and its refinements.
+
+All updates happen in place on ``param.data`` and follow PyTorch's formulas, so
+results match ``torch.optim`` step for step.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .tensor import Tensor
+
+
+def _check(name, value, who, low=0.0, high=None, low_open=False):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low}" + (f" and < {high}" if high is not None else "")
+        raise ValueError(f"{who}({name}): expected a finite number {bound}, received {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    """Base class: keeps an ordered list of parameters and per-parameter state."""
+
+    def __init__(self, params, defaults: dict):
+        who = type(self).__name__
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"{who}(params): expected an ordered iterable of parameters, received a set (order is random)")
+        if isinstance(params, Tensor):
+            raise TypeError(f"{who}(params): expected an iterable of parameters, received a single Tensor")
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{who}(params): expected at least one parameter, received an empty list")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(f"{who}(params[{i}]): expected a Tensor with requires_grad=True, received {p!r:.60}")
+        self.defaults = dict(defaults)
+        for k, v in defaults.items():
+            setattr(self, k, v)
+        self.state = [dict() for _ in self.params]
+        self.step_count = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        self.step_count += 1
+        for p, state in zip(self.params, self.state):
+            if p.grad is not None:
+                self._update(p.data, p.grad, state)
+
+    def _update(self, w, g, state):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Hyperparameters, step count and per-parameter buffers (copies)."""
+        hyper = {k: getattr(self, k) for k in self.defaults}
+        state = {f"{i}.{k}": np.array(v, copy=True) for i, s in enumerate(self.state) for k, v in s.items()}
+        return {"type": type(self).__name__, "hyper": hyper, "step_count": self.step_count, "state": state}
+
+    def load_state_dict(self, sd: dict) -> None:
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(sd, dict) or sd.get("type") != type(self).__name__:
+            got = sd.get("type") if isinstance(sd, dict) else type(sd).__name__
+            raise ValueError(f"{who}: expected state of a {type(self).__name__}, received {got!r}")
+        new_state = [dict() for _ in self.params]
+        for key, value in sd["state"].items():
+            index, _, name = key.partition(".")
+            if not index.isdigit() or int(index) >= len(self.params):
+                raise ValueError(f"{who}: expected keys '<param index>.<buffer>', received {key!r}")
+            p = self.params[int(index)]
+            value = np.asarray(value)
+            if value.shape != p.shape or value.dtype != p.dtype:
+                raise ValueError(
+                    f"{who}[{key!r}]: expected {p.dtype} array of shape {p.shape}, received {value.dtype} {value.shape}"
+                )
+            new_state[int(index)][name] = value.copy()
+        for k in self.defaults:
+            if k in sd["hyper"]:
+                setattr(self, k, sd["hyper"][k])
+        self.state = new_state
+        self.step_count = int(sd["step_count"])
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum and weight decay.
+
+    g ← dW + weight_decay·W;  v ← momentum·v + g;  W ← W - lr·(g + momentum·v if nesterov else v).
+
+    >>> import gradbox as gb
+    >>> w = gb.nn.Parameter([1.0]); w.grad = w.data * 0 + 0.5
+    >>> gb.optim.SGD([w], lr=0.1).step(); w.data
+    array([0.95], dtype=float32)
+    """
+
+    def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+        who = "SGD"
+        defaults = dict(
+            lr=_check("lr", lr, who),
+            momentum=_check("momentum", momentum, who, high=1.0),
+            weight_decay=_check("weight_decay", weight_decay, who),
+            nesterov=bool(nesterov),
+        )
+        if nesterov and momentum == 0:
+            raise ValueError("SGD(nesterov=True): expected momentum > 0, received momentum=0")
+        super().__init__(params, defaults)
+
+    def _update(self, w, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * w
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, copy=True)
+            else:
+                buf *= self.momentum
+                buf += g
+            g = g + self.momentum * buf if self.nesterov else buf
+        w -= w.dtype.type(self.lr) * g
+
+
+class RMSprop(Optimizer):
+    """s ← alpha·s + (1-alpha)·g²;  W ← W - lr·g / (√s + eps)."""
+
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0):
+        who = "RMSprop"
+        defaults = dict(
+            lr=_check("lr", lr, who),
+            alpha=_check("alpha", alpha, who, high=1.0),
+            eps=_check("eps", eps, who, low_open=True),
+            weight_decay=_check("weight_decay", weight_decay, who),
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, w, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * w
+        s = state.setdefault("square_avg", np.zeros_like(w))
+        s *= self.alpha
+        s += (1 - self.alpha) * g * g
+        w -= self.lr * g / (np.sqrt(s) + self.eps)
+
+
+class Adam(Optimizer):
+    """m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;  W ← W - lr·m̂ / (√v̂ + eps)."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        who = type(self).__name__
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{who}(betas): expected a pair (beta1, beta2), received {betas!r}")
+        defaults = dict(
+            lr=_check("lr", lr, who),
+            beta1=_check("betas[0]", betas[0], who, high=1.0),
+            beta2=_check("betas[1]", betas[1], who, high=1.0),
+            eps=_check("eps", eps, who, low_open=True),
+            weight_decay=_check("weight_decay", weight_decay, who),
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, w, g, state):
+        if self.weight_decay:
+            if self.decoupled:
+                w *= 1 - self.lr * self.weight_decay
+            else:
+                g = g + self.weight_decay * w
+        t = self.step_count  # NOTE: one step counter for all parameters
+        m = state.setdefault("exp_avg", np.zeros_like(w))
+        v = state.setdefault("exp_avg_sq", np.zeros_like(w))
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * g * g
+        bias1 = 1 - self.beta1**t
+        bias2 = 1 - self.beta2**t
+        denom = np.sqrt(v) / math.sqrt(bias2) + self.eps
+        w -= (self.lr / bias1) * m / denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: W ← W·(1 - lr·weight_decay) before the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr, betas, eps, weight_decay)

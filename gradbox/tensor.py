@@ -1,0 +1,300 @@
+"""``Tensor``: a NumPy array that remembers the box that made it."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .function import Function, is_grad_enabled
+
+_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _to_array(data, dtype=None, name="data") -> np.ndarray:
+    """Convert user data to an ndarray, refusing what a network cannot hold."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, np.ndarray):
+        arr = data
+    else:
+        try:
+            arr = np.asarray(data)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{name}: expected a rectangular array, received a ragged sequence ({exc})") from None
+        # NOTE: like torch.tensor, Python floats default to float32.
+        if dtype is None and arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{name}: expected numeric (float, int or bool) data, received dtype {arr.dtype}"
+        )
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "fiub":
+            raise TypeError(f"dtype: expected a float, int or bool dtype, received {dtype}")
+        if arr.dtype != dtype:
+            arr = arr.astype(dtype)
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array with reverse-mode automatic differentiation.
+
+    Parameters
+    ----------
+    data : array_like
+        The values. NumPy float arrays keep their dtype; Python floats become
+        float32 (PyTorch's habit). Writing into ``.data`` in place updates the tensor.
+    requires_grad : bool
+        Record operations on this tensor so that ``backward`` fills ``.grad``.
+    dtype : numpy dtype, optional
+        Convert to this dtype.
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> x = gb.Tensor([2.0, 3.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    array([4., 6.], dtype=float32)
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retain", "name", "__weakref__")
+    __array_priority__ = 1000  # make ndarray * Tensor call Tensor.__rmul__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
+        arr = _to_array(data, dtype)
+        if requires_grad and arr.dtype not in _FLOATS:
+            raise TypeError(
+                f"requires_grad=True: expected a floating-point tensor, received dtype {arr.dtype}"
+            )
+        self.data = arr
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx = None
+        self._retain = False
+        self.name = name
+
+    @classmethod
+    def _from_op(cls, data: np.ndarray, requires_grad: bool) -> "Tensor":
+        t = cls.__new__(cls)
+        t.data = data
+        t.grad = None
+        t.requires_grad = requires_grad
+        t._ctx = None
+        t._retain = False
+        t.name = None
+        return t
+
+    # --- plain properties -------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    is_leaf = property(lambda self: self._ctx is None)
+
+    def __len__(self):
+        return len(self.data)
+
+    def numpy(self) -> np.ndarray:
+        """The underlying array (shared, not copied), like ``torch.Tensor.numpy``."""
+        return self.data
+
+    def item(self) -> float:
+        if self.data.size != 1:
+            raise ValueError(f"item(): expected a tensor with one element, received shape {self.shape}")
+        return self.data.item()
+
+    def detach(self) -> "Tensor":
+        """A tensor sharing the same data, cut from the graph."""
+        return Tensor._from_op(self.data, False)
+
+    def astype(self, dtype) -> "Tensor":
+        from . import ops
+
+        return ops.cast(self, dtype)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after backward (for pictures)."""
+        self._retain = True
+
+    def __repr__(self):
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        if self._ctx is not None:
+            extra = f", grad_fn={self._ctx.name}"
+        body = np.array2string(self.data, separator=", ", prefix="Tensor(")
+        return f"Tensor({body}, dtype={self.dtype}{extra})"
+
+    def __bool__(self):
+        raise TypeError("the truth value of a Tensor is ambiguous; compare .item() or use .data")
+
+    # --- backpropagation --------------------------------------------------
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Backpropagate from this tensor, accumulating ``.grad`` on leaves.
+
+        The graph is sorted topologically with an explicit stack (no recursion,
+        so a 10,000-deep chain is fine) and walked once in reverse. A node that
+        is used many times receives the sum of its gradients before its own box
+        runs. Unless ``retain_graph`` is true, each box's cache is freed as soon
+        as it has been used.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad and has no graph")
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(
+                    f"backward(): grad can be implicit only for a scalar output; "
+                    f"received shape {self.shape}, so pass grad= of that shape"
+                )
+            grad = np.ones_like(self.data)
+        else:
+            grad = _to_array(grad, name="grad")
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(grad=...): expected shape {self.shape}, received {grad.shape}")
+            grad = grad.astype(self.dtype, copy=False)
+
+        order = _topological_order(self)
+        grads = {id(self): grad}
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            ctx = node._ctx
+            if ctx is None or node._retain:
+                # NOTE: copy on first store; a box may hand the same array to two inputs.
+                node.grad = np.array(g, copy=True) if node.grad is None else node.grad + g
+            if ctx is None:
+                continue
+            if getattr(ctx, "_released", False):
+                raise RuntimeError(
+                    "backward(): this graph was already used and freed; pass retain_graph=True "
+                    "to the first backward() to backpropagate twice"
+                )
+            in_grads = ctx.backward(g)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            for parent, pg in zip(ctx.parents, in_grads):
+                if pg is None or not parent.requires_grad:
+                    continue
+                key = id(parent)
+                grads[key] = pg if key not in grads else grads[key] + pg
+            if not retain_graph:
+                ctx.release()
+
+    # --- operators (defined in ops.py) ------------------------------------
+    def __add__(self, other):
+        return ops.add(self, other)
+
+    def __radd__(self, other):
+        return ops.add(other, self)
+
+    def __sub__(self, other):
+        return ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return ops.sub(other, self)
+
+    def __mul__(self, other):
+        return ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.div(other, self)
+
+    def __pow__(self, exponent):
+        return ops.pow(self, exponent)
+
+    def __neg__(self):
+        return ops.neg(self)
+
+    def __matmul__(self, other):
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(other, self)
+
+    def __getitem__(self, index):
+        return ops.getitem(self, index)
+
+    def sum(self, axis=None, keepdims=False):
+        return ops.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return ops.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return ops.max(self, axis, keepdims)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return ops.reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return ops.transpose(self, axes or None)
+
+    @property
+    def T(self):
+        return ops.transpose(self, None)
+
+    def exp(self):
+        return ops.exp(self)
+
+    def log(self):
+        return ops.log(self)
+
+    def relu(self):
+        return ops.relu(self)
+
+    def sigmoid(self):
+        return ops.sigmoid(self)
+
+    def tanh(self):
+        return ops.tanh(self)
+
+
+def _topological_order(root: Tensor) -> list:
+    """Post-order of the graph under ``root``, computed without recursion."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if node._ctx is not None:
+            for parent in node._ctx.parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+def as_tensor(value, like: Tensor | None = None) -> Tensor:
+    """Wrap a constant. Python scalars take the dtype of ``like`` (no upcast)."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (numbers.Number, np.number)) and not isinstance(value, (bool, np.bool_)):
+        if isinstance(value, complex) or np.iscomplexobj(value):
+            raise TypeError(f"expected a real number, received complex value {value!r}")
+        dtype = like.dtype if like is not None and like.dtype in _FLOATS else np.float32
+        if like is None and isinstance(value, np.floating):
+            dtype = value.dtype
+        return Tensor._from_op(np.asarray(value, dtype=dtype), False)
+    return Tensor(value)
+
+
+from . import ops  # noqa: E402  (ops needs Tensor; Tensor's operators need ops)
