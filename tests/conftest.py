@@ -23,3 +23,14 @@ def shared_data():
     if not os.path.exists(os.path.join(path, "train_catvnoncat.h5")):
         pytest.skip("../shared/data/*_catvnoncat.h5 not present")
     return path
+
+
+# The worst relative error seen by the float64 gradient checks, printed at the end of the run.
+GRADCHECK_ERRORS = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if GRADCHECK_ERRORS:
+        terminalreporter.write_line(
+            f"gradcheck: {len(GRADCHECK_ERRORS)} float64 checks, worst relative error {max(GRADCHECK_ERRORS):.2e}"
+        )
