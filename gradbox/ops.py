@@ -13,6 +13,10 @@ from .function import Function, unbroadcast
 from .tensor import _FLOATS, Tensor, as_tensor
 
 
+# NOTE: exp(-large) underflows to 0 by design; that is exact, not an error worth a warning.
+_quiet = np.errstate(under="ignore")
+
+
 def _pair(a, b):
     """Turn two operands into tensors of one float dtype, refusing silent upcasts."""
     if isinstance(a, Tensor) and not isinstance(b, Tensor):
@@ -328,6 +332,7 @@ def cast(a, dtype):
 
 # --- elementwise ------------------------------------------------------------
 class Exp(Function):
+    @_quiet
     def forward(self, a):
         self.out = np.exp(a)
         return self.out
@@ -363,6 +368,7 @@ class LeakyReLU(Function):
         return g * self.scale
 
 
+@_quiet
 def _sigmoid(a):
     # NOTE: exp(-|a|) never overflows, so this is exact and finite for any input.
     e = np.exp(-np.abs(a))
@@ -370,20 +376,24 @@ def _sigmoid(a):
 
 
 class Sigmoid(Function):
+    @_quiet
     def forward(self, a):
         self.out = _sigmoid(a)
         return self.out
 
+    @_quiet
     def backward(self, g):
         s = self.out
         return g * s * (1 - s)
 
 
 class LogSigmoid(Function):
+    @_quiet
     def forward(self, a):
         self.a = a
         return np.minimum(a, 0) - np.log1p(np.exp(-np.abs(a)))
 
+    @_quiet
     def backward(self, g):
         return g * _sigmoid(-self.a)
 
@@ -397,29 +407,34 @@ class Tanh(Function):
         return g * (1 - self.out * self.out)
 
 
+@_quiet
 def _log_softmax(a, axis):
     shifted = a - a.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 class Softmax(Function):
+    @_quiet
     def forward(self, a, axis):
         self.axis = axis
         self.out = np.exp(_log_softmax(a, axis))
         return self.out
 
+    @_quiet
     def backward(self, g):
         s = self.out
         return s * (g - (g * s).sum(axis=self.axis, keepdims=True))
 
 
 class LogSoftmax(Function):
+    @_quiet
     def forward(self, a, axis):
         self.axis = axis
         out = _log_softmax(a, axis)
         self.softmax = np.exp(out)
         return out
 
+    @_quiet
     def backward(self, g):
         return g - self.softmax * g.sum(axis=self.axis, keepdims=True)
 

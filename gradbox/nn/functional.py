@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..function import Function
-from ..ops import _log_softmax, _sigmoid
+from ..ops import _log_softmax, _quiet, _sigmoid
 from ..tensor import _FLOATS, Tensor, as_tensor
 
 
@@ -46,12 +46,14 @@ class CrossEntropyFunction(Function):
     Backward is (softmax(logits) - one_hot(labels)) / N, with respect to the logits.
     """
 
+    @_quiet
     def forward(self, logits, labels):
         n = logits.shape[0]
         logp = _log_softmax(logits, axis=1)
         self.labels, self.probs = labels, np.exp(logp)
         return np.asarray(-logp[np.arange(n), labels].sum() / n, dtype=logits.dtype)
 
+    @_quiet
     def backward(self, g):
         n = self.probs.shape[0]
         grad = self.probs.copy()
@@ -63,11 +65,13 @@ class CrossEntropyFunction(Function):
 class BCEWithLogitsFunction(Function):
     """Mean of max(z,0) - z·y + log(1 + exp(-|z|)): finite for any logit z."""
 
+    @_quiet
     def forward(self, z, y):
         self.z, self.y = z, y
         loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
         return np.asarray(loss.mean(), dtype=z.dtype)
 
+    @_quiet
     def backward(self, g):
         n = self.z.size
         gz = (_sigmoid(self.z) - self.y) * (g / n) if self.needs_input_grad[0] else None

@@ -1,0 +1,286 @@
+"""Modules, layers, losses and initialisers: behaviour and error messages."""
+import numpy as np
+import pytest
+
+import gradbox as gb
+from gradbox import Tensor, nn
+
+
+def mlp(seed=0, dtype=np.float32):
+    return nn.Sequential(
+        nn.Linear(4, 8, dtype=dtype, rng=seed), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3, dtype=dtype, rng=seed + 1)
+    )
+
+
+def test_parameters_have_a_fixed_order_and_dotted_names():
+    model = mlp()
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "3.weight", "3.bias"]
+    assert [p.shape for p in model.parameters()] == [(8, 4), (8,), (3, 8), (3,)]
+    assert list(model.parameters())[0] is model[0].weight
+
+
+def test_shared_parameters_are_listed_once():
+    lin = nn.Linear(3, 3, rng=0)
+    model = nn.Sequential(lin, nn.Tanh(), lin)
+    assert len(list(model.parameters())) == 2
+
+
+def test_layer_used_twice_keeps_two_caches():
+    """Per-call contexts: the same Linear twice in one graph gets both gradient terms."""
+    lin = nn.Linear(2, 2, dtype=np.float64, rng=0)
+    x = Tensor(np.array([[1.0, -2.0]]))
+    out = lin(gb.tanh(lin(x))).sum()
+    out.backward()
+    W = lin.weight.data
+
+    def f():
+        with gb.no_grad():
+            return lin(gb.tanh(lin(x))).sum().item()
+
+    numeric = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        orig = W[idx]
+        W[idx] = orig + 1e-6
+        plus = f()
+        W[idx] = orig - 1e-6
+        minus = f()
+        W[idx] = orig
+        numeric[idx] = (plus - minus) / 2e-6
+    assert gb.relative_error(lin.weight.grad, numeric) < 1e-8
+
+
+def test_weight_is_out_by_in_and_bias_starts_at_zero():
+    lin = nn.Linear(784, 10, rng=0)
+    assert lin.weight.shape == (10, 784) and lin.bias.shape == (10,)
+    assert lin.weight.dtype == np.float32
+    assert not np.any(lin.bias.data) and np.all(lin.weight.data != 0).mean() > 0.99
+    assert nn.Linear(3, 2, bias=False).bias is None
+    assert len(list(nn.Linear(3, 2, bias=False).parameters())) == 1
+
+
+def test_linear_shape_error_names_layer_expected_and_received():
+    lin = nn.Linear(784, 10)
+    with pytest.raises(ValueError) as info:
+        lin(np.zeros((32, 28, 28), dtype=np.float32))
+    assert str(info.value) == "Linear(in_features=784): expected input of shape (N, 784), received (32, 28, 28)"
+    with pytest.raises(TypeError, match="expected input of dtype float32, received float64"):
+        lin(np.zeros((2, 784)))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(in_features=0, out_features=2), r"Linear\(in_features\): expected a positive int, received 0"),
+        (dict(in_features=2.5, out_features=2), r"expected a positive int, received 2.5"),
+        (dict(in_features=2, out_features=-1), r"Linear\(out_features\): expected a positive int, received -1"),
+        (dict(in_features=2, out_features=2, dtype=np.int32), r"Linear\(dtype\): expected float32 or float64"),
+        (dict(in_features=2, out_features=2, init="zeros"), r"init: expected one of"),
+    ],
+)
+def test_linear_validates_arguments(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        nn.Linear(**kwargs)
+
+
+def test_linear_skips_input_gradient_when_not_needed():
+    lin = nn.Linear(3, 2, dtype=np.float64, rng=0)
+    x = Tensor(np.ones((4, 3)))
+    out = lin(x)
+    calls = {}
+    original = out._ctx.backward
+
+    def spy(g):
+        grads = original(g)
+        calls["dx"] = grads[0]
+        return grads
+
+    out._ctx.backward = spy
+    out.sum().backward()
+    assert calls["dx"] is None and lin.weight.grad is not None
+
+
+def test_linear_backward_uses_the_notes_formulas():
+    rng = np.random.default_rng(0)
+    lin = nn.Linear(3, 2, dtype=np.float64, rng=0)
+    X = Tensor(rng.normal(size=(5, 3)), requires_grad=True)
+    dZ = rng.normal(size=(5, 2))
+    lin(X).backward(dZ)
+    W = lin.weight.data
+    np.testing.assert_allclose(X.grad, dZ @ W)  # dA[l-1] = W^T dZ, transposed
+    np.testing.assert_allclose(lin.weight.grad, dZ.T @ X.data)  # dW = dZ A^T
+    np.testing.assert_allclose(lin.bias.grad, dZ.sum(axis=0))  # db = sum dZ
+
+
+def test_train_eval_switches_dropout():
+    model = mlp()
+    x = np.ones((200, 4), dtype=np.float32)
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    np.testing.assert_array_equal(model(x).data, model(x).data)
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_dropout_is_inverted_and_identity_in_eval():
+    gb.manual_seed(0)
+    drop = nn.Dropout(0.25)
+    x = np.ones((1000, 100), dtype=np.float32)
+    y = drop(Tensor(x)).data
+    kept = y != 0
+    assert abs(kept.mean() - 0.75) < 0.01
+    np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)
+    drop.eval()
+    assert drop(Tensor(x)).data is x
+    with pytest.raises(ValueError, match=r"Dropout\(p\): expected a probability in \[0, 1\), received 1.0"):
+        nn.Dropout(1.0)
+
+
+def test_state_dict_round_trip_and_validation():
+    a, b = mlp(0), mlp(5)
+    sd = a.state_dict()
+    assert list(sd) == ["0.weight", "0.bias", "3.weight", "3.bias"]
+    sd["0.weight"][0, 0] = 123.0  # a copy: the model is unchanged
+    assert a[0].weight.data[0, 0] != 123.0
+    b.load_state_dict(a.state_dict())
+    for p, q in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    bad = a.state_dict()
+    bad["3.bias"] = np.zeros(4, dtype=np.float32)
+    before = b.state_dict()
+    with pytest.raises(ValueError, match=r"load_state_dict\['3.bias'\]: expected shape \(3,\), received \(4,\)"):
+        b.load_state_dict(bad)
+    for k, v in b.state_dict().items():  # nothing changed by the failed load
+        np.testing.assert_array_equal(v, before[k])
+    with pytest.raises(ValueError, match="missing"):
+        b.load_state_dict({"0.weight": sd["0.weight"]})
+    wrong_dtype = {k: v.astype(np.float64) for k, v in a.state_dict().items()}
+    with pytest.raises(TypeError, match="expected dtype float32, received float64"):
+        b.load_state_dict(wrong_dtype)
+
+
+def test_custom_module_registers_in_assignment_order():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hidden = nn.Linear(2, 3, rng=0)
+            self.out = nn.Linear(3, 1, rng=1)
+
+        def forward(self, x):
+            return self.out(gb.relu(self.hidden(x)))
+
+    net = Net()
+    assert [n for n, _ in net.named_parameters()] == ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]
+    assert net(np.ones((5, 2), dtype=np.float32)).shape == (5, 1)
+
+    class Forgot(nn.Module):
+        def __init__(self):
+            self.x = 1
+
+    with pytest.raises(RuntimeError, match=r"call super\(\).__init__\(\)"):
+        Forgot()
+
+
+def test_sequential_and_activation_modules():
+    x = Tensor(np.array([[-1.0, 0.5, 2.0]]))
+    np.testing.assert_allclose(nn.ReLU()(x).data, [[0, 0.5, 2.0]])
+    np.testing.assert_allclose(nn.LeakyReLU(0.1)(x).data, [[-0.1, 0.5, 2.0]])
+    np.testing.assert_allclose(nn.Sigmoid()(x).data, 1 / (1 + np.exp(-x.data)))
+    np.testing.assert_allclose(nn.Tanh()(x).data, np.tanh(x.data))
+    np.testing.assert_allclose(nn.Softmax(dim=1)(x).data.sum(), 1.0)
+    assert nn.Flatten()(Tensor(np.ones((2, 3, 4)))).shape == (2, 12)
+    with pytest.raises(TypeError, match="expected Module arguments"):
+        nn.Sequential(nn.ReLU(), "relu")
+    assert "Linear(in_features=4, out_features=8, bias=True)" in repr(mlp())
+
+
+def test_cross_entropy_value_and_gradient_are_softmax_minus_one_hot_over_m():
+    z = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+    y = np.array([0, 2])
+    t = Tensor(z, requires_grad=True)
+    loss = nn.CrossEntropyLoss()(t, y)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    assert loss.item() == pytest.approx(-np.mean(np.log(p[[0, 1], y])))
+    loss.backward()
+    np.testing.assert_allclose(t.grad, (p - np.eye(3)[y]) / 2)
+
+
+@pytest.mark.parametrize(
+    "logits,labels,exc,message",
+    [
+        (np.zeros((2, 3)), np.array([0, 3]), ValueError, r"expected labels in \[0, 3\), received values in \[0, 3\]"),
+        (np.zeros((2, 3)), np.array([-1, 0]), ValueError, r"expected labels in \[0, 3\)"),
+        (np.zeros((2, 3)), np.array([0, 1, 2]), ValueError, r"expected labels of shape \(2,\) to match logits"),
+        (np.zeros((2, 3)), np.array([0.0, 1.0]), TypeError, "expected integer class labels, received dtype float64"),
+        (np.zeros(3), np.array([0]), ValueError, r"expected a non-empty logits of shape \(N, C\), received \(3,\)"),
+        (np.zeros((0, 3)), np.array([], dtype=int), ValueError, "non-empty"),
+    ],
+)
+def test_cross_entropy_errors(logits, labels, exc, message):
+    with pytest.raises(exc, match=message):
+        nn.CrossEntropyLoss()(logits, labels)
+
+
+def test_bce_and_mse_errors():
+    with pytest.raises(ValueError, match=r"BCEWithLogitsLoss: expected targets in \[0, 1\]"):
+        nn.BCEWithLogitsLoss()(np.zeros(3), np.array([0.0, 2.0, 1.0]))
+    with pytest.raises(ValueError, match=r"BCEWithLogitsLoss: expected target of shape \(3,\) to match input"):
+        nn.BCEWithLogitsLoss()(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match=r"MSELoss: expected target of shape \(2, 2\) to match input, received \(4,\)"):
+        nn.MSELoss()(np.zeros((2, 2)), np.zeros(4))
+    # (N,) labels for (N, 1) logits are accepted, as a user would expect
+    assert nn.BCEWithLogitsLoss()(np.zeros((3, 1)), np.array([0, 1, 1])).item() == pytest.approx(np.log(2))
+
+
+def test_losses_are_finite_for_extreme_logits_without_warnings():
+    with np.errstate(all="raise"):
+        z = Tensor(np.array([[1e4, -1e4], [-1e30, 1e30]]), requires_grad=True)
+        loss = nn.CrossEntropyLoss()(z, np.array([0, 0]))
+        loss.backward()
+        assert np.isfinite(loss.item()) and np.all(np.isfinite(z.grad))
+        b = Tensor(np.array([1e4, -1e4, 1e30]), requires_grad=True)
+        bl = nn.BCEWithLogitsLoss()(b, np.array([0.0, 1.0, 1.0]))
+        bl.backward()
+        assert np.isfinite(bl.item()) and np.all(np.isfinite(b.grad))
+        s = gb.sigmoid(Tensor(np.array([-1e4, 1e4])))
+        np.testing.assert_array_equal(s.data, [0.0, 1.0])
+        ls = gb.log_sigmoid(Tensor(np.array([-1e4, 1e4])))
+        np.testing.assert_allclose(ls.data, [-1e4, 0.0])
+        sm = gb.softmax(Tensor(np.array([[1e4, 0.0, -1e4]])))
+        np.testing.assert_allclose(sm.data, [[1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("name", ["he_normal", "he_uniform", "xavier_normal", "xavier_uniform"])
+def test_initialisers_are_seeded_never_zero_and_scaled(name):
+    init = nn.init.get_initializer(name)
+    a = init(nn.Parameter(np.zeros((400, 300))), rng=1)
+    b = init(nn.Parameter(np.zeros((400, 300))), rng=np.random.default_rng(1))
+    c = init(nn.Parameter(np.zeros((400, 300))), rng=2)
+    np.testing.assert_array_equal(a.data, b.data)
+    assert not np.array_equal(a.data, c.data)
+    assert np.count_nonzero(a.data) == a.size
+    fan_in, fan_out = 300, 400
+    expected = np.sqrt(2 / fan_in) if name.startswith("he") else np.sqrt(2 / (fan_in + fan_out))
+    assert a.data.std() == pytest.approx(expected, rel=0.03)
+    # distinct hidden units: no symmetric rows
+    assert len(np.unique(a.data.round(6), axis=0)) == 400
+
+
+def test_manual_seed_makes_construction_reproducible():
+    gb.manual_seed(42)
+    a = nn.Linear(5, 5)
+    gb.manual_seed(42)
+    b = nn.Linear(5, 5)
+    np.testing.assert_array_equal(a.weight.data, b.weight.data)
+    state = gb.get_rng_state()
+    x = gb.random.default_generator().random(3)
+    gb.set_rng_state(state)
+    np.testing.assert_array_equal(gb.random.default_generator().random(3), x)
+    with pytest.raises(ValueError, match="seed: expected a non-negative int"):
+        gb.manual_seed(-1)
+
+
+def test_module_astype_converts_parameters():
+    model = mlp().astype(np.float64)
+    assert all(p.dtype == np.float64 for p in model.parameters())
+    assert model(np.ones((2, 4))).dtype == np.float64
