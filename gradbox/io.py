@@ -639,9 +639,9 @@ def save_model(path, model, *, arrays: Mapping | None = None, metadata: dict | N
             bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
             raise ValueError(f"model: expected finite weights, received {bad} NaN/inf values in parameter "
                              f"{name!r} (the model diverged; nothing was written)")
-    extra = dict(arrays or {})
     if arrays is not None and not isinstance(arrays, Mapping):
         raise TypeError(f"arrays: expected a mapping of name to array, received {type(arrays).__name__}")
+    extra = dict(arrays or {})
     table, mapping = {}, {}
     for name, value in state.items():
         key = f"model.{name}"
