@@ -7,6 +7,7 @@ loaded on first use, so ``import gradbox`` stays fast.
 from importlib import import_module as _import_module
 
 from . import nn, optim
+from .errors import NonFiniteError
 from .function import Function, is_grad_enabled, no_grad
 from .gradcheck import check_gradients, gradcheck, relative_error
 from .ops import (
@@ -41,7 +42,7 @@ def tensor(data, requires_grad=False, dtype=None) -> Tensor:
 
 
 __all__ = [
-    "Tensor", "tensor", "Function", "no_grad", "is_grad_enabled", "nn", "optim",
+    "Tensor", "tensor", "Function", "NonFiniteError", "no_grad", "is_grad_enabled", "nn", "optim",
     "gradcheck", "check_gradients", "relative_error", "manual_seed", "get_rng_state", "set_rng_state",
     "exp", "log", "relu", "leaky_relu", "sigmoid", "log_sigmoid", "tanh", "softmax", "log_softmax",
     "maximum", "matmul", "sum", "mean", "max", "reshape", "transpose", *_LAZY,

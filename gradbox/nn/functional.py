@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import NonFiniteError, first_nonfinite
 from ..function import Function
 from ..ops import _log_softmax, _quiet, _sigmoid
 from ..tensor import _FLOATS, Tensor, as_tensor
@@ -129,7 +130,21 @@ def cross_entropy(logits, labels) -> Tensor:
         raise ValueError(f"{who}: expected labels of shape ({n},) to match logits {logits.shape}, received {y.shape}")
     if y.size and (y.min() < 0 or y.max() >= c):
         raise ValueError(f"{who}: expected labels in [0, {c}), received values in [{y.min()}, {y.max()}]")
-    return CrossEntropyFunction.apply(logits, Tensor._from_op(y, False))
+    return _finite(CrossEntropyFunction.apply(logits, Tensor._from_op(y, False)), who, logits=logits)
+
+
+def _finite(loss: Tensor, who: str, **inputs) -> Tensor:
+    """Refuse a NaN/inf loss, naming the input that caused it.
+
+    NOTE: checking the scalar result costs nothing; the inputs are scanned only
+    when it is already non-finite (a loss of finite inputs never overflows here).
+    """
+    if np.isfinite(loss.data):
+        return loss
+    for name, t in inputs.items():
+        if not np.isfinite(t.data).all():
+            raise NonFiniteError(f"{who}: expected finite {name}, received {first_nonfinite(t.data)}")
+    raise NonFiniteError(f"{who}: expected a finite loss, received {loss.data} from finite inputs")
 
 
 def _target_like(pred: Tensor, target, who: str) -> Tensor:
@@ -155,7 +170,7 @@ def binary_cross_entropy_with_logits(logits, target) -> Tensor:
     t = target.data
     if t.size and (np.nanmin(t) < 0 or np.nanmax(t) > 1):
         raise ValueError(f"{who}: expected targets in [0, 1], received values in [{t.min()}, {t.max()}]")
-    return BCEWithLogitsFunction.apply(logits, target)
+    return _finite(BCEWithLogitsFunction.apply(logits, target), who, logits=logits, target=target)
 
 
 def mse_loss(pred, target) -> Tensor:
@@ -163,4 +178,5 @@ def mse_loss(pred, target) -> Tensor:
     pred = _as_float_input(pred, who)
     if pred.size == 0:
         raise ValueError(f"{who}: expected a non-empty input, received shape {pred.shape}")
-    return MSEFunction.apply(pred, _target_like(pred, target, who))
+    target = _target_like(pred, target, who)
+    return _finite(MSEFunction.apply(pred, target), who, input=pred, target=target)
