@@ -340,7 +340,7 @@ def _draw_scalar(node_lines, lines, nodes, ids, consumers, root_ids, locals_, sh
         for target, index, consumer in targets:
             parts = [f"<b>{_esc(_num(value))}</b>"]
             grad = None
-            detail = ""
+            detail = local_text = ""
             if consumer is None:  # the arrow out of the root: its upstream gradient
                 g = _grad_of(t, show_grad)
                 grad = None if g is None else float(g.reshape(-1)[0])
@@ -351,16 +351,17 @@ def _draw_scalar(node_lines, lines, nodes, ids, consumers, root_ids, locals_, sh
                     upv = float(up.reshape(-1)[0])
                     grad = upv * local
                     detail = f"{_num(upv)} × {_num(local)}"
-                elif local is not None:
-                    detail = f"∂/∂in = {_num(local)}"
-                elif len(targets) == 1:
-                    g = _grad_of(t, show_grad)
-                    grad = None if g is None else float(g.reshape(-1)[0])
+                else:
+                    if len(targets) == 1:  # the tensor's own gradient is this arrow's
+                        g = _grad_of(t, show_grad)
+                        grad = None if g is None else float(g.reshape(-1)[0])
+                    if local is not None:
+                        local_text = f"∂/∂in = {_num(local)}"
             if grad is not None:
                 text = f"{detail} = {_num(grad)}" if detail else _num(grad)
                 parts.append(f'<font color="{_GRAD_COLOUR}">← {_esc(text)}</font>')
-            elif detail:
-                parts.append(f'<font color="{_LOCAL_COLOUR}" point-size="10">{_esc(detail)}</font>')
+            if local_text:
+                parts.append(f'<font color="{_LOCAL_COLOUR}" point-size="10">{_esc(local_text)}</font>')
             label = "<br/>".join(parts)
             lines.append(f"  {nid} -> {target} [label=<{label}>];")
 
