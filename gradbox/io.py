@@ -305,6 +305,9 @@ def save(arrays: Mapping, path, metadata: dict | None = None) -> None:
     >>> save({"w": np.eye(2)}, p); load(p)["w"].shape
     (2, 2)
     """
+    if isinstance(arrays, (str, os.PathLike)) and isinstance(path, Mapping):
+        raise TypeError(f"arrays: expected a mapping of name to array, received the path {os.fspath(arrays)!r} "
+                        "(the order is save(arrays, path))")
     _write(path, _serialize_parts(arrays, metadata))
 
 

@@ -378,3 +378,8 @@ def test_lazy_exports():
     assert gb.save_model is gio.save_model and gb.load_model is gio.load_model
     assert gb.io.ModelFileError is ModelFileError
     assert errno.ENOSPC  # used by test_io_crash
+
+
+def test_save_argument_order_hint(tmp_path):
+    with pytest.raises(TypeError, match=r"received the path .*the order is save\(arrays, path\)"):
+        gb.save(tmp_path / "x.gbx", {"a": np.ones(1)})
