@@ -19,8 +19,11 @@ def _to_array(data, dtype=None, name="data") -> np.ndarray:
     else:
         try:
             arr = np.asarray(data)
-        except ValueError as exc:  # ragged nested lists
-            raise ValueError(f"{name}: expected a rectangular array, received a ragged sequence ({exc})") from None
+        except ValueError:  # ragged nested lists
+            lengths = [len(r) if hasattr(r, "__len__") else "scalar" for r in list(data)[:6]]
+            raise ValueError(
+                f"{name}: expected a rectangular array, received a ragged sequence (row lengths {lengths})"
+            ) from None
         # NOTE: like torch.tensor, Python floats default to float32.
         if dtype is None and arr.dtype == np.float64:
             arr = arr.astype(np.float32)

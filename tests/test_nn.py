@@ -63,7 +63,7 @@ def test_linear_shape_error_names_layer_expected_and_received():
     lin = nn.Linear(784, 10)
     with pytest.raises(ValueError) as info:
         lin(np.zeros((32, 28, 28), dtype=np.float32))
-    assert str(info.value) == "Linear(in_features=784): expected input of shape (N, 784), received (32, 28, 28)"
+    assert str(info.value) == "Linear(in_features=784): expected input of shape (N, 784) with N >= 1, received (32, 28, 28)"
     with pytest.raises(TypeError, match="expected input of dtype float32, received float64"):
         lin(np.zeros((2, 784)))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NonFiniteError, first_nonfinite
+from ..errors import NonFiniteError, all_finite, first_nonfinite
 from ..function import Function
 from ..ops import _log_softmax, _quiet, _sigmoid
 from ..tensor import _FLOATS, Tensor, as_tensor
@@ -130,21 +130,18 @@ def cross_entropy(logits, labels) -> Tensor:
         raise ValueError(f"{who}: expected labels of shape ({n},) to match logits {logits.shape}, received {y.shape}")
     if y.size and (y.min() < 0 or y.max() >= c):
         raise ValueError(f"{who}: expected labels in [0, {c}), received values in [{y.min()}, {y.max()}]")
-    return _finite(CrossEntropyFunction.apply(logits, Tensor._from_op(y, False)), who, logits=logits)
+    return _finite(lambda: CrossEntropyFunction.apply(logits, Tensor._from_op(y, False)), who, logits=logits)
 
 
-def _finite(loss: Tensor, who: str, **inputs) -> Tensor:
-    """Refuse a NaN/inf loss, naming the input that caused it.
-
-    NOTE: checking the scalar result costs nothing; the inputs are scanned only
-    when it is already non-finite (a loss of finite inputs never overflows here).
-    """
-    if np.isfinite(loss.data):
-        return loss
+def _finite(loss_fn, who: str, **inputs) -> Tensor:
+    """Refuse NaN/inf inputs by name before computing the loss, and a non-finite result."""
     for name, t in inputs.items():
-        if not np.isfinite(t.data).all():
+        if t.dtype.kind == "f" and not all_finite(t.data):
             raise NonFiniteError(f"{who}: expected finite {name}, received {first_nonfinite(t.data)}")
-    raise NonFiniteError(f"{who}: expected a finite loss, received {loss.data} from finite inputs")
+    loss = loss_fn()
+    if not np.isfinite(loss.data):
+        raise NonFiniteError(f"{who}: expected a finite loss, received {loss.data} from finite inputs")
+    return loss
 
 
 def _target_like(pred: Tensor, target, who: str) -> Tensor:
@@ -170,7 +167,7 @@ def binary_cross_entropy_with_logits(logits, target) -> Tensor:
     t = target.data
     if t.size and (np.nanmin(t) < 0 or np.nanmax(t) > 1):
         raise ValueError(f"{who}: expected targets in [0, 1], received values in [{t.min()}, {t.max()}]")
-    return _finite(BCEWithLogitsFunction.apply(logits, target), who, logits=logits, target=target)
+    return _finite(lambda: BCEWithLogitsFunction.apply(logits, target), who, logits=logits, target=target)
 
 
 def mse_loss(pred, target) -> Tensor:
@@ -179,4 +176,4 @@ def mse_loss(pred, target) -> Tensor:
     if pred.size == 0:
         raise ValueError(f"{who}: expected a non-empty input, received shape {pred.shape}")
     target = _target_like(pred, target, who)
-    return _finite(MSEFunction.apply(pred, target), who, input=pred, target=target)
+    return _finite(lambda: MSEFunction.apply(pred, target), who, input=pred, target=target)

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import ops
-from ..errors import NonFiniteError, first_nonfinite
+from ..errors import NonFiniteError, all_finite, first_nonfinite
 from ..random import resolve_rng
 from ..tensor import _FLOATS, Tensor
 from . import functional as F
@@ -18,12 +18,6 @@ def _positive_int(value, name, who):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{who}({name}): expected a positive int, received {value!r}")
     return int(value)
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    # NOTE: one sum is the cheap first check; only an inf/NaN sum needs the full scan.
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
 
 
 class Linear(Module):
@@ -75,16 +69,16 @@ class Linear(Module):
         if not isinstance(x, Tensor):
             # NOTE: raw arrays are user data entering the graph: check them once here.
             x = Tensor(x)
-            if x.dtype.kind == "f" and not _all_finite(x.data):
+            if x.dtype.kind == "f" and not all_finite(x.data):
                 raise NonFiniteError(
                     f"Linear(in_features={self.in_features}): expected finite input, "
                     f"received {first_nonfinite(x.data)}"
                 )
         w = self.weight
-        if x.ndim != 2 or x.shape[1] != self.in_features:
+        if x.ndim != 2 or x.shape[1] != self.in_features or x.shape[0] == 0:
             raise ValueError(
-                f"Linear(in_features={self.in_features}): expected input of shape (N, {self.in_features}), "
-                f"received {x.shape}"
+                f"Linear(in_features={self.in_features}): expected input of shape (N, {self.in_features}) "
+                f"with N >= 1, received {x.shape}"
             )
         if x.dtype != w.dtype:
             raise TypeError(
