@@ -196,3 +196,47 @@ def test_reductions_refuse_bad_axes(shape, axis):
 def test_count_is_at_least_500():
     """Runs last in this file: the hypothesis tests above tried at least 500 malformed inputs."""
     assert TRIED["n"] >= 500, TRIED["n"]
+
+
+def _layouts(a):
+    ro = a.copy()
+    ro.setflags(write=False)
+    strided = np.repeat(a, 2, axis=1)[:, ::2]
+    return {"read-only": ro, "fortran": np.asfortranarray(a), "strided": strided}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_read_only_fortran_and_strided_inputs_match_contiguous_and_are_not_modified(dtype):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 4)).astype(dtype)
+    y = rng.integers(0, 3, size=6)
+    model = nn.Sequential(nn.Linear(4, 5, dtype=dtype, rng=0), nn.ReLU(), nn.Linear(5, 3, dtype=dtype, rng=1))
+
+    def run(x, labels):
+        model.zero_grad()
+        loss = nn.CrossEntropyLoss()(model(x), labels)
+        loss.backward()
+        return loss.item(), [p.grad.copy() for p in model.parameters()]
+
+    ref_loss, ref_grads = run(np.ascontiguousarray(X), y)
+    for name, x in _layouts(X).items():
+        before = x.copy()
+        labels = y.copy()
+        labels.setflags(write=False)
+        loss, grads = run(x, labels)
+        assert loss == ref_loss, name
+        for g, r in zip(grads, ref_grads):
+            np.testing.assert_array_equal(g, r, err_msg=name)
+        np.testing.assert_array_equal(x, before)  # never modified
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [1e3, 1e30])
+@pytest.mark.parametrize("op", ["sigmoid", "log_sigmoid", "tanh", "softmax", "log_softmax", "relu", "leaky_relu"])
+def test_activations_at_extreme_inputs_are_finite_without_fp_warnings(op, scale, dtype):
+    x = np.array([[-scale, -1.0, 0.0, 1.0, scale]], dtype=dtype)
+    with np.errstate(all="raise"):
+        t = gb.Tensor(x, requires_grad=True)
+        out = getattr(gb, op)(t)
+        out.backward(np.ones_like(x))
+    assert np.isfinite(out.data).all() and np.isfinite(t.grad).all()

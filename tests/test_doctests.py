@@ -1,0 +1,16 @@
+"""The ``>>>`` examples in the core's docstrings run and give what they show."""
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["gradbox.function", "gradbox.tensor", "gradbox.nn.layers", "gradbox.nn.loss", "gradbox.optim",
+           "gradbox.gradcheck"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+    assert result.attempted > 0
