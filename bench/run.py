@@ -1,0 +1,409 @@
+"""gradbox benchmark suite: one command, every library side by side in one run.
+
+    python bench/run.py                 # full run (about 5-10 minutes on 2 cores), writes BENCHMARKS.md
+    python bench/run.py --quick --no-write --json out.json   # tiny sizes, a few seconds (smoke test)
+
+Each measurement runs in a fresh process (``bench/worker.py``); the libraries
+are interleaved (the order rotates every round) and each number is the median
+of ``--runs`` rounds, so a burst of load on a shared machine hits all of them
+alike. Ratios are what to read; absolute numbers move with the machine's load.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORKER = os.path.join(HERE, "worker.py")
+sys.path.insert(0, HERE)
+from worker import step_flops  # noqa: E402
+
+# NOTE: these variables can force a slow generic OpenBLAS kernel; they are removed
+# for the benchmark's own child processes only (never for tests or CI).
+_OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+TARGETS = {
+    "torch_b128": 1.3, "torch_b32": 1.2, "sklearn_b128": 3.0, "peak_b128": 0.70,
+    "latency_vs_torch": 0.5, "memory_vs_floor": 1.5, "import_s": 0.3,
+}
+
+
+def _child_env():
+    env = dict(os.environ)
+    removed = [k for k in _OPENBLAS_OVERRIDES if env.pop(k, None) is not None]
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env, removed
+
+
+def run_tasks(tasks, env):
+    proc = subprocess.run(
+        [sys.executable, WORKER, json.dumps(tasks)], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker failed for {tasks}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
+
+
+def available(lib):
+    name = {"gradbox": "gradbox", "gradbox.fit": "gradbox", "torch": "torch", "sklearn": "sklearn"}.get(lib)
+    if name is None:
+        return True
+    if importlib.util.find_spec(name) is None:
+        return False
+    if lib == "gradbox.fit":
+        return os.path.exists(os.path.join(ROOT, "gradbox", "train.py"))
+    return True
+
+
+def config(quick):
+    if quick:
+        return dict(n=1024, d=784, batches=[32, 128, 512], runs=1, infer_batch=500, calls=50, reps=2,
+                    import_runs=1, peak_n=256, min_time=0.01)
+    return dict(n=60000, d=784, batches=[32, 128, 512], runs=3, infer_batch=10000, calls=2000, reps=10,
+                import_runs=5, peak_n=2048, min_time=0.5)
+
+
+def collect(quick, libs, runs=None, log=print):
+    cfg = config(quick)
+    if runs:
+        cfg["runs"] = runs
+    env, removed = _child_env()
+    libs = [lib for lib in libs if available(lib)]
+    train_libs = libs
+    infer_libs = [lib for lib in libs if lib != "gradbox.fit"]
+    import_libs = [lib for lib in ("gradbox", "torch") if lib in libs]
+    raw = {"train": {}, "infer": {}, "import": {}, "peak": []}
+    t_start = time.time()
+
+    def rotate(seq, k):
+        k %= max(len(seq), 1)
+        return seq[k:] + seq[:k]
+
+    def train_task(lib, batch):
+        return {"kind": "train", "lib": lib, "batch": batch, "n": cfg["n"], "d": cfg["d"]}
+
+    def infer_task(lib):
+        return {"kind": "infer", "lib": lib, "d": cfg["d"], "batch": cfg["infer_batch"], "calls": cfg["calls"],
+                "reps": cfg["reps"]}
+
+    def record(task, res):
+        if task["kind"] == "train":
+            raw["train"].setdefault(f"{task['lib']}|{task['batch']}", []).append(res)
+            if res.get("ok"):
+                log(f"  train {task['lib']:12s} batch {task['batch']:4d}: {res['samples_per_s']:10.0f} samples/s")
+        elif task["kind"] == "infer":
+            raw["infer"].setdefault(task["lib"], []).append(res)
+        elif task["kind"] == "import":
+            raw["import"].setdefault(task["lib"], []).append(res)
+        else:
+            raw["peak"].append(res)
+
+    peak_task = {"kind": "peak", "n": cfg["peak_n"], "d": cfg["d"], "batches": cfg["batches"],
+                 "min_time": cfg["min_time"]}
+    for r in range(cfg["runs"]):
+        log(f"round {r + 1}/{cfg['runs']}  ({time.time() - t_start:.0f} s)")
+        if quick:
+            # NOTE: quick mode groups each library's tasks into one process (start-up dominates).
+            # The import is timed first in its process, so it is still a fresh-process import.
+            jobs = [[peak_task]]
+            for lib in train_libs:
+                job = [{"kind": "import", "lib": lib}] if lib in import_libs else []
+                job += [train_task(lib, b) for b in cfg["batches"]]
+                jobs.append(job + ([infer_task(lib)] if lib in infer_libs else []))
+        else:
+            jobs = [[peak_task]]
+            for batch in cfg["batches"]:
+                jobs += [[train_task(lib, batch)] for lib in rotate(train_libs, r + batch)]
+            jobs += [[infer_task(lib)] for lib in rotate(infer_libs, r)]
+        for job in jobs:
+            for task, res in zip(job, run_tasks(job, env)):
+                record(task, res)
+    for r in range(0 if quick else cfg["import_runs"]):
+        for lib in rotate(import_libs, r):
+            task = {"kind": "import", "lib": lib}
+            record(task, run_tasks([task], env)[0])
+    return summarize(raw, cfg, removed, time.time() - t_start)
+
+
+def _med(rows, key):
+    vals = [row[key] for row in rows if row.get("ok")]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(raw, cfg, removed, elapsed):
+    peak = raw["peak"]
+    square = statistics.median(p["square_gflops"] for p in peak)
+    res = {
+        "config": cfg, "elapsed_s": elapsed, "openblas_env_removed": removed,
+        "machine": {
+            "cpu_count": peak[0]["cpu_count"], "blas": peak[0]["blas"], "platform": platform.platform(),
+            "python": platform.python_version(), "processor": _cpu_name(),
+        },
+        "versions": _versions(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "peak": {"square_n": cfg["peak_n"], "square_gflops": square,
+                 "workload_gflops": {b: statistics.median(p["workload_gflops"][str(b)] for p in peak)
+                                     for b in cfg["batches"]}},
+        "train": {}, "infer": {}, "import": {}, "skipped": {},
+    }
+    for key, rows in raw["train"].items():
+        lib, batch = key.split("|")
+        if not any(row.get("ok") for row in rows):
+            res["skipped"][lib] = rows[0].get("skipped")
+            continue
+        batch = int(batch)
+        sps = _med(rows, "samples_per_s")
+        flops = step_flops(batch, cfg["d"]) / batch * sps
+        ok_rows = [row for row in rows if row.get("ok")]
+        peak_rss = statistics.median(row["peak_rss"] - row["rss_after_imports"] for row in ok_rows)
+        res["train"].setdefault(lib, {})[batch] = {
+            "samples_per_s": sps, "runs": [row["samples_per_s"] for row in ok_rows],
+            "final_loss": _med(rows, "final_loss"), "gflops": flops / 1e9,
+            "share_of_square_peak": flops / 1e9 / square,
+            "share_of_workload_peak": flops / 1e9 / res["peak"]["workload_gflops"][batch],
+            "peak_rss_over_imports": peak_rss, "floor_bytes": ok_rows[0]["floor_bytes"],
+            "memory_vs_floor": peak_rss / ok_rows[0]["floor_bytes"],
+            "peak_rss_total": statistics.median(row["peak_rss"] for row in ok_rows),
+        }
+    for lib, rows in raw["infer"].items():
+        if not any(row.get("ok") for row in rows):
+            res["skipped"][lib] = rows[0].get("skipped")
+            continue
+        res["infer"][lib] = {"latency_s": _med(rows, "latency_s"), "throughput": _med(rows, "throughput"),
+                             "batch": cfg["infer_batch"]}
+    for lib, rows in raw["import"].items():
+        if any(row.get("ok") for row in rows):
+            res["import"][lib] = {"seconds": _med(rows, "seconds"), "runs": [row.get("seconds") for row in rows]}
+    res["targets"] = check_targets(res)
+    return res
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _versions():
+    out = {}
+    for mod in ("numpy", "torch", "sklearn", "gradbox"):
+        spec = importlib.util.find_spec(mod)
+        if spec is None:
+            continue
+        try:
+            from importlib.metadata import version
+
+            out[mod] = version({"sklearn": "scikit-learn"}.get(mod, mod))
+        except Exception:  # noqa: BLE001 - version is decoration only
+            out[mod] = "?"
+    return out
+
+
+def check_targets(res):
+    """Each target: the measured ratio, the target and whether it is met (None: peer missing)."""
+    tr, out = res["train"], {}
+    gb = tr.get("gradbox", {})
+
+    def ratio(peer, batch):
+        if peer in tr and batch in tr[peer] and batch in gb:
+            return gb[batch]["samples_per_s"] / tr[peer][batch]["samples_per_s"]
+        return None
+
+    def add(name, value, target, higher=True):
+        met = None if value is None else (value >= target if higher else value <= target)
+        out[name] = {"value": value, "target": target, "met": met, "higher_is_better": higher}
+
+    add("train speed vs torch, batch 128", ratio("torch", 128), TARGETS["torch_b128"])
+    add("train speed vs torch, batch 32", ratio("torch", 32), TARGETS["torch_b32"])
+    add("train speed vs sklearn, batch 128", ratio("sklearn", 128), TARGETS["sklearn_b128"])
+    add("share of sgemm peak, batch 128", gb.get(128, {}).get("share_of_square_peak"), TARGETS["peak_b128"])
+    inf = res["infer"]
+    lat = None
+    if "gradbox" in inf and "torch" in inf:
+        lat = inf["gradbox"]["latency_s"] / inf["torch"]["latency_s"]
+    add("single-sample latency vs torch", lat, TARGETS["latency_vs_torch"], higher=False)
+    add("peak training memory vs floor, batch 128", gb.get(128, {}).get("memory_vs_floor"),
+        TARGETS["memory_vs_floor"], higher=False)
+    add("import gradbox (s)", res["import"].get("gradbox", {}).get("seconds"), TARGETS["import_s"], higher=False)
+    return out
+
+
+# --- report -------------------------------------------------------------------------
+def _f(v, fmt="{:.2f}"):
+    return "n/a" if v is None else fmt.format(v)
+
+
+def render(res, command):
+    m, cfg = res["machine"], res["config"]
+    blas = m["blas"]
+    lines = [
+        f"- Date: {res['date']}; run took {res['elapsed_s']:.0f} s; median of {cfg['runs']} rounds, "
+        "each library in its own process, libraries interleaved (order rotates per round).",
+        f"- Machine: {m['processor']}, {m['cpu_count']} logical cores, {m['platform']}, Python {m['python']}.",
+        f"- BLAS (threadpoolctl, NumPy's): {blas.get('internal_api')} {blas.get('version')}, "
+        f"kernel `{blas.get('architecture')}`, {blas.get('num_threads')} threads. "
+        f"OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed for the children: {res['openblas_env_removed'] or 'none were set'}.",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in res['versions'].items())}.",
+        f"- Data: synthetic MNIST-shaped, {cfg['n']:,} x {cfg['d']} float32, 10 classes; "
+        "MLP 784-256-128-10 ReLU, softmax cross-entropy, SGD lr 0.01 momentum 0.9, one epoch, same initial weights.",
+        "",
+        "### Targets",
+        "",
+        "| target | measured | goal | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, t in res["targets"].items():
+        sign = ">=" if t["higher_is_better"] else "<="
+        met = {True: "yes", False: "**no**", None: "n/a (peer missing)"}[t["met"]]
+        unit = "" if "(s)" in name else "x"
+        lines.append(f"| {name} | {_f(t['value'], '{:.3f}')}{unit if t['value'] is not None else ''} "
+                     f"| {sign} {t['target']}{unit} | {met} |")
+    pk = res["peak"]
+    lines += [
+        "",
+        "### Training throughput (one epoch, samples/s, median)",
+        "",
+        f"float32 matmul peak: {pk['square_gflops']:.0f} GFLOP/s at {pk['square_n']}x{pk['square_n']} sgemm; "
+        "at the workload's own GEMM shapes (the 8 GEMMs of one step, back to back, preallocated): "
+        + ", ".join(f"batch {b}: {g:.0f} GFLOP/s" for b, g in pk["workload_gflops"].items())
+        + ". FLOPs counted exactly: GEMMs only, forward + dW for 3 layers + dX for layers 2-3 "
+        "(the first layer's dX is skipped), i.e. 2·b·(3·Σin·out − 784·256) per step.",
+        "",
+        "| library | batch | samples/s | vs gradbox | GFLOP/s | % of sgemm peak | % of workload-shape peak | final loss |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    gb = res["train"].get("gradbox", {})
+    for b in cfg["batches"]:
+        for lib in ("gradbox", "gradbox.fit", "torch", "sklearn", "numpy"):
+            row = res["train"].get(lib, {}).get(b)
+            if row is None:
+                continue
+            rel = row["samples_per_s"] / gb[b]["samples_per_s"] if b in gb else None
+            lines.append(
+                f"| {lib} | {b} | {row['samples_per_s']:,.0f} | {_f(rel)} | {row['gflops']:.0f} "
+                f"| {100 * row['share_of_square_peak']:.0f}% | {100 * row['share_of_workload_peak']:.0f}% "
+                f"| {row['final_loss']:.3f} |"
+            )
+    lines += ["", "Ratios gradbox / peer (higher is better for gradbox):", "",
+              "| batch | " + " | ".join(f"vs {p}" for p in ("torch", "sklearn", "numpy floor")) + " |",
+              "| --- | --- | --- | --- |"]
+    for b in cfg["batches"]:
+        cells = []
+        for p in ("torch", "sklearn", "numpy"):
+            row = res["train"].get(p, {}).get(b)
+            cells.append(_f(gb[b]["samples_per_s"] / row["samples_per_s"]) if row and b in gb else "n/a")
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "### Memory while training (peak RSS above the process's RSS after its imports)",
+        "",
+        "Floor = dataset (X and y) + parameters, gradients and momentum + one batch of input + activations "
+        "and their gradients.",
+        "",
+        "| library | batch | peak RSS over imports (MB) | floor (MB) | ratio | total peak RSS (MB) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for lib in ("gradbox", "gradbox.fit", "torch", "sklearn", "numpy"):
+        for b, row in sorted(res["train"].get(lib, {}).items()):
+            lines.append(f"| {lib} | {b} | {row['peak_rss_over_imports'] / 2**20:.1f} | {row['floor_bytes'] / 2**20:.1f} "
+                         f"| {row['memory_vs_floor']:.2f} | {row['peak_rss_total'] / 2**20:.0f} |")
+    lines += [
+        "",
+        f"### Inference (no graph; single-sample latency = median of {cfg['calls']} calls; "
+        f"throughput at batch {cfg['infer_batch']:,})",
+        "",
+        "| library | latency (µs) | latency vs gradbox | throughput (samples/s) | throughput vs gradbox |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    gi = res["infer"].get("gradbox")
+    for lib in ("gradbox", "torch", "sklearn", "numpy"):
+        row = res["infer"].get(lib)
+        if row is None:
+            continue
+        lines.append(
+            f"| {lib} | {row['latency_s'] * 1e6:.1f} | {_f(row['latency_s'] / gi['latency_s'] if gi else None)} "
+            f"| {row['throughput']:,.0f} | {_f(row['throughput'] / gi['throughput'] if gi else None)} |"
+        )
+    lines += ["", "sklearn's `predict_proba` includes validation and the softmax; the others return logits.", "",
+              "### Import time (fresh process, interpreter start-up excluded, median)", "",
+              "| module | seconds |", "| --- | --- |"]
+    for lib, row in res["import"].items():
+        lines.append(f"| `import {lib}` | {row['seconds']:.3f} |")
+    if res["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items())]
+    return "\n".join(lines) + "\n"
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def write_markdown(path, body, command):
+    """Replace the generated block of BENCHMARKS.md, keeping the hand-written notes around it."""
+    block = f"{BEGIN}\n<!-- generated by `{command}`; do not edit by hand -->\n\n{body}{END}"
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            text = head + block + rest.split(END, 1)[1]
+        else:
+            text = text.rstrip() + "\n\n## Latest results\n\n" + block + "\n"
+    else:
+        text = f"# Benchmarks\n\nReproduce with:\n\n    {command}\n\n## Latest results\n\n{block}\n"
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one round (smoke test; numbers meaningless)")
+    ap.add_argument("--runs", type=int, default=None, help="rounds per measurement (default 3; quick 1)")
+    ap.add_argument("--libs", default="gradbox,gradbox.fit,torch,sklearn,numpy",
+                    help="comma-separated subset of gradbox,gradbox.fit,torch,sklearn,numpy")
+    ap.add_argument("--json", default=None, help="also write all results to this JSON file")
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"), help="markdown file to update")
+    ap.add_argument("--no-write", action="store_true", help="do not touch the markdown file")
+    args = ap.parse_args(argv)
+    known = {"gradbox", "gradbox.fit", "torch", "sklearn", "numpy"}
+    libs = [s.strip() for s in args.libs.split(",") if s.strip()]
+    bad = [s for s in libs if s not in known]
+    if bad or "gradbox" not in libs:
+        ap.error(f"--libs: expected a subset of {sorted(known)} including gradbox, received {args.libs!r}")
+    if args.runs is not None and args.runs < 1:
+        ap.error(f"--runs: expected a positive int, received {args.runs}")
+    res = collect(args.quick, libs, args.runs, log=lambda s: print(s, file=sys.stderr))
+    command = "python bench/run.py" + (" --quick" if args.quick else "")
+    body = render(res, command)
+    print(body)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(res, f, indent=1, default=str)
+    if not args.no_write:
+        write_markdown(args.out, body, command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Smoke test of the benchmark suite: ``python bench/run.py --quick`` runs and reports sane numbers.
+
+No timing assertions (the machine's load decides those); only that every expected row
+and key is there and every number is positive and finite.
+"""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join(ROOT, "bench", "run.py")
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    md, js = out / "BENCH.md", out / "bench.json"
+    env = dict(os.environ)
+    proc = subprocess.run(
+        [sys.executable, RUN, "--quick", "--json", str(js), "--out", str(md),
+         "--libs", "gradbox,torch,sklearn,numpy"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(js.read_text()), md.read_text(), proc.stdout
+
+
+def _peers():
+    peers = ["gradbox", "numpy"]
+    peers += [p for p in ("torch", "sklearn") if importlib.util.find_spec(p) is not None]
+    return peers
+
+
+def test_training_rows_for_every_library_and_batch(quick):
+    res, _, _ = quick
+    for lib in _peers():
+        assert lib in res["train"], lib
+        for batch in ("32", "128", "512"):
+            row = res["train"][lib][batch]
+            for key in ("samples_per_s", "gflops", "share_of_square_peak", "share_of_workload_peak",
+                        "peak_rss_over_imports", "floor_bytes", "memory_vs_floor"):
+                assert _positive(row[key]), (lib, batch, key, row[key])
+            assert math.isfinite(row["final_loss"]) and 0 < row["final_loss"] < 10
+
+
+def test_inference_import_and_peak(quick):
+    res, _, _ = quick
+    for lib in _peers():
+        assert _positive(res["infer"][lib]["latency_s"]) and _positive(res["infer"][lib]["throughput"])
+    assert _positive(res["import"]["gradbox"]["seconds"])
+    if importlib.util.find_spec("torch") is not None:
+        assert _positive(res["import"]["torch"]["seconds"])
+    assert _positive(res["peak"]["square_gflops"])
+    assert all(_positive(v) for v in res["peak"]["workload_gflops"].values())
+    assert res["machine"]["cpu_count"] >= 1 and res["machine"]["blas"]
+
+
+def test_targets_have_values_and_markdown_has_the_tables(quick):
+    res, md, stdout = quick
+    targets = res["targets"]
+    assert len(targets) == 7
+    for name, t in targets.items():
+        if "torch" in name and importlib.util.find_spec("torch") is None:
+            continue
+        if "sklearn" in name and importlib.util.find_spec("sklearn") is None:
+            continue
+        assert _positive(t["value"]), name
+        assert t["met"] in (True, False)
+    for heading in ("### Targets", "### Training throughput", "### Memory while training", "### Inference",
+                    "### Import time"):
+        assert heading in md and heading in stdout
+    assert "python bench/run.py --quick" in md
+    assert "| gradbox | 128 |" in md
+
+
+def test_bad_libs_argument_is_refused():
+    proc = subprocess.run([sys.executable, RUN, "--quick", "--no-write", "--libs", "gradbox,tensorflow"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode != 0
+    assert "--libs" in proc.stderr and "tensorflow" in proc.stderr
