@@ -151,16 +151,27 @@ def _dataset_arrays(ds):
     raise CommandError(f"--dataset: could not find X and y in the loaded {type(ds).__name__}")
 
 
+def _load_dataset(name):
+    try:
+        from .datasets import load as load_dataset
+    except ImportError:
+        load_dataset = None
+    if load_dataset is not None:
+        return _dataset_arrays(load_dataset(name))
+    # NOTE: without the loader (older installs), read the shipped NPZ directly, never with pickle.
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "datasets", f"{name}.npz")
+    if not os.path.exists(path):
+        raise CommandError(f"--dataset: expected a shipped dataset name such as 'digits', received {name!r}")
+    with np.load(path, allow_pickle=False) as f:
+        return f["X"], f["y"]
+
+
 def _explain(args) -> int:
     from . import nn
     from .explain import explain
 
     _positive(args.batch, "--batch")
-    try:
-        from .datasets import load as load_dataset
-    except ImportError:
-        raise CommandError("--dataset: gradbox.datasets is not available in this installation") from None
-    X, y = _dataset_arrays(load_dataset(args.dataset))
+    X, y = _load_dataset(args.dataset)
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
         raise CommandError(f"--dataset {args.dataset}: expected X (m, n) and y (m,), received {X.shape} and {y.shape}")

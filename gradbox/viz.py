@@ -371,7 +371,8 @@ def _draw_arrays(node_lines, lines, nodes, ids, show_grad):
     for t in nodes:
         nid = ids[id(t)]
         if t._ctx is None:
-            head = _esc(t.name or ("input" if not t.requires_grad else "parameter"))
+            default = "parameter" if t.requires_grad else ("labels" if t.dtype.kind in "iub" else "input")
+            head = _esc(t.name or default)
             fill = "#eef3fb" if t.requires_grad else "#f4f4f4"
         else:
             op = t._ctx.name

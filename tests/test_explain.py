@@ -127,3 +127,33 @@ def test_errors(kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         gb.explain(args.pop("model"), args.pop("X"), args.pop("y"), **args)
+
+
+def _cli(argv):
+    from gradbox import cli_see
+
+    return cli_see.main(argv)
+
+
+def test_cli_explain_fresh_model_on_digits(capsys):
+    assert _cli(["explain", "--batch", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "batch of 16" in out and "(64, 16)" in out and "all hold" in out
+
+
+def test_cli_explain_saved_model_and_errors(tmp_path, capsys):
+    model = nn.Sequential(nn.Linear(64, 8, rng=0), nn.Tanh(), nn.Linear(8, 10, rng=1))
+    path = tmp_path / "m.gbx"
+    gb.save_model(path, model)
+    assert _cli(["explain", str(path), "--batch", "20", "--lr", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "Linear(64→8)+Tanh" in out and "lr = 0.1" in out
+    assert _cli(["explain", "--batch", "0"]) == 1
+    assert "--batch" in capsys.readouterr().err
+    assert _cli(["explain", "--dataset", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+    bad = tmp_path / "wide.gbx"
+    gb.save_model(bad, nn.Sequential(nn.Linear(7, 2, rng=0)))
+    assert _cli(["explain", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err

@@ -144,3 +144,37 @@ def test_leaf_only_and_constant_inputs():
     y.backward(retain_graph=True)
     src = viz.draw_graph(y).source
     assert "const" in src and "← 2" in src
+
+
+def _cli(argv):
+    from gradbox import cli_see
+
+    return cli_see.main(argv)
+
+
+def test_cli_graph_example_to_stdout_and_file(tmp_path, capsys):
+    assert _cli(["graph", "--example", "purchase"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("digraph") and "1 × 650 = 650" in out
+    target = tmp_path / "gates.dot"
+    assert _cli(["graph", "--example", "gates", "--out", str(target)]) == 0
+    assert "subgraph cluster_" in target.read_text()
+
+
+def test_cli_graph_of_a_saved_model(tmp_path, capsys):
+    model = gb.nn.Sequential(gb.nn.Linear(5, 4, rng=0), gb.nn.ReLU(), gb.nn.Linear(4, 3, rng=1))
+    path = tmp_path / "m.gbx"
+    gb.save_model(path, model)
+    assert _cli(["graph", str(path), "--batch", "3"]) == 0
+    src = capsys.readouterr().out
+    assert "0.weight" in src and "(3, 4)" in src and "grad μ" in src
+
+
+def test_cli_graph_errors_are_one_line(tmp_path, capsys):
+    assert _cli(["graph"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected MODEL or --example" in err
+    assert _cli(["graph", str(tmp_path / "missing.gbx")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        _cli(["--debug", "graph", str(tmp_path / "missing.gbx")])
