@@ -1,0 +1,143 @@
+"""Training pictures: loss and accuracy curves, confusion matrices (matplotlib, Agg, imported lazily).
+
+>>> from gradbox.train import History
+>>> from gradbox.plots import plot_history
+>>> import tempfile, os
+>>> h = History({"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]}, [1, 2])
+>>> path = plot_history(h, os.path.join(tempfile.mkdtemp(), "curves.png"))
+>>> os.path.getsize(path) > 0
+True
+"""
+from __future__ import annotations
+
+import io as _io
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["plot_history", "plot_confusion"]
+
+
+def _pyplot():
+    # NOTE: the Agg backend needs no display and is selected before pyplot is imported.
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _columns(history):
+    """(epochs, {key: list}) from a History, its as_dict(), or a plain dict of lists."""
+    if hasattr(history, "history") and hasattr(history, "epoch"):
+        return list(history.epoch), dict(history.history)
+    if isinstance(history, Mapping):
+        d = dict(history)
+        if "history" in d and isinstance(d["history"], Mapping):  # a metrics.json
+            d = dict(d["history"])
+        epochs = d.pop("epoch", None)
+        lengths = {len(v) for v in d.values() if isinstance(v, (list, tuple, np.ndarray))}
+        n = max(lengths) if lengths else 0
+        return list(epochs) if epochs is not None else list(range(1, n + 1)), d
+    raise TypeError(f"history: expected a History or a dict of per-epoch lists, received {type(history).__name__}")
+
+
+def _save_figure(fig, path, dpi):
+    from .io import atomic_write_bytes
+
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".") or "png"
+    buf = _io.BytesIO()
+    fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _series(values):
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def plot_history(history, path, title: str | None = None, dpi: int = 120):
+    """Draw loss (left) and accuracy (right), training and validation, against the epoch.
+
+    Parameters
+    ----------
+    history : History, History.as_dict(), or a metrics.json dict
+    path : str or os.PathLike
+        Written atomically; the format follows the extension (``.png`` by default).
+    title : str, optional
+
+    Returns
+    -------
+    str : the path written.
+    """
+    epochs, cols = _columns(history)
+    if not epochs or "loss" not in cols:
+        raise ValueError(f"history: expected per-epoch 'loss' values, received keys {sorted(cols)}")
+    plt = _pyplot()
+    has_acc = "accuracy" in cols or "val_accuracy" in cols
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 4), squeeze=False)
+    panels = [("loss", "loss (cross-entropy)")] + ([("accuracy", "accuracy")] if has_acc else [])
+    marker = "o" if len(epochs) <= 30 else None
+    for ax, (key, label) in zip(axes[0], panels):
+        for name, style, colour in ((key, "-", "C0"), (f"val_{key}", "--", "C1")):
+            if name in cols and any(v is not None for v in cols[name]):
+                ax.plot(epochs, _series(cols[name]), style, color=colour, marker=marker, markersize=3,
+                        label="validation" if name.startswith("val_") else "training")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        if key == "loss":
+            values = np.concatenate([_series(cols[k]) for k in ("loss", "val_loss") if k in cols])
+            values = values[np.isfinite(values)]
+            if values.size and values.min() > 0 and values.max() / values.min() > 50:
+                ax.set_yscale("log")
+        else:
+            ax.set_ylim(top=1.005)
+            best = [(v, e) for v, e in zip(cols.get("val_accuracy", []), epochs) if v is not None]
+            if best:
+                v, e = max(best)
+                ax.annotate(f"best val {v:.3f} (epoch {e})", xy=(e, v), xytext=(0.35, 0.08),
+                            textcoords="axes fraction", fontsize=8, arrowprops=dict(arrowstyle="->", alpha=0.5))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        _save_figure(fig, path, dpi)
+    finally:
+        plt.close(fig)
+    return os.fspath(path)
+
+
+def plot_confusion(confusion_matrix, path, classes=None, title: str | None = None, dpi: int = 120):
+    """Draw a confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
+    cm = np.asarray(confusion_matrix)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
+        raise ValueError(f"confusion_matrix: expected a square (C, C) array, received shape {cm.shape}")
+    c = cm.shape[0]
+    classes = [str(k) for k in (classes if classes is not None else range(c))]
+    if len(classes) != c:
+        raise ValueError(f"classes: expected {c} names, received {len(classes)}")
+    plt = _pyplot()
+    size = min(10, 2.5 + 0.45 * c)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(c), classes, rotation=45 if max(map(len, classes)) > 3 else 0)
+    ax.set_yticks(range(c), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    high = cm.max() / 2 if cm.size else 0
+    if c <= 30:
+        for i in range(c):
+            for j in range(c):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > high else "black")
+    acc = np.trace(cm) / cm.sum() if cm.sum() else float("nan")
+    ax.set_title(title or f"confusion matrix (accuracy {acc:.3f})")
+    fig.tight_layout()
+    try:
+        _save_figure(fig, path, dpi)
+    finally:
+        plt.close(fig)
+    return os.fspath(path)
