@@ -305,7 +305,7 @@ def linear_backward(dZ, cache):
     who = "linear_backward"
     if not isinstance(cache, tuple) or len(cache) != 3:
         raise ValueError(f"{who}: expected cache = (A_prev, W, b) from linear_forward, received {type(cache).__name__}")
-    A_prev, W, b = cache
+    A_prev, W, _ = cache
     dZ = _matrix(dZ, who, "dZ")
     expect = (W.shape[0], A_prev.shape[1])
     if dZ.shape != expect:

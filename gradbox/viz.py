@@ -168,7 +168,7 @@ class Graph:
         exe = shutil.which("dot")
         if not exe:
             return None
-        res = subprocess.run([exe, "-Tsvg"], input=self.source.encode(), capture_output=True, timeout=60)
+        res = subprocess.run([exe, "-Tsvg"], input=self.source.encode(), capture_output=True, timeout=60, check=False)
         return res.stdout.decode() if res.returncode == 0 else None
 
     def save(self, path, format=None) -> str:
@@ -212,7 +212,7 @@ class Graph:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f".{fmt}", dir=folder)
         os.close(fd)
         try:
-            res = subprocess.run([exe, f"-T{fmt}", dot_path, "-o", tmp], capture_output=True, text=True, timeout=120)
+            res = subprocess.run([exe, f"-T{fmt}", dot_path, "-o", tmp], capture_output=True, text=True, timeout=120, check=False)
             if res.returncode != 0:
                 raise RuntimeError(f"Graph.save: dot failed to render {dot_path}: {res.stderr.strip()}")
             os.replace(tmp, path)
@@ -283,8 +283,8 @@ def draw_graph(tensor, path=None, format="svg", show_grad=True, local_grads=True
     else:
         _draw_arrays(node_lines, edge_lines, nodes, ids, show_grad)
     if len(roots) == 1:
-        for nid in node_lines:
-            lines.extend(node_lines[nid])
+        for node in node_lines.values():
+            lines.extend(node)
     else:
         # NOTE: several outputs (the gate examples): one framed cluster per output, titled by its name.
         placed, clusters = set(), []

@@ -173,3 +173,12 @@ def test_errors_name_the_argument(call, message):
 def test_from_module_rejects_non_module():
     with pytest.raises(TypeError, match="nn.Module"):
         course.from_module({"W1": 1})
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    module = importlib.import_module("gradbox.course")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0

@@ -26,7 +26,7 @@ def _edge_labels(source):
 
 
 def test_purchase_graph_values_and_gradients_on_edges():
-    total, apple, num, tax = _purchase()
+    total, *_ = _purchase()
     viz.retain_grads(total)
     total.backward(retain_graph=True)
     g = viz.draw_graph(total)
@@ -108,13 +108,15 @@ def test_save_dot_and_render(tmp_path):
     total, *_ = _purchase()
     g = viz.draw_graph(total)
     dot_path = g.save(tmp_path / "p.dot")
-    assert dot_path.endswith("p.dot") and open(dot_path).read() == g.source
+    with open(dot_path) as f:
+        assert dot_path.endswith("p.dot") and f.read() == g.source
     if shutil.which("dot") is None:
         pytest.skip("graphviz dot not installed")
     svg = g.save(tmp_path / "p.svg")
-    assert open(svg).read().lstrip().startswith("<?xml") and os.path.exists(tmp_path / "p.dot")
-    png = viz.draw_graph(total, path=str(tmp_path / "q.png")).source and tmp_path / "q.png"
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(svg) as f:
+        assert f.read().lstrip().startswith("<?xml") and os.path.exists(tmp_path / "p.dot")
+    viz.draw_graph(total, path=str(tmp_path / "q.png"))
+    assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
 
 
@@ -178,3 +180,12 @@ def test_cli_graph_errors_are_one_line(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         _cli(["--debug", "graph", str(tmp_path / "missing.gbx")])
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    module = importlib.import_module("gradbox.viz")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
