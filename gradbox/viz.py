@@ -322,7 +322,12 @@ def _draw_scalar(node_lines, lines, nodes, ids, consumers, root_ids, locals_, sh
         if t._ctx is None:
             name = t.name or ("const" if not t.requires_grad else "x")
             style = "" if t.requires_grad else ', fontcolor="#777777"'
-            out.append(f'  {nid} [shape=plaintext, label="{_esc(name)}", fontsize=15{style}];')
+            label = f'"{_esc(name)}"'
+            g = _grad_of(t, show_grad)
+            if g is not None and len(consumers.get(id(t), [])) > 1:
+                # NOTE: used several times: the arrows carry the parts, the node their sum.
+                label = f'<{_esc(name)}<br/><font color="{_GRAD_COLOUR}" point-size="12">Σ ← {_esc(_num(g.reshape(-1)[0]))}</font>>'
+            out.append(f"  {nid} [shape=plaintext, label={label}, fontsize=15{style}];")
         else:
             op = t._ctx.name
             sym = _SYMBOLS.get(op, op)

@@ -189,3 +189,16 @@ def test_docstring_examples_run():
     module = importlib.import_module("gradbox.viz")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_tensor_used_twice_shows_parts_on_arrows_and_sum_on_node():
+    x = _s(3.0, "x")
+    f = x * x + x
+    viz.retain_grads(f)
+    f.backward(retain_graph=True)
+    assert x.grad == pytest.approx(7.0)
+    src = viz.draw_graph(f).source
+    labels = [lab for a, _, lab in _edge_labels(src) if a == "t0"]
+    assert len(labels) == 3  # x -> ×, x -> ×, x -> +
+    assert sorted(lab.split("= ")[-1].split("<")[0] for lab in labels) == ["1", "3", "3"]
+    assert "Σ ← 7" in src
