@@ -14,7 +14,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
@@ -24,55 +23,9 @@ from gradbox import nn
 
 
 def load_digits():
-    """(X, y): 1,797 x 64 pixel counts in 0..16 and labels 0..9."""
-    try:
-        from gradbox.datasets import load
-    except ImportError:
-        load = None
-    if load is not None:
-        ds = load("digits")
-        if isinstance(ds, tuple) and len(ds) == 2:
-            return np.asarray(ds[0]), np.asarray(ds[1])
-        for xk, yk in (("X", "y"), ("data", "target")):
-            if isinstance(ds, dict) and xk in ds:
-                return np.asarray(ds[xk]), np.asarray(ds[yk])
-            if hasattr(ds, xk) and hasattr(ds, yk):
-                return np.asarray(getattr(ds, xk)), np.asarray(getattr(ds, yk))
-    # NOTE: fallback while gradbox.datasets.load is not available: the shipped file itself.
-    path = os.path.join(os.path.dirname(gb.__file__), "datasets", "digits.npz")
-    with np.load(path, allow_pickle=False) as f:
-        return f["X"], f["y"]
-
-
-def save_curves(history, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h = history.history
-    epochs = history.epoch
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.plot(epochs, h["loss"], label="train")
-    if "val_loss" in h:
-        ax1.plot(epochs, h["val_loss"], label="validation")
-    ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend()
-    ax2.plot(epochs, h["accuracy"], label="train")
-    if "val_accuracy" in h:
-        ax2.plot(epochs, h["val_accuracy"], label="validation")
-    ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy"), ax2.legend()
-    fig.suptitle("digits MLP 64-64-32-10")
-    fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
-        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1].lstrip(".") or "png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    """(X, y): 1,797 x 64 pixel counts in 0..16 and labels 0..9, shipped inside gradbox."""
+    ds = gb.datasets.load("digits")
+    return ds.X, ds.y
 
 
 def run(epochs=30, curves=None, seed=0, verbose=True):
@@ -104,7 +57,9 @@ def run(epochs=30, curves=None, seed=0, verbose=True):
         print(f"\nfinal train loss {h['loss'][-1]:.4f}, validation accuracy {h['val_accuracy'][-1]:.4f}, "
               f"test accuracy {test_acc:.4f}")
     if curves:
-        save_curves(history, curves)
+        from gradbox.plots import plot_history
+
+        plot_history(history, curves, title="digits MLP 64-64-32-10 (Adam, lr 1e-3, batch 32)")
         if verbose:
             print(f"curves written to {curves}")
     return {"history": history, "test_accuracy": test_acc, "before": before, "after": after}
