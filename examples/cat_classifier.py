@@ -36,7 +36,10 @@ DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data")
 
 def load_h5(path, split):
     """Images flattened to the notes' (12288, m) columns scaled to [0, 1], labels (1, m)."""
-    import h5py
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("reading the cat images needs h5py: pip install h5py (or gradbox[hdf5])") from None
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"--{split}: expected an HDF5 file, received {path!r} (no such file)")
@@ -117,7 +120,7 @@ def main(argv=None):
         parser.error(f"--iterations: expected a non-negative int, received {args.iterations}")
     try:
         run(args.train, args.test, args.iterations, args.learning_rate)
-    except (FileNotFoundError, ValueError, OSError) as exc:
+    except (FileNotFoundError, ValueError, OSError, ImportError, KeyError) as exc:
         print(f"cat_classifier: {exc}", file=sys.stderr)
         return 1
     return 0
