@@ -35,6 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--example", choices=EXAMPLES, help="purchase, purchase-simple, gates or mlp")
     p.add_argument("--out", help="output file: .svg, .png, .pdf or .dot (default: print DOT on stdout)")
     p.add_argument("--batch", type=int, default=4, help="batch size for a MODEL graph (default 4)")
+    _add_debug(p)
     p.set_defaults(func=graph_command)
 
     p = subparsers.add_parser(
@@ -48,7 +49,13 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=64, help="batch size m (default 64)")
     p.add_argument("--lr", type=float, default=0.01, help="learning rate for lr·‖dW‖/‖W‖ (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch and of a fresh model (default 0)")
+    _add_debug(p)
     p.set_defaults(func=explain_command)
+
+
+def _add_debug(p):
+    # NOTE: SUPPRESS keeps a --debug given before the subcommand from being reset to False.
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
 
 
 def _positive(value, name):

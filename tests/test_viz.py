@@ -202,3 +202,10 @@ def test_tensor_used_twice_shows_parts_on_arrows_and_sum_on_node():
     assert len(labels) == 3  # x -> ×, x -> ×, x -> +
     assert sorted(lab.split("= ")[-1].split("<")[0] for lab in labels) == ["1", "3", "3"]
     assert "Σ ← 7" in src
+
+
+def test_main_cli_runs_graph_subcommand(capsys):
+    cli = pytest.importorskip("gradbox.cli")
+    assert cli.main(["graph", "--example", "purchase-simple"]) == 0
+    assert "1 × 200 = 200" in capsys.readouterr().out
+    assert cli.main(["graph", "--debug", "--example", "mlp"]) == 0
