@@ -87,7 +87,6 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120):
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
-        ax.legend()
         if key == "loss":
             values = np.concatenate([_series(cols[k]) for k in ("loss", "val_loss") if k in cols])
             values = values[np.isfinite(values)]
@@ -97,9 +96,9 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120):
             ax.set_ylim(top=1.005)
             best = [(v, e) for v, e in zip(cols.get("val_accuracy", []), epochs) if v is not None]
             if best:
-                v, e = max(best)
-                ax.annotate(f"best val {v:.3f} (epoch {e})", xy=(e, v), xytext=(0.35, 0.08),
-                            textcoords="axes fraction", fontsize=8, arrowprops=dict(arrowstyle="->", alpha=0.5))
+                v, e = max(best, key=lambda ve: (ve[0], -ve[1]))  # the earliest of equal bests
+                ax.plot([e], [v], "*", color="C1", markersize=11, label=f"best validation {v:.3f} (epoch {e})")
+        ax.legend(loc="upper right" if key == "loss" else "lower right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
