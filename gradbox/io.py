@@ -54,6 +54,11 @@ FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIQI")  # magic, version, header length, header crc32
 _ALIGN = 64
 MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_ARRAYS = 20_000
+# NOTE: parsing many small JSON values is the slow part of reading a header; counting their
+# separators first (C speed) keeps a forged header of millions of tiny values from taking seconds.
+MAX_JSON_OBJECTS = MAX_ARRAYS + 10_000
+MAX_JSON_VALUES = 500_000
 _MAX_NDIM = 32
 _MAX_NAME_CHARS = 1024
 
@@ -251,6 +256,8 @@ def _serialize_parts(arrays, metadata=None, model=None):
     if any(not isinstance(k, str) for k in metadata):
         raise TypeError("metadata: expected str keys, received "
                         f"{[k for k in metadata if not isinstance(k, str)][:3]!r}")
+    if len(arrays) > MAX_ARRAYS:
+        raise ValueError(f"arrays: expected at most {MAX_ARRAYS} arrays per file, received {len(arrays)}")
     table, blobs, pos, crc = {}, [], 0, 0
     for name, value in arrays.items():
         arr = _as_saveable(name, value)
@@ -270,9 +277,24 @@ def _serialize_parts(arrays, metadata=None, model=None):
     text = _to_json(header, "metadata").encode("utf-8")
     text += b" " * _pad(_PREFIX.size + len(text))
     if len(text) > MAX_HEADER_BYTES:
-        raise ValueError(f"metadata: expected a header under {MAX_HEADER_BYTES} bytes, received {len(text)} bytes")
+        raise ValueError(f"metadata: expected a header under {MAX_HEADER_BYTES} bytes, received {len(text)} bytes "
+                         "(store large data as arrays)")
+    problem = _too_complex(text)
+    if problem:
+        raise ValueError(f"metadata: too many values for the header: {problem} (store large data as arrays)")
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(text), zlib.crc32(text))
     return [prefix, text, *blobs]
+
+
+def _too_complex(raw: bytes) -> str | None:
+    """Why a header would be too slow to parse, or None. Counts are upper bounds (strings included)."""
+    objects = raw.count(b"{")
+    if objects > MAX_JSON_OBJECTS:
+        return f"expected at most {MAX_JSON_OBJECTS} JSON objects, received up to {objects}"
+    values = objects + raw.count(b"[") + raw.count(b",")
+    if values > MAX_JSON_VALUES:
+        return f"expected at most {MAX_JSON_VALUES} JSON values, received up to {values}"
+    return None
 
 
 def _serialize(arrays, metadata=None, model=None) -> bytes:
@@ -313,11 +335,13 @@ def save(arrays: Mapping, path, metadata: dict | None = None) -> None:
 
 # --------------------------------------------------------------------------- reading
 def _reject_duplicates(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ModelFileError(f"duplicate JSON key {key!r} in the header")
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):  # NOTE: the C-speed common case first; find the culprit only on failure
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ModelFileError(f"duplicate JSON key {key!r} in the header")
+            seen.add(key)
     return out
 
 
@@ -362,6 +386,9 @@ def _check_prefix(buf, n_total: int):
 def _parse_header(raw: bytes, hcrc: int) -> dict:
     if zlib.crc32(raw) != hcrc:
         raise ModelFileError("header checksum mismatch: the file is corrupted")
+    problem = _too_complex(raw)
+    if problem:
+        raise ModelFileError(f"header: {problem} (corrupt or hostile file)")
     try:
         text = raw.decode("utf-8")
         header = json.loads(text, object_pairs_hook=_reject_duplicates)
@@ -387,6 +414,8 @@ def _parse_header(raw: bytes, hcrc: int) -> dict:
 
 def _check_table(table: dict, data_len: int):
     """Validate the array table; return a list of (name, dtype, shape, start, end)."""
+    if len(table) > MAX_ARRAYS:
+        raise ModelFileError(f"header: expected at most {MAX_ARRAYS} arrays, received {len(table)}")
     entries, prev_end = [], 0
     for name, spec in table.items():
         where = f"arrays[{name[:60]!r}]"
@@ -399,12 +428,13 @@ def _check_table(table: dict, data_len: int):
         if dtype is None:
             raise ModelFileError(f"{where}['dtype']: expected one of {sorted(_DTYPES)}, received {spec['dtype']!r}")
         shape = spec["shape"]
-        if (not isinstance(shape, list) or len(shape) > _MAX_NDIM
-                or not all(_is_int(d) and d >= 0 for d in shape)):
+        if (type(shape) is not list or len(shape) > _MAX_NDIM
+                or not all(type(d) is int and d >= 0 for d in shape)):
             raise ModelFileError(f"{where}['shape']: expected a list of at most {_MAX_NDIM} non-negative ints, "
                                  f"received {str(shape)[:80]}")
         offsets = spec["offsets"]
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
+        if not (type(offsets) is list and len(offsets) == 2 and type(offsets[0]) is int
+                and type(offsets[1]) is int):
             raise ModelFileError(f"{where}['offsets']: expected [start, end] ints, received {str(offsets)[:80]}")
         start, end = offsets
         if start < prev_end:

@@ -421,3 +421,32 @@ def test_report_fuzz_counts():
     print(f"\nfuzzed {total} corrupted files: {COUNTS}")
     if len(COUNTS) >= 7:  # the whole module ran
         assert total >= 10_000
+
+
+def test_hostile_headers_are_refused_before_parsing():
+    """Headers of millions of tiny JSON values (slow to parse) are refused by a cheap count first."""
+    def raw(body):
+        return forge(None, b"", raw_header=body)
+
+    assert "JSON values" in expect_error(raw(b'{"metadata":[' + b"1," * 2_000_000 + b"1]}"))
+    assert "JSON values" in expect_error(raw(b'{"metadata":[' + b"[]," * 1_000_000 + b"1]}"))
+    assert "JSON objects" in expect_error(raw(b'{"metadata":[' + b"{}," * 100_000 + b"1]}"))
+    n = gio.MAX_ARRAYS + 1
+    table = {f"a{i}": {"dtype": "|u1", "shape": [1], "offsets": [i, i + 1]} for i in range(n)}
+    header = {"format": "gradbox", "arrays": table, "metadata": {}, "data_crc32": 0}
+    assert "at most" in expect_error(forge(header, b"\0" * n))
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path):
+    with pytest.raises(ValueError, match="metadata: too many values for the header: expected at most .* JSON values.*store large data"):
+        gio.save({"a": np.ones(1)}, tmp_path / "m.gbx", metadata={"history": list(range(gio.MAX_JSON_VALUES))})
+    with pytest.raises(ValueError, match=f"arrays: expected at most {gio.MAX_ARRAYS} arrays per file"):
+        gio.save({f"a{i}": np.ones(1) for i in range(gio.MAX_ARRAYS + 1)}, tmp_path / "m.gbx")
+    with pytest.raises(ValueError, match="metadata: expected a header under"):
+        gio.save({"a": np.ones(1)}, tmp_path / "m.gbx", metadata={"blob": "x" * gio.MAX_HEADER_BYTES})
+    assert not os.listdir(tmp_path)
+    # the largest allowed table still round-trips
+    many = {f"a{i}": np.array([i], np.int32) for i in range(gio.MAX_ARRAYS)}
+    gio.save(many, tmp_path / "many.gbx")
+    back = gio.load(tmp_path / "many.gbx")
+    assert len(back) == gio.MAX_ARRAYS and back["a19999"][0] == 19999
