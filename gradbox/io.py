@@ -34,6 +34,7 @@ import json
 import math
 import numbers
 import os
+import stat
 import struct
 import uuid
 import zlib
@@ -175,10 +176,18 @@ def atomic_open(path, mode: str = "wb", encoding: str | None = None, newline: st
         raise _write_error(path, exc) from exc
     committed = False
     try:
-        if "b" in mode:
-            f = os.fdopen(fd, "wb")
-        else:
-            f = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
+        if os.path.exists(path) and hasattr(os, "fchmod"):
+            # NOTE: a replaced file keeps its permission bits.
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+        try:
+            if "b" in mode:
+                f = os.fdopen(fd, "wb")
+            else:
+                f = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
+        except BaseException:
+            os.close(fd)
+            raise
         with f:
             yield f
             f.flush()

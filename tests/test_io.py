@@ -383,3 +383,11 @@ def test_lazy_exports():
 def test_save_argument_order_hint(tmp_path):
     with pytest.raises(TypeError, match=r"received the path .*the order is save\(arrays, path\)"):
         gb.save(tmp_path / "x.gbx", {"a": np.ones(1)})
+
+
+def test_atomic_replace_keeps_permission_bits(tmp_path):
+    p = tmp_path / "run.sh"
+    p.write_text("old")
+    p.chmod(0o750)
+    gio.atomic_write_bytes(p, b"new")
+    assert p.read_bytes() == b"new" and stat.S_IMODE(os.stat(p).st_mode) == 0o750
