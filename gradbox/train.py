@@ -244,7 +244,7 @@ class ModelCheckpoint(Callback):
         ``"step"`` counts optimizer steps since the start of the run, so checkpoints
         can fall in the middle of an epoch.
     keep_all : bool
-        Also keep ``checkpoint-e<epoch>-s<step>.gbx`` files.
+        Also keep ``checkpoint-step<optimizer step>.gbx`` files (``checkpoint-step0000015.gbx``).
     """
 
     def __init__(self, directory, every=1, unit="epoch", keep_all=False, filename="checkpoint.gbx"):
@@ -271,7 +271,7 @@ class ModelCheckpoint(Callback):
         self.trainer.save_checkpoint(self.path)
         if self.keep_all:
             t = self.trainer
-            extra = os.path.join(self.directory, f"checkpoint-e{t.epoch}-s{t.step}.gbx")
+            extra = os.path.join(self.directory, f"checkpoint-step{t.global_step:07d}.gbx")
             t.save_checkpoint(extra)
             self.saved.append(extra)
         else:
