@@ -377,7 +377,8 @@ def _check_prefix(buf, n_total: int):
         raise ModelFileError("the file is empty; it is not a gradbox model file")
     if n < _PREFIX.size:
         if MAGIC.startswith(bytes(buf[:8])) or bytes(buf[:8]).startswith(MAGIC):
-            raise ModelFileError(f"the file is truncated ({n_total} bytes, shorter than the {_PREFIX.size}-byte prefix)")
+            raise ModelFileError(f"the file is truncated ({n_total} bytes, shorter than the "
+                                 f"{_PREFIX.size}-byte prefix)")
         raise ModelFileError(f"not a gradbox model file: it is {_describe_foreign(buf)}")
     magic, version, hlen, hcrc = _PREFIX.unpack_from(buf, 0)
     if magic != MAGIC:

@@ -438,7 +438,8 @@ def test_hostile_headers_are_refused_before_parsing():
 
 
 def test_save_refuses_what_load_would_refuse(tmp_path):
-    with pytest.raises(ValueError, match="metadata: too many values for the header: expected at most .* JSON values.*store large data"):
+    with pytest.raises(ValueError, match="metadata: too many values for the header: expected at most .* JSON "
+                                         "values.*store large data"):
         gio.save({"a": np.ones(1)}, tmp_path / "m.gbx", metadata={"history": list(range(gio.MAX_JSON_VALUES))})
     with pytest.raises(ValueError, match=f"arrays: expected at most {gio.MAX_ARRAYS} arrays per file"):
         gio.save({f"a{i}": np.ones(1) for i in range(gio.MAX_ARRAYS + 1)}, tmp_path / "m.gbx")
