@@ -36,6 +36,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import nn, optim
+from .errors import NonFiniteError
 from .function import no_grad
 from .random import get_rng_state, set_rng_state
 from .tensor import Tensor
@@ -608,6 +609,12 @@ class Trainer:
         self.stop_training = True
         self.interrupted = self.interrupted or interrupted
 
+    def _diverged(self, epoch, s, why) -> TrainingDiverged:
+        lr = getattr(self.optimizer, "lr", None)
+        hint = f" (now {lr:g}; try {lr / 10:g})" if isinstance(lr, float) else ""
+        return TrainingDiverged(f"training diverged at epoch {epoch}, step {s + 1}: {why}; "
+                                f"lower the learning rate{hint}")
+
     def _call(self, hook, *args):
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
@@ -645,6 +652,9 @@ class Trainer:
         self._call("on_train_begin", {})
         loss_fn, model, opt = self.loss_fn, self.model, self.optimizer
         track_acc = "accuracy" in self.metrics
+        # NOTE: overflow warnings would only precede the divergence error below, which says more.
+        errstate = np.errstate(over="ignore", invalid="ignore")
+        errstate.__enter__()
         try:
             while self.epoch < self.epochs and not self.stop_training:
                 epoch = self.epoch + 1
@@ -667,16 +677,15 @@ class Trainer:
                         np.take(X, idx, axis=0, out=xb)
                         np.take(y, idx, axis=0, out=yb)
                     opt.zero_grad()
-                    out = model(Tensor(xb))                         # 1. forward
-                    cost = loss_fn(out, yb)                         # 2. cost
-                    value = float(cost.data)
+                    try:
+                        out = model(Tensor(xb))                     # 1. forward
+                        cost = loss_fn(out, yb)                     # 2. cost
+                        value = float(cost.data)
+                    except NonFiniteError as exc:
+                        # NOTE: the data were checked finite up front, so this is the network blowing up.
+                        raise self._diverged(epoch, s, f"{exc}") from None
                     if not math.isfinite(value):
-                        lr = getattr(opt, "lr", None)
-                        hint = f" (now {lr:g}; try {lr / 10:g})" if isinstance(lr, float) else ""
-                        raise TrainingDiverged(
-                            f"training diverged at epoch {epoch}, step {s + 1}: the loss is {value}; "
-                            f"lower the learning rate{hint}"
-                        )
+                        raise self._diverged(epoch, s, f"the loss is {value}")
                     cost.backward()                                 # 3. backward
                     opt.step()                                      # 4. update
                     part["loss_sum"] += value * k
@@ -707,6 +716,7 @@ class Trainer:
                 self.history.append(epoch, logs)
                 self._call("on_epoch_end", epoch, logs)
         finally:
+            errstate.__exit__(None, None, None)
             model.eval()
             self._elapsed_before, self._fit_t0 = self.elapsed, None
         self._call("on_train_end", {})

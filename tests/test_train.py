@@ -1,0 +1,288 @@
+"""fit/Trainer: the four steps, batching, History, callbacks, divergence, evaluate/predict."""
+import io
+import os
+
+import numpy as np
+import pytest
+
+import gradbox as gb
+from gradbox import nn
+from gradbox.train import (CSVLogger, Callback, EarlyStopping, History, ModelCheckpoint, ProgressBar, Trainer,
+                           TrainingDiverged, build_mlp, evaluate, fit, make_optimizer, predict, predict_proba)
+
+
+def _blobs(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[-3.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    y = np.arange(n) % 3
+    X = centers[y] + rng.normal(size=(n, 2))
+    return X, y
+
+
+def _model(seed=0, dtype=np.float32, hidden=(8,), dropout=0.0):
+    gb.manual_seed(seed)
+    return build_mlp(2, list(hidden), 3, dropout=dropout, dtype=dtype)
+
+
+def test_fit_learns_and_records_history():
+    X, y = _blobs()
+    model = _model()
+    h = fit(model, X, y, optimizer=gb.optim.Adam(model.parameters(), lr=0.05), epochs=15, batch_size=16,
+            validation_data=_blobs(60, seed=1), seed=0, verbose=0)
+    assert h.epoch == list(range(1, 16))
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "time"):
+        assert len(h.history[key]) == 15
+    assert h.history["loss"][-1] < h.history["loss"][0] / 3
+    assert h.history["val_accuracy"][-1] >= 0.95
+    assert evaluate(model, *_blobs(60, seed=2))["accuracy"] >= 0.95
+    assert not model.training  # left in eval mode
+
+
+class _Recorder(Callback):
+    def __init__(self):
+        self.events, self.batches = [], []
+
+    def on_train_begin(self, logs=None):
+        self.events.append("begin")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.events.append(f"epoch{epoch}")
+        assert self.trainer.model.training
+
+    def on_batch_end(self, step, logs=None):
+        self.batches.append((self.trainer.epoch + 1, step))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.events.append(f"end{epoch}")
+
+    def on_train_end(self, logs=None):
+        self.events.append("finish")
+
+
+def test_callback_order_and_partial_last_batch():
+    X, y = _blobs(50)
+    rec = _Recorder()
+    fit(_model(), X, y, epochs=2, batch_size=16, callbacks=[rec], verbose=0)
+    assert rec.events == ["begin", "epoch1", "end1", "epoch2", "end2", "finish"]
+    assert rec.batches == [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (2, 4)]  # 16+16+16+2
+
+
+def _manual_sgd(model, X, y, lr, order, batch):
+    """The notes' loop written out by hand: forward, cost, backward, update."""
+    loss_fn = nn.CrossEntropyLoss()
+    opt = gb.optim.SGD(model.parameters(), lr=lr)
+    for i in range(0, len(order), batch):
+        idx = order[i:i + batch]
+        opt.zero_grad()
+        loss = loss_fn(model(gb.Tensor(X[idx].astype(np.float32))), y[idx])
+        loss.backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("batch_size", [None, 7, 16])
+def test_fit_equals_the_hand_written_loop(batch_size):
+    X, y = _blobs(40)
+    a, b = _model(seed=3), _model(seed=3)
+    fit(a, X, y, optimizer=gb.optim.SGD(a.parameters(), lr=0.1), epochs=2, batch_size=batch_size, seed=5,
+        verbose=0)
+    rng = np.random.default_rng(5)  # the trainer owns a Generator seeded the same way
+    for _ in range(2):
+        _manual_sgd(b, X, y, 0.1, rng.permutation(len(X)), batch_size or len(X))
+    for (k, wa), (_, wb) in zip(a.state_dict().items(), b.state_dict().items()):
+        np.testing.assert_array_equal(wa, wb, err_msg=k)
+
+
+def test_no_shuffle_full_batch_uses_rows_in_order():
+    X, y = _blobs(30)
+    a, b = _model(seed=1), _model(seed=1)
+    fit(a, X, y, optimizer=gb.optim.SGD(a.parameters(), lr=0.1), epochs=3, batch_size=None, shuffle=False,
+        verbose=0)
+    for _ in range(3):
+        _manual_sgd(b, X, y, 0.1, np.arange(30), 30)
+    assert all(np.array_equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_same_seed_same_run_and_different_seed_differs():
+    X, y = _blobs()
+
+    def run(seed):
+        m = _model(dropout=0.2)
+        fit(m, X, y, epochs=3, batch_size=16, seed=seed, verbose=0)
+        return m.state_dict()
+
+    a, b, c = run(1), run(1), run(2)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_float64_model_and_input_cast():
+    X, y = _blobs(30)
+    m = _model(dtype=np.float64)
+    fit(m, X.astype(np.float32), y, epochs=1, verbose=0)  # cast to the model's dtype
+    assert next(m.parameters()).dtype == np.float64
+    m32 = _model()
+    fit(m32, X.astype(np.float64), y, epochs=1, verbose=0)
+    assert predict(m32, X).dtype == np.int64
+
+
+def test_divergence_names_epoch_and_step_and_suggests_lower_lr(tmp_path):
+    X, y = _blobs()
+    X = X * 1e3
+    m = _model()
+    ckpt = ModelCheckpoint(tmp_path, every=1, unit="step")
+    with pytest.raises(TrainingDiverged, match=r"epoch \d+, step \d+.*lower the learning rate") as info:
+        fit(m, X, y, optimizer=gb.optim.SGD(m.parameters(), lr=1e4), epochs=5, batch_size=16, callbacks=[ckpt],
+            verbose=0)
+    assert "try" in str(info.value)
+    # whatever was written is finite; the diverged state itself never is
+    for p in ckpt.saved:
+        arrays, _ = gb.io.load_with_metadata(p)
+        assert all(np.isfinite(a).all() for k, a in arrays.items() if k.startswith("model."))
+
+
+def test_non_finite_model_is_never_checkpointed(tmp_path):
+    m = _model()
+    t = Trainer(m, verbose=0)
+    m[0].weight.data[0, 0] = np.nan
+    with pytest.raises(TrainingDiverged, match="NaN"):
+        t.save_checkpoint(tmp_path / "c.gbx")
+    assert not os.listdir(tmp_path)
+
+
+def test_early_stopping_restores_best_weights():
+    X, y = _blobs(60)
+    Xv, yv = _blobs(30, seed=9)
+    snapshots = {}
+
+    class Snap(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots[epoch] = self.trainer.model.state_dict()
+
+    es = EarlyStopping(monitor="val_loss", patience=2)
+    m = _model()
+    # a learning rate high enough to bounce, so the validation loss gets worse at some point
+    h = fit(m, X, y, optimizer=gb.optim.SGD(m.parameters(), lr=2.0), epochs=40, batch_size=8,
+            validation_data=(Xv, yv), callbacks=[Snap(), es], seed=0, verbose=0)
+    assert es.stopped_epoch is not None and len(h) == es.stopped_epoch < 40
+    best_epoch, best = h.best("val_loss")
+    assert es.best_epoch == best_epoch and es.best == best
+    assert all(np.array_equal(m.state_dict()[k], snapshots[best_epoch][k]) for k in snapshots[best_epoch])
+
+
+def test_early_stopping_without_validation_monitors_training_loss():
+    X, y = _blobs(30)
+    es = EarlyStopping(patience=1)
+    fit(_model(), X, y, epochs=3, callbacks=[es], verbose=0)
+    assert es.best is not None
+
+
+def test_csv_logger_and_history_round_trip(tmp_path):
+    X, y = _blobs(30)
+    path = tmp_path / "h.csv"
+    h = fit(_model(), X, y, epochs=3, callbacks=[CSVLogger(path)], verbose=0)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "epoch,loss,accuracy,time" and len(lines) == 4
+    assert [float(r.split(",")[1]) for r in lines[1:]] == h.history["loss"]
+    again = History.from_dict(h.as_dict())
+    assert again.as_dict() == h.as_dict() and again.epoch == [1, 2, 3]
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
+
+
+def test_progress_bar_plain_text_and_tqdm():
+    X, y = _blobs(30)
+    out = io.StringIO()
+    fit(_model(), X, y, epochs=2, callbacks=[ProgressBar(file=out)], verbose=1)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "loss" in lines[0] and "acc" in lines[0]
+    assert "time left" in lines[-1]
+    pytest.importorskip("tqdm")
+    out = io.StringIO()
+    fit(_model(), X, y, epochs=2, callbacks=[ProgressBar(file=out, use_tqdm=True)], verbose=1)
+    text = out.getvalue()
+    assert "epoch 2/2" in text and "time left" in text and "loss" in text
+
+
+def test_evaluate_and_predict():
+    X, y = _blobs(60)
+    m = _model()
+    fit(m, X, y, optimizer=gb.optim.Adam(m.parameters(), lr=0.05), epochs=10, verbose=0)
+    res = evaluate(m, X, y)
+    cm = res["confusion_matrix"]
+    assert cm.shape == (3, 3) and cm.sum() == 60 and np.trace(cm) == int(round(res["accuracy"] * 60))
+    assert np.array_equal(cm.sum(axis=1), np.bincount(y, minlength=3))
+    p = predict_proba(m, X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.array_equal(p.argmax(axis=1), predict(m, X, batch_size=7))
+    m.train()
+    predict(m, X)
+    assert m.training  # predict restores the mode it found
+
+
+def test_predict_does_not_build_a_graph():
+    m = _model()
+    calls = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            calls.append(gb.is_grad_enabled())
+            return x
+
+    m.append(Spy())
+    predict(m, np.zeros((4, 2)))
+    assert calls == [False]
+
+
+@pytest.mark.parametrize("X, y, match", [
+    (np.array([[0.0, np.nan], [1.0, 2.0]]), [0, 1], "(?i)nan"),
+    (np.array([[0.0, np.inf], [1.0, 2.0]]), [0, 1], "inf"),
+    (np.zeros((3, 2)), [0, 1], "labels"),
+    (np.zeros((2, 2)), [0.5, 1], "integer"),
+    (np.zeros(4), [0, 1, 0, 1], "2-D|shape"),
+])
+def test_bad_data_is_refused_with_a_clear_message(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        fit(_model(), X, y, epochs=1, verbose=0)
+
+
+def test_bad_arguments():
+    X, y = _blobs(20)
+    with pytest.raises(ValueError, match="batch_size"):
+        fit(_model(), X, y, batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match="epochs"):
+        fit(_model(), X, y, epochs=-1, verbose=0)
+    with pytest.raises(ValueError, match="Linear\\(in_features=2\\)"):
+        fit(_model(), np.zeros((4, 3)), [0, 1, 2, 0], verbose=0)
+    with pytest.raises(ValueError, match="labels in \\[0, 3\\)"):
+        fit(_model(), np.zeros((2, 2)), [0, 5], verbose=0)
+    with pytest.raises(TypeError, match="Module"):
+        Trainer("not a model")
+    with pytest.raises(ValueError, match="validation_data"):
+        fit(_model(), X, y, validation_data=X, verbose=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        make_optimizer("lbfgs", _model().parameters())
+    with pytest.raises(ValueError, match="lr"):
+        make_optimizer("sgd", _model().parameters(), lr=-1)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
+def test_every_optimizer_trains(name):
+    X, y = _blobs(90)
+    m = _model()
+    h = fit(m, X, y, optimizer=make_optimizer(name, m.parameters()), epochs=8, batch_size=16, seed=0, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+
+
+def test_bce_and_mse_losses():
+    X, y = _blobs(60)
+    y2 = (y > 0).astype(np.int64)
+    gb.manual_seed(0)
+    m = build_mlp(2, [8], 1)
+    h = fit(m, X, y2, loss="bce", optimizer=gb.optim.Adam(m.parameters(), lr=0.05), epochs=10, verbose=0)
+    assert h.history["accuracy"][-1] > 0.9
+    assert evaluate(m, X, y2, loss="bce")["confusion_matrix"].shape == (2, 2)
+    gb.manual_seed(0)
+    r = build_mlp(2, [8], 1)
+    target = X[:, :1].astype(np.float32) * 2
+    h = fit(r, X, target.ravel(), loss=nn.MSELoss(), optimizer=gb.optim.Adam(r.parameters(), lr=0.05),
+            epochs=10, verbose=0)
+    assert "accuracy" not in h.history and h.history["loss"][-1] < h.history["loss"][0]
