@@ -216,7 +216,7 @@ def test_model_round_trip_gives_identical_outputs(tmp_path, rng, dtype):
     assert loaded.spec == gio.model_to_spec(model)
     x = rng.standard_normal((5, 3, 4)).astype(dtype)
     np.testing.assert_array_equal(loaded.model(x).data, model(x).data)
-    for (n1, p1), (n2, p2) in zip(model.named_parameters(), loaded.model.named_parameters()):
+    for (n1, p1), (n2, p2) in zip(model.named_parameters(), loaded.model.named_parameters(), strict=True):
         assert n1 == n2 and p1.dtype == p2.dtype
         np.testing.assert_array_equal(p1.data, p2.data)
     assert loaded.model[3].p == 0.25 and loaded.model[6].negative_slope == 0.2 and loaded.model[10].dim == 1
