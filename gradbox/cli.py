@@ -717,11 +717,10 @@ def _read_input(path, feature_names, n_features):
     columns = None
     if header is not None and feature_names:
         missing = [n for n in feature_names if n not in header]
-        if missing and len(header) != n_features:
+        if missing:
             raise CLIError(f"--input {path}: missing column(s) {missing[:5]}"
                            f"{' ...' if len(missing) > 5 else ''}; expected the model's {n_features} features")
-        if not missing:
-            columns = [header.index(n) for n in feature_names]
+        columns = [header.index(n) for n in feature_names]
     width = len(header) if header else len(data[0])
     if columns is None and width != n_features:
         raise CLIError(f"--input {path}: expected {n_features} feature columns, received {width}")
