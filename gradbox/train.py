@@ -346,8 +346,16 @@ class ProgressBar(Callback):
         if self._tqdm:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=t.steps_per_epoch, initial=t.step, desc=f"epoch {epoch}/{t.epochs}",
-                             file=self._out(), leave=True, mininterval=0.2, dynamic_ncols=True, unit="step")
+            import shutil
+
+            width = len(str(t.epochs))
+            # NOTE: a fixed narrow bar leaves room for the metrics; shutil falls back to 80 columns
+            # where the terminal reports a size of 0 (tqdm would then hide the bar).
+            self._bar = tqdm(total=t.steps_per_epoch, initial=t.step, desc=f"epoch {epoch:>{width}}/{t.epochs}",
+                             file=self._out(), leave=True, mininterval=0.2, unit="step",
+                             ncols=max(60, shutil.get_terminal_size().columns), nrows=max(
+                                 10, shutil.get_terminal_size().lines),
+                             bar_format="{desc} {bar:12} {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
 
     def on_batch_end(self, step, logs=None):
         if self._bar is not None:
@@ -369,7 +377,7 @@ class ProgressBar(Callback):
         per = f"{took * 1000:.0f}ms" if took < 1 else f"{took:.1f}s"
         text = f"{self._postfix(logs)}  {per}/epoch  time left {_fmt_seconds(left)}"
         if self._bar is not None:
-            self._bar.set_postfix_str(text, refresh=True)
+            self._bar.set_postfix_str(f"{self._postfix(logs)}  time left {_fmt_seconds(left)}", refresh=True)
             self._bar.close()
             self._bar = None
         else:
