@@ -193,7 +193,7 @@ def _read_toml(path) -> dict:
 # --------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------
-def _load_dataset(name, target=None, options=None):
+def _load_dataset(name, target=None, options=None, min_classes=2):
     from . import datasets
 
     options = {k: v for k, v in (options or {}).items() if v is not None}
@@ -212,8 +212,9 @@ def _load_dataset(name, target=None, options=None):
     if ds.n_classes is None:
         raise CLIError(f"--dataset {name}: expected class labels, received a continuous target "
                        "(gradbox train fits classifiers)")
-    if ds.n_classes < 2:
-        raise CLIError(f"--dataset {name}: expected at least 2 classes, received {ds.n_classes}")
+    if ds.n_classes < min_classes:
+        raise CLIError(f"--dataset {name}: expected at least {min_classes} classes to train on, "
+                       f"received {ds.n_classes}")
     return ds
 
 
@@ -637,10 +638,28 @@ def _eval_data(args, mf):
         else:
             what = "test part"
         return X, y, f"{what} of {ds.name} ({len(y)} samples, seed {rec.get('seed', 0)})", ds
-    ds = _load_dataset(args.dataset, args.target, options)
+    ds = _load_dataset(args.dataset, args.target, options, min_classes=1)
     if ds.test is not None:
         return ds.test[0], ds.test[1], f"test set of {ds.name} ({len(ds.test[1])} samples)", ds
     return ds.X, ds.y, f"all of {ds.name} ({len(ds.y)} samples)", ds
+
+
+def _align_labels(ds, model_classes, y, where="--dataset"):
+    """Re-encode ``y`` so that class names mean what they meant in training.
+
+    NOTE: a CSV's string labels are numbered in sorted order of the labels *present*, so a file
+    holding only some classes would otherwise shift them.
+    """
+    if ds.classes is None or not model_classes:
+        return y
+    mine, theirs = [str(c) for c in ds.classes], [str(c) for c in model_classes]
+    if mine == theirs:
+        return y
+    unknown = [c for c in mine if c not in theirs]
+    if unknown:
+        raise CLIError(f"{where}: class {unknown[0]!r} is not one of the model's classes {theirs[:10]}")
+    table = np.array([theirs.index(c) for c in mine], dtype=np.int64)
+    return table[np.asarray(y, dtype=np.int64)]
 
 
 def _format_confusion(cm, classes):
@@ -660,6 +679,7 @@ def cmd_evaluate(args) -> int:
     X, y, what, ds = _eval_data(args, mf)
     X = _model_inputs(mf, X, "--dataset")
     classes = mf.metadata.get("classes") if isinstance(mf.metadata, dict) else None
+    y = _align_labels(ds, classes, y)
     n_out = mf.model[-1].out_features if hasattr(mf.model[-1], "out_features") else None
     if n_out and len(y) and int(np.max(y)) >= n_out:
         raise CLIError(f"--dataset: expected labels below {n_out} (the model's classes), received {int(np.max(y))}")

@@ -348,3 +348,22 @@ def test_import_gradbox_stays_light():
             "print(sorted(m for m in ('tqdm', 'matplotlib', 'h5py') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_evaluate_keeps_class_names_aligned(tmp_path, csv_data, capsys):
+    """A file holding only some of the classes must not renumber them."""
+    out = str(tmp_path / "r")
+    assert main(["train", "--dataset", str(csv_data), "--hidden", "4", "--epochs", "2", "--quiet",
+                 "--out", out]) == 0
+    rows = csv_data.read_text().splitlines()
+    only_yes = tmp_path / "yes.csv"
+    only_yes.write_text("\n".join([rows[0]] + [r for r in rows[1:] if r.endswith(",yes")]) + "\n")
+    rc, stdout, _ = run(["evaluate", out, "--dataset", str(only_yes)], capsys)
+    assert rc == 0
+    matrix = [t for t in (line.split() for line in stdout.splitlines())
+              if len(t) == 3 and t[0] in ("no", "yes") and t[1].isdigit()]
+    assert [r[0] for r in matrix] == ["no", "yes"] and sum(map(int, matrix[0][1:])) == 0  # no "no" samples
+    other = tmp_path / "other.csv"
+    other.write_text("a,b,label\n1,2,maybe\n3,4,yes\n")
+    rc, _, err = run(["evaluate", out, "--dataset", str(other)], capsys)
+    assert_one_line_error(rc, err, 1, "'maybe'")
