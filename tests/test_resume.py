@@ -264,3 +264,35 @@ def test_cli_resume_can_extend_epochs(tmp_path):
     assert main(["train", *CLI_FLAGS, "--out", b, "--checkpoint-every", "1"]) == 0
     assert main(["train", "--resume", b, "--epochs", "5", "--quiet"]) == 0
     assert _same(_final(a), _final(b))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_real_ctrl_c_stops_cleanly_and_resumes_exactly(tmp_path):
+    """SIGINT during training: exit 130, a checkpoint at a step boundary, no model; resume matches."""
+    import signal
+    import time
+
+    from gradbox.cli import main
+
+    flags = ["--dataset", "spirals", "--n-samples", "300", "--hidden", "64,64", "--epochs", "60", "--batch-size",
+             "8", "--quiet"]
+    out = str(tmp_path / "run")
+    proc = subprocess.Popen([sys.executable, "-m", "gradbox", "train", *flags, "--out", out],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not os.path.exists(os.path.join(out, "config.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # training has started
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("training finished before the signal arrived (a very fast machine)")
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "--resume" in err and "Traceback" not in err
+    assert os.path.exists(os.path.join(out, "checkpoint.gbx"))
+    assert not os.path.exists(os.path.join(out, "model.gbx"))
+    r = _cli("train", "--resume", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    ref = str(tmp_path / "ref")
+    assert main(["train", *flags, "--out", ref]) == 0
+    assert _same(_final(out), _final(ref))
