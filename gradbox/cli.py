@@ -635,12 +635,15 @@ def _eval_data(args, mf):
         X, y = parts[4], parts[5]
         if X is None or len(X) == 0:
             X, y, what = parts[2], parts[3], "validation part"
+            if X is None or len(X) == 0:
+                raise _usage("--dataset: the model was trained without test or validation data "
+                             "(--test-split 0 --val-split 0); pass --dataset NAME|PATH to evaluate on")
         else:
-            what = "test part"
-        return X, y, f"{what} of {ds.name} ({len(y)} samples, seed {rec.get('seed', 0)})", ds
+            what = "test set" if ds.test is not None else "test part"
+        return X, y, f"the {what} of {ds.name} ({len(y)} samples, seed {rec.get('seed', 0)})", ds
     ds = _load_dataset(args.dataset, args.target, options, min_classes=1)
     if ds.test is not None:
-        return ds.test[0], ds.test[1], f"test set of {ds.name} ({len(ds.test[1])} samples)", ds
+        return ds.test[0], ds.test[1], f"the test set of {ds.name} ({len(ds.test[1])} samples)", ds
     return ds.X, ds.y, f"all of {ds.name} ({len(ds.y)} samples)", ds
 
 
@@ -685,7 +688,7 @@ def cmd_evaluate(args) -> int:
         raise CLIError(f"--dataset: expected labels below {n_out} (the model's classes), received {int(np.max(y))}")
     res = evaluate(mf.model, X, y, n_classes=n_out)
     correct = int(round(res["accuracy"] * res["n"]))
-    print(f"evaluated {args.model} on the {what}")
+    print(f"evaluated {args.model} on {what}")
     print(f"loss      {res['loss']:.4f}")
     print(f"accuracy  {res['accuracy']:.4f} ({correct}/{res['n']})")
     print(_format_confusion(res["confusion_matrix"], classes))
@@ -810,12 +813,12 @@ def cmd_gradcheck(args) -> int:
                             "activation": args.activation, "seed": args.seed, "n_samples": args.n_samples,
                             "noise": args.noise, "dropout": 0.0})
         ds, (Xtr, ytr, *_), _ = _prepare(c)
-        X, y, what = Xtr, ytr, f"training part of {ds.name}"
+        X, y, what = Xtr, ytr, f"the training part of {ds.name}"
         model, _ = _build(c, ds.n_features, ds.n_classes)
         label = f"a fresh MLP {_arch(model)} ({c['activation']})"
     n = min(args.batch, len(y))
     X, y = np.asarray(X[:n], dtype=np.float64), np.asarray(y[:n])
-    print(f"gradient check of {label} on {n} samples of the {what} (float64, central differences"
+    print(f"gradient check of {label} on {n} samples of {what} (float64, central differences"
           + (f", at most {args.max_entries} entries per parameter)" if args.max_entries else ")"))
     report = check_gradients(model, nn.CrossEntropyLoss(), X, y, max_entries=args.max_entries, seed=args.seed or 0)
     print(report.table())
@@ -963,6 +966,14 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"gradbox: error: {_one_line(exc)}", file=sys.stderr)
         return exc.code
+    except BrokenPipeError:
+        # NOTE: `gradbox predict ... | head` closed the pipe: stop quietly, as Unix tools do.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except KeyboardInterrupt:
         if debug:
             import traceback
