@@ -756,7 +756,7 @@ class Trainer:
             arrays["trainer.perm"] = np.asarray(self._perm, dtype=np.int64)
         for i, cb in enumerate(self.callbacks):
             meta, cb_arrays = cb.get_state()
-            cb_meta.append({"class": type(cb).__name__, "state": meta})
+            cb_meta.append({"class": type(cb).__name__, "index": i, "state": meta})
             for k, v in cb_arrays.items():
                 arrays[f"callback.{i}.{k}"] = np.asarray(v)
         meta = {
@@ -793,51 +793,56 @@ class Trainer:
         """Restore everything ``save_checkpoint`` wrote; returns the metadata.
 
         ``path_or_state`` is a path or the ``(arrays, metadata)`` pair of ``load_checkpoint_file``.
-        Everything is validated before anything changes.
+        Everything is checked before anything changes: a checkpoint of another model, optimizer
+        or batch size raises ``ValueError`` and leaves the trainer as it was.
         """
         arrays, meta = (load_checkpoint_file(path_or_state) if not isinstance(path_or_state, tuple)
                         else path_or_state)
-        weights = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
-        opt_state = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
-        o = meta["optimizer"]
+        who = "resume"
+        try:
+            o = meta["optimizer"]
+            rng_shuffle, rng_global = _decode_rng(meta["rng"]["shuffle"]), _decode_rng(meta["rng"]["gradbox"])
+            epoch, step, global_step = int(meta["epoch"]), int(meta["step"]), int(meta["global_step"])
+            history = History.from_dict(meta["history"])
+            partial = dict(meta["partial"]) if meta.get("partial") is not None else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{who}: expected a complete gradbox checkpoint, received one without {exc}") from None
         if o["type"] != type(self.optimizer).__name__:
-            raise ValueError(f"resume: expected a checkpoint of a {type(self.optimizer).__name__} optimizer, "
+            raise ValueError(f"{who}: expected a checkpoint of a {type(self.optimizer).__name__} optimizer, "
                              f"received {o['type']}")
         if meta.get("batch_size") != self.batch_size or meta.get("shuffle") != self.shuffle:
-            raise ValueError(f"resume: expected batch_size={meta.get('batch_size')} and shuffle={meta.get('shuffle')} "
+            raise ValueError(f"{who}: expected batch_size={meta.get('batch_size')} and shuffle={meta.get('shuffle')} "
                              f"as in the checkpoint, received batch_size={self.batch_size}, shuffle={self.shuffle}")
-        cb_meta = meta.get("callbacks", [])
-        mine = [type(cb).__name__ for cb in self.callbacks if not isinstance(cb, ProgressBar)]
-        theirs = [c["class"] for c in cb_meta if c["class"] != "ProgressBar"]
-        # validate weights and optimizer on scratch copies first
-        backup_w = self.model.state_dict()
-        backup_o = self.optimizer.state_dict()
+        weights = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+        opt_state = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
+        backup_w, backup_o = self.model.state_dict(), self.optimizer.state_dict()
         try:
             self.model.load_state_dict(weights)
             self.optimizer.load_state_dict({"type": o["type"], "hyper": o["hyper"], "step_count": o["step_count"],
                                             "state": opt_state})
-        except (ValueError, TypeError):
+            self.rng.bit_generator.state = rng_shuffle
+            set_rng_state(rng_global)
+        except (ValueError, TypeError, KeyError):
             self.model.load_state_dict(backup_w)
             self.optimizer.load_state_dict(backup_o)
             raise
-        self.rng.bit_generator.state = _decode_rng(meta["rng"]["shuffle"])
-        set_rng_state(_decode_rng(meta["rng"]["gradbox"]))
-        self.epoch, self.step, self.global_step = int(meta["epoch"]), int(meta["step"]), int(meta["global_step"])
-        self._perm = arrays.get("trainer.perm")
-        if self._perm is not None:
-            self._perm = np.asarray(self._perm, dtype=np.int64)
-            self._partial = dict(meta["partial"])
-        self.history = History.from_dict(meta["history"])
+        self.epoch, self.step, self.global_step = epoch, step, global_step
+        perm = arrays.get("trainer.perm")
+        self._perm = None if perm is None else np.asarray(perm, dtype=np.int64)
+        if partial is not None:
+            self._partial = partial
+        self.history = history
         self._elapsed_before = float(meta.get("elapsed", 0.0))
         self._epoch_t0 = None
-        if mine == theirs:
-            stateful = [(i, cb) for i, cb in enumerate(self.callbacks)]
-            by_index = {i: c for i, c in enumerate(cb_meta)}
-            for i, cb in stateful:
-                entry = by_index.get(i)
-                if entry is None or entry["class"] != type(cb).__name__:
-                    continue
-                prefix = f"callback.{i}."
+        # callbacks: the k-th callback of a class takes the state of the k-th saved one of that class
+        saved = {}
+        for entry in meta.get("callbacks", []):
+            saved.setdefault(entry["class"], []).append(entry)
+        for cb in self.callbacks:
+            queue = saved.get(type(cb).__name__)
+            if queue:
+                entry = queue.pop(0)
+                prefix = f"callback.{entry['index']}."
                 cb.set_state(entry["state"], {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
         self._resumed_meta = meta
         return meta
