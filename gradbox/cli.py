@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-__all__ = ["main", "CLIError", "DEFAULTS", "resolve_config"]
+__all__ = ["DEFAULTS", "CLIError", "main", "resolve_config"]
 
 USAGE_EXIT = 2
 
@@ -240,7 +240,7 @@ def _prepare(c):
     ds = _load_dataset(c["dataset"], c["target"], _dataset_options(c))
     Xtr, ytr, Xva, yva, Xte, yte = _split(ds, c["val_split"], c["test_split"], c["seed"])
     scaler = Standardizer().fit(Xtr)
-    f = lambda A: scaler.transform(A).astype(np.float32, copy=False)  # noqa: E731
+    f = lambda A: scaler.transform(A).astype(np.float32, copy=False)
     parts = (f(Xtr), ytr, f(Xva) if len(Xva) else None, yva, f(Xte) if len(Xte) else None, yte)
     return ds, parts, scaler
 
@@ -845,7 +845,7 @@ def cmd_info(args) -> int:
         rows.append((str(i), kind, detail, out, shapes, f"{n:,}"))
     head = ("#", "layer", "", "output", "parameters", "count")
     widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) if j < 5 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))  # noqa
+    fmt = lambda r: "  ".join(c.ljust(w) if j < 5 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
     print(f"{args.model}: Sequential of {len(model)} layers, input (N, {_input_width(model)}), "
           f"{next(model.parameters()).dtype}")
     print(fmt(head))

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["plot_history", "plot_confusion"]
+__all__ = ["plot_confusion", "plot_history"]
 
 
 def _pyplot():

@@ -44,9 +44,24 @@ CHECKPOINT_FORMAT = "gradbox-checkpoint"
 CHECKPOINT_VERSION = 1
 
 __all__ = [
-    "fit", "Trainer", "History", "TrainingDiverged", "Callback", "EarlyStopping", "ModelCheckpoint",
-    "ProgressBar", "CSVLogger", "predict", "predict_proba", "predict_logits", "evaluate",
-    "build_mlp", "make_optimizer", "load_checkpoint_file", "OPTIMIZERS", "ACTIVATIONS",
+    "ACTIVATIONS",
+    "OPTIMIZERS",
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "ModelCheckpoint",
+    "ProgressBar",
+    "Trainer",
+    "TrainingDiverged",
+    "build_mlp",
+    "evaluate",
+    "fit",
+    "load_checkpoint_file",
+    "make_optimizer",
+    "predict",
+    "predict_logits",
+    "predict_proba",
 ]
 
 
@@ -93,7 +108,7 @@ class History:
         return {"epoch": list(self.epoch), **{k: list(v) for k, v in self.history.items()}}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "History":
+    def from_dict(cls, d: Mapping) -> History:
         d = dict(d)
         epoch = d.pop("epoch", [])
         return cls(d, epoch)
@@ -284,9 +299,8 @@ class ModelCheckpoint(Callback):
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.unit == "epoch" and epoch % self.every == 0:
-            self._save()
-        elif self.unit == "step" and self.trainer.global_step % self.every == 0:
+        count = epoch if self.unit == "epoch" else self.trainer.global_step
+        if count % self.every == 0:
             self._save()
 
 
@@ -343,9 +357,9 @@ class ProgressBar(Callback):
         t = self.trainer
         self._t0 = time.perf_counter()
         if self._tqdm:
-            from tqdm.auto import tqdm
-
             import shutil
+
+            from tqdm.auto import tqdm
 
             width = len(str(t.epochs))
             # NOTE: a fixed narrow bar leaves room for the metrics; shutil falls back to 80 columns

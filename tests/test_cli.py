@@ -22,7 +22,7 @@ def run(argv, capsys):
 
 def sub(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "gradbox", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def assert_one_line_error(rc, err, code, pattern=None):
@@ -33,6 +33,11 @@ def assert_one_line_error(rc, err, code, pattern=None):
     assert "Traceback" not in err
     if pattern:
         assert pattern in lines[0], lines[0]
+
+
+def read_json(*parts):
+    with open(os.path.join(*map(str, parts))) as f:
+        return json.load(f)
 
 
 def no_temp_files(folder):
@@ -84,10 +89,11 @@ def test_default_train_reaches_97_percent_on_digits(tmp_path):
 def test_train_writes_a_complete_run(trained):
     files = set(os.listdir(trained))
     assert {"model.gbx", "metrics.json", "history.csv", "curves.png", "config.json"} <= files
-    metrics = json.load(open(os.path.join(trained, "metrics.json")))
+    metrics = read_json(trained, "metrics.json")
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["epochs_trained"] == 3
     assert metrics["dataset"]["options"] == {"n_samples": 120}
-    lines = open(os.path.join(trained, "history.csv")).read().splitlines()
+    with open(os.path.join(trained, "history.csv")) as f:
+        lines = f.read().splitlines()
     assert lines[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(lines) == 4
 
 
@@ -113,19 +119,19 @@ def test_flags_are_applied(tmp_path, capsys):
                          "--val-split", "0.25", "--test-split", "0.25", "--dropout", "0", "--out", out], capsys)
     assert rc == 0
     assert "epoch 2/2" in stdout and "test accuracy" in stdout
-    hp = json.load(open(os.path.join(out, "metrics.json")))["hyperparameters"]
+    hp = read_json(out, "metrics.json")["hyperparameters"]
     assert hp["hidden"] == [6, 5] and hp["optimizer"] == "nesterov" and hp["lr"] == 0.02
     assert hp["batch_size"] == "full" and hp["momentum"] == 0.8 and hp["init"] == "xavier_uniform"
     m = gb.io.load_model(os.path.join(out, "model.gbx")).model
     assert [type(x).__name__ for x in m] == ["Linear", "Tanh", "Linear", "Tanh", "Linear"]
-    assert json.load(open(os.path.join(out, "metrics.json")))["optimizer_steps"] == 2  # full batch
+    assert read_json(out, "metrics.json")["optimizer_steps"] == 2  # full batch
 
 
 def test_patience_early_stopping(tmp_path):
     out = str(tmp_path / "r")
     assert main(["train", "--dataset", "blobs", "--n-samples", "90", "--hidden", "8", "--epochs", "60",
                  "--lr", "0.05", "--patience", "2", "--quiet", "--out", out]) == 0
-    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    metrics = read_json(out, "metrics.json")
     assert metrics["stopped_early_at"] is not None and metrics["epochs_trained"] < 60
 
 
@@ -134,7 +140,7 @@ def test_config_file_and_flags_override(tmp_path):
     cfg.write_text('dataset = "moons"\nn-samples = 100\nhidden = [5]\nepochs = 2\nbatch_size = 10\nlr = 0.01\n')
     out = str(tmp_path / "r")
     assert main(["train", "--config", str(cfg), "--epochs", "3", "--quiet", "--out", out]) == 0
-    hp = json.load(open(os.path.join(out, "metrics.json")))["hyperparameters"]
+    hp = read_json(out, "metrics.json")["hyperparameters"]
     assert hp["hidden"] == [5] and hp["epochs"] == 3 and hp["batch_size"] == 10 and hp["lr"] == 0.01
 
 
@@ -163,7 +169,7 @@ def test_train_on_a_csv_file_with_string_labels(tmp_path, csv_data):
 def test_evaluate_uses_the_recorded_test_split(trained, capsys):
     rc, out, err = run(["evaluate", os.path.join(trained, "model.gbx")], capsys)
     assert rc == 0, err
-    metrics = json.load(open(os.path.join(trained, "metrics.json")))
+    metrics = read_json(trained, "metrics.json")
     acc_line = next(line for line in out.splitlines() if line.startswith("accuracy"))
     assert f"{metrics['test_accuracy']:.4f}" in acc_line and "confusion matrix" in out
     rc, out, _ = run(["evaluate", trained, "--dataset", "moons", "--n-samples", "50"], capsys)  # a folder works
@@ -235,7 +241,8 @@ def _bad_files(tmp_path, trained):
     nan_csv = tmp_path / "nan.csv"
     nan_csv.write_text("a,b,label\n1,2,0\nnan,3,1\n4,5,0\n")
     corrupt = tmp_path / "corrupt.gbx"
-    corrupt.write_bytes(open(os.path.join(trained, "model.gbx"), "rb").read()[:300])
+    with open(os.path.join(trained, "model.gbx"), "rb") as f:
+        corrupt.write_bytes(f.read()[:300])
     foreign = tmp_path / "foreign.npz"
     np.savez(foreign, X=np.zeros(3))
     wide = tmp_path / "wide.csv"
@@ -296,7 +303,7 @@ def _fill(argv, files, tmp_path, trained):
 def test_bad_input_is_one_line_with_exit_code(tmp_path, trained, capsys, monkeypatch, argv, code, text):
     monkeypatch.chdir(tmp_path)
     files = _bad_files(tmp_path, trained)
-    rc, out, err = run(_fill(argv, files, tmp_path, trained), capsys)
+    rc, _, err = run(_fill(argv, files, tmp_path, trained), capsys)
     assert_one_line_error(rc, err, code, text)
     assert not os.path.exists(tmp_path / "runs") or os.listdir(tmp_path / "runs") == []  # nothing half-made
 
@@ -346,7 +353,7 @@ def test_help_and_version(capsys):
 def test_import_gradbox_stays_light():
     code = ("import sys, gradbox, gradbox.cli, gradbox.train, gradbox.plots; "
             "print(sorted(m for m in ('tqdm', 'matplotlib', 'h5py') if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
 
 

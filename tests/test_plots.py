@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from gradbox.plots import plot_confusion, plot_history  # noqa: E402
-from gradbox.train import History  # noqa: E402
+from gradbox.plots import plot_confusion, plot_history
+from gradbox.train import History
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

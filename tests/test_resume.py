@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 import gradbox as gb
-from gradbox.train import (EarlyStopping, ModelCheckpoint, Trainer, _StopAfterSteps, build_mlp,
-                           load_checkpoint_file)
+from gradbox.train import EarlyStopping, ModelCheckpoint, Trainer, _StopAfterSteps, build_mlp, load_checkpoint_file
 
 N, BATCH, EPOCHS = 80, 16, 3          # 5 steps per epoch, 15 steps in all
 STEPS_PER_EPOCH = N // BATCH
@@ -211,7 +210,8 @@ CLI_FLAGS = ["--dataset", "spirals", "--n-samples", "120", "--hidden", "12", "--
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "gradbox", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "gradbox", *args], capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 def _final(run):
@@ -224,7 +224,8 @@ def cli_reference(tmp_path_factory):
 
     out = str(tmp_path_factory.mktemp("cli") / "ref")
     assert main(["train", *CLI_FLAGS, "--out", out]) == 0
-    return _final(out), json.load(open(os.path.join(out, "metrics.json")))
+    with open(os.path.join(out, "metrics.json")) as f:
+        return _final(out), json.load(f)
 
 
 # 84 training samples: 6 steps per epoch (the last one of 4 samples); 18 in all
@@ -238,7 +239,8 @@ def test_cli_interrupt_then_resume_in_a_fresh_process(tmp_path, cli_reference, s
     r = _cli("train", "--resume", out, "--quiet")
     assert r.returncode == 0, r.stderr
     assert _same(_final(out), cli_reference[0])
-    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
     assert metrics["test_accuracy"] == cli_reference[1]["test_accuracy"]
     assert metrics["history"]["loss"] == cli_reference[1]["history"]["loss"]
 

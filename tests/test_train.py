@@ -7,8 +7,22 @@ import pytest
 
 import gradbox as gb
 from gradbox import nn
-from gradbox.train import (CSVLogger, Callback, EarlyStopping, History, ModelCheckpoint, ProgressBar, Trainer,
-                           TrainingDiverged, build_mlp, evaluate, fit, make_optimizer, predict, predict_proba)
+from gradbox.train import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    ModelCheckpoint,
+    ProgressBar,
+    Trainer,
+    TrainingDiverged,
+    build_mlp,
+    evaluate,
+    fit,
+    make_optimizer,
+    predict,
+    predict_proba,
+)
 
 
 def _blobs(n=120, seed=0):
