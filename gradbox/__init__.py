@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "fit": "train", "History": "train", "Trainer": "train",
     "save": "io", "load": "io", "save_model": "io", "load_model": "io",
-    "explain": "explain",
+    "explain": "report", "ExplainReport": "report",
     "course": None, "viz": None, "datasets": None, "data": None, "io": None, "train": None,
 }
 
@@ -32,7 +32,9 @@ _LAZY = {
 def __getattr__(name):
     if name in _LAZY:
         module = _import_module(f".{_LAZY[name] or name}", __name__)
-        return module if _LAZY[name] is None else getattr(module, name)
+        value = module if _LAZY[name] is None else getattr(module, name)
+        globals()[name] = value  # resolve once; later lookups skip __getattr__
+        return value
     raise AttributeError(f"module 'gradbox' has no attribute {name!r}")
 
 

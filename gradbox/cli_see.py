@@ -175,7 +175,7 @@ def _load_dataset(name):
 
 def _explain(args) -> int:
     from . import nn
-    from .explain import explain
+    from .report import explain
 
     _positive(args.batch, "--batch")
     X, y = _load_dataset(args.dataset)

@@ -316,14 +316,3 @@ def _diagnose(rows, lr):
                             f"{finite[-1]['layer']} to layer {finite[0]['layer']} -- try a smaller initialisation "
                             "scale or a lower learning rate")
     return warnings, checks
-
-
-# NOTE: ``gradbox.explain`` is both this module and its main function. Importing the
-# submodule makes the package attribute point at the module, so the module itself is made
-# callable: ``gradbox.explain(model, X, y)`` works however the name was resolved.
-class _CallableModule(__import__("types").ModuleType):
-    def __call__(self, *args, **kwargs):
-        return explain(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _CallableModule
