@@ -351,6 +351,8 @@ class Log(Function):
 
 
 class ReLU(Function):
+    returns_fresh_grads = True
+
     def forward(self, a):
         self.mask = a > 0
         return np.maximum(a, 0, dtype=a.dtype)

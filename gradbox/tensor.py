@@ -161,14 +161,22 @@ class Tensor:
 
         order = _topological_order(self)
         grads = {id(self): grad}
+        fresh = set()  # ids of nodes whose pending gradient is an array nobody else holds
         for node in reversed(order):
-            g = grads.pop(id(node), None)
+            key = id(node)
+            g = grads.pop(key, None)
             if g is None:
                 continue
             ctx = node._ctx
             if ctx is None or node._retain:
-                # NOTE: copy on first store; a box may hand the same array to two inputs.
-                node.grad = np.array(g, copy=True) if node.grad is None else node.grad + g
+                # NOTE: copy on first store (a box may hand the same array to two inputs),
+                # unless the array is known fresh: a leaf then simply takes it over.
+                if node.grad is not None:
+                    node.grad = node.grad + g
+                elif ctx is None and key in fresh:
+                    node.grad = g
+                else:
+                    node.grad = np.array(g, copy=True)
             if ctx is None:
                 continue
             if getattr(ctx, "_released", False):
@@ -179,11 +187,18 @@ class Tensor:
             in_grads = ctx.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
+            owned = ctx.returns_fresh_grads
             for parent, pg in zip(ctx.parents, in_grads):
                 if pg is None or not parent.requires_grad:
                     continue
                 key = id(parent)
-                grads[key] = pg if key not in grads else grads[key] + pg
+                if key in grads:
+                    grads[key] = grads[key] + pg
+                    fresh.add(key)
+                else:
+                    grads[key] = pg
+                    if owned:
+                        fresh.add(key)
             if not retain_graph:
                 ctx.release()
 
