@@ -72,12 +72,12 @@ def test_default_train_reaches_97_percent_on_digits(tmp_path):
     folder = tmp_path / "runs" / runs[0]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.97
-    assert "test accuracy" in r.stdout and "epoch 40/40" in r.stdout and "time left" in r.stdout
+    assert "test accuracy" in r.stdout and "epoch 50/50" in r.stdout and "time left" in r.stdout
     for name in ("model.gbx", "metrics.json", "history.csv", "curves.png", "config.json"):
         assert (folder / name).stat().st_size > 0
     assert no_temp_files(folder)
     h = metrics["history"]
-    assert len(h["loss"]) == len(h["val_loss"]) == len(h["accuracy"]) == len(h["val_accuracy"]) == 40
+    assert len(h["loss"]) == len(h["val_loss"]) == len(h["accuracy"]) == len(h["val_accuracy"]) == 50
     assert metrics["seed"] == 0 and metrics["hyperparameters"]["hidden"] == [256, 128]
     assert metrics["elapsed_seconds"] > 0 and metrics["n_test"] == 270
     mf = gb.io.load_model(folder / "model.gbx")
