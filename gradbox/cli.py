@@ -467,6 +467,9 @@ def cmd_train(args) -> int:
             os.makedirs(out, exist_ok=True)
     trainer = Trainer(model, "cross_entropy", opt, batch_size=batch, shuffle=True, seed=c["seed"],
                       callbacks=_callbacks(c, out, args), verbose=0)
+    # NOTE: a checkpoint is a model file too, so it carries what evaluate/predict need.
+    trainer.extra_metadata = _model_metadata(c, ds, trainer)
+    trainer.extra_arrays = {"norm.mean": scaler.mean_, "norm.scale": scaler.scale_}
     cfg_file = os.path.join(out, "config.json")
     try:
         if resuming:
@@ -516,26 +519,32 @@ def _version():
     return __version__
 
 
+def _model_metadata(c, ds, trainer) -> dict:
+    """What a model file records: data, classes, normalisation and hyperparameters."""
+    classes = list(ds.classes) if ds.classes is not None else list(range(ds.n_classes))
+    classes = [k if isinstance(k, (str, int)) else str(k) for k in classes]
+    hyper = {k: c[k] for k in ("hidden", "activation", "optimizer", "lr", "momentum", "epochs", "batch_size",
+                               "weight_decay", "dropout", "init", "patience", "checkpoint_every")}
+    hyper["lr"] = trainer.optimizer.lr
+    return {
+        "kind": "gradbox-classifier", "gradbox_version": _version(),
+        "dataset": _dataset_record(c, ds), "classes": classes, "n_features": ds.n_features,
+        "feature_names": list(ds.feature_names) if ds.feature_names is not None else None,
+        "normalization": "standardize: (x - norm.mean) / norm.scale",
+        "hyperparameters": hyper, "seed": c["seed"],
+    }
+
+
 def _finish_run(args, c, ds, scaler, model, trainer, history, out, test, t_start) -> int:
     from .io import save_model
     from .train import evaluate
 
     Xte, yte = test
     res = evaluate(model, Xte, yte, n_classes=ds.n_classes) if Xte is not None else None
-    classes = list(ds.classes) if ds.classes is not None else list(range(ds.n_classes))
-    classes = [c_ if isinstance(c_, (str, int)) else str(c_) for c_ in classes]
     stopped = next((cb.stopped_epoch for cb in trainer.callbacks if getattr(cb, "stopped_epoch", None)), None)
-    hyper = {k: c[k] for k in ("hidden", "activation", "optimizer", "lr", "momentum", "epochs", "batch_size",
-                               "weight_decay", "dropout", "init", "patience", "checkpoint_every")}
-    hyper["lr"] = trainer.optimizer.lr
-    meta = {
-        "kind": "gradbox-classifier", "gradbox_version": _version(),
-        "dataset": _dataset_record(c, ds), "classes": classes, "n_features": ds.n_features,
-        "feature_names": list(ds.feature_names) if ds.feature_names is not None else None,
-        "normalization": "standardize: (x - norm.mean) / norm.scale",
-        "hyperparameters": hyper, "seed": c["seed"], "epochs_trained": trainer.epoch,
-        "test_accuracy": None if res is None else res["accuracy"],
-    }
+    meta = _model_metadata(c, ds, trainer)
+    meta.update(epochs_trained=trainer.epoch, test_accuracy=None if res is None else res["accuracy"])
+    classes, hyper = meta["classes"], meta["hyperparameters"]
     # model first: metrics.json, written last, marks a finished run
     save_model(os.path.join(out, "model.gbx"), model,
                arrays={"norm.mean": scaler.mean_, "norm.scale": scaler.scale_}, metadata=meta)

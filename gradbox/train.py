@@ -575,6 +575,8 @@ class Trainer:
         ``global_step``: optimizer steps since the start of the run.
     history : History
     stop_training, interrupted : bool
+    extra_metadata, extra_arrays : dict
+        Stored in every checkpoint alongside the trainer's own state.
     """
 
     def __init__(self, model, loss=None, optimizer=None, *, batch_size=32, shuffle=True, seed=None,
@@ -621,6 +623,8 @@ class Trainer:
         self._epoch_t0 = None
         self._elapsed_before = 0.0
         self._fit_t0 = None
+        self.extra_metadata = {}  # JSON-friendly records stored in every checkpoint
+        self.extra_arrays = {}    # arrays stored in every checkpoint (e.g. normalisation)
 
     @property
     def elapsed(self) -> float:
@@ -776,7 +780,8 @@ class Trainer:
         meta = {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
-            "epochs": self.epochs, "elapsed": self.elapsed, "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
+            "epochs": self.epochs, "elapsed": self.elapsed,
+            "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
             "optimizer": {"type": sd["type"], "hyper": sd["hyper"], "step_count": sd["step_count"]},
             "rng": {"shuffle": _encode_rng(self.rng.bit_generator.state), "gradbox": _encode_rng(get_rng_state())},
             "partial": dict(self._partial) if self._perm is not None else None,
@@ -784,15 +789,24 @@ class Trainer:
             "callbacks": cb_meta,
             "parameters": [name for name, _ in self.model.named_parameters()],
         }
+        # the caller's own records (e.g. the CLI's dataset and normalisation), under names of their own
+        for key, value in self.extra_metadata.items():
+            meta.setdefault(key, value)
+        for key, value in self.extra_arrays.items():
+            arrays.setdefault(key, value)
         return arrays, meta
 
     def save_checkpoint(self, path, extra_metadata: dict | None = None) -> None:
-        """Write a resumable checkpoint atomically (refuses a non-finite model)."""
+        """Write a resumable checkpoint atomically (refuses a non-finite model).
+
+        ``self.extra_metadata`` and ``self.extra_arrays`` (and ``extra_metadata`` here) are stored
+        too, without overriding the checkpoint's own keys.
+        """
         from .io import model_to_spec, save, save_model
 
         arrays, meta = self.state()
-        if extra_metadata:
-            meta["extra"] = dict(extra_metadata)
+        for key, value in (extra_metadata or {}).items():
+            meta.setdefault(key, value)
         try:
             model_to_spec(self.model)
         except TypeError:

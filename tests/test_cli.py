@@ -374,3 +374,14 @@ def test_evaluate_keeps_class_names_aligned(tmp_path, csv_data, capsys):
     other.write_text("a,b,label\n1,2,maybe\n3,4,yes\n")
     rc, _, err = run(["evaluate", out, "--dataset", str(other)], capsys)
     assert_one_line_error(rc, err, 1, "'maybe'")
+
+
+def test_a_checkpoint_is_a_usable_model_file(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["train", *SMALL, "--out", out, "--checkpoint-every", "3"]) == 0  # the last epoch
+    rc1, from_model, _ = run(["evaluate", os.path.join(out, "model.gbx")], capsys)
+    rc2, from_ckpt, _ = run(["evaluate", os.path.join(out, "checkpoint.gbx")], capsys)
+    assert rc1 == rc2 == 0
+    assert from_model.splitlines()[1:] == from_ckpt.splitlines()[1:]
+    rc, info, _ = run(["info", os.path.join(out, "checkpoint.gbx")], capsys)
+    assert rc == 0 and "checkpoint: epoch 3, step 0" in info
