@@ -897,6 +897,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "history.csv and curves.png. Flags override --config.")
     p.add_argument("--config", metavar="FILE.toml", help="TOML file of the same settings (keys as the flags)")
     for dest, (flags, kw) in _TRAIN_FLAGS.items():
+        kw = {"metavar": {int: "N", float: "X"}.get(kw.get("type"), "NAME"), **kw}
         p.add_argument(*flags, dest=dest, **kw)
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly from its checkpoint.gbx")
     p.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)  # simulates Ctrl-C (tests)
