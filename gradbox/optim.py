@@ -139,7 +139,9 @@ class RMSprop(Optimizer):
     def _update(self, w, g, state):
         if self.weight_decay:
             g = g + self.weight_decay * w
-        s = state.setdefault("square_avg", np.zeros_like(w))
+        s = state.get("square_avg")
+        if s is None:  # NOTE: not setdefault, which would allocate zeros on every step
+            s = state["square_avg"] = np.zeros_like(w)
         s *= self.alpha
         s += (1 - self.alpha) * g * g
         w -= self.lr * g / (np.sqrt(s) + self.eps)
@@ -170,8 +172,9 @@ class Adam(Optimizer):
             else:
                 g = g + self.weight_decay * w
         t = self.step_count  # NOTE: one step counter for all parameters
-        m = state.setdefault("exp_avg", np.zeros_like(w))
-        v = state.setdefault("exp_avg_sq", np.zeros_like(w))
+        if "exp_avg" not in state:  # NOTE: not setdefault, which would allocate on every step
+            state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(w), np.zeros_like(w)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= self.beta1
         m += (1 - self.beta1) * g
         v *= self.beta2

@@ -66,9 +66,13 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(self.out_features, dtype=dtype)) if bias else None
 
     def forward(self, x):
-        if not isinstance(x, Tensor):
+        if not isinstance(x, Tensor) or not (x.requires_grad or x.data.flags.c_contiguous):
             # NOTE: raw arrays are user data entering the graph: check them once here.
-            x = Tensor(x)
+            # A C-contiguous copy of Fortran-ordered or strided data makes BLAS take the
+            # same path, so results are bit-identical to those of a contiguous array.
+            x = x if isinstance(x, Tensor) else Tensor(x)
+            if not x.data.flags.c_contiguous:
+                x = Tensor(np.ascontiguousarray(x.data))
             if x.dtype.kind == "f" and not all_finite(x.data):
                 raise NonFiniteError(
                     f"Linear(in_features={self.in_features}): expected finite input, "
