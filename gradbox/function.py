@@ -19,9 +19,8 @@ def is_grad_enabled() -> bool:
     return getattr(_state, "enabled", True)
 
 
-@contextlib.contextmanager
-def no_grad():
-    """Context manager in which no graph is recorded (inference, updates).
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (or decorator) in which no graph is recorded (inference, updates).
 
     >>> import gradbox as gb
     >>> w = gb.Tensor([1.0], requires_grad=True)
@@ -30,12 +29,19 @@ def no_grad():
     >>> y.requires_grad
     False
     """
-    previous = is_grad_enabled()
-    _state.enabled = False
-    try:
-        yield
-    finally:
-        _state.enabled = previous
+
+    # NOTE: a small class, not @contextmanager: entering and leaving a generator-based
+    # manager cost about 2 µs, a noticeable share of a single-sample prediction.
+    __slots__ = ("_previous",)
+
+    def __enter__(self):
+        self._previous = getattr(_state, "enabled", True)
+        _state.enabled = False
+        return None
+
+    def __exit__(self, *exc):
+        _state.enabled = self._previous
+        return False
 
 
 class Function:

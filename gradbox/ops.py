@@ -354,11 +354,13 @@ class ReLU(Function):
     returns_fresh_grads = True
 
     def forward(self, a):
-        self.mask = a > 0
-        return np.maximum(a, 0, dtype=a.dtype)
+        # NOTE: keep the output, not a mask: the mask (out > 0, the same as a > 0, NaN
+        # included) is built only if backward runs, so inference never pays for it.
+        self.out = out = np.maximum(a, 0, dtype=a.dtype)
+        return out
 
     def backward(self, g):
-        return g * self.mask
+        return g * (self.out > 0)
 
 
 class LeakyReLU(Function):

@@ -79,12 +79,13 @@ class Linear(Module):
                     f"received {first_nonfinite(x.data)}"
                 )
         w = self.weight
-        if x.ndim != 2 or x.shape[1] != self.in_features or x.shape[0] == 0:
+        shape = x.data.shape  # NOTE: the array's attributes directly; Tensor properties cost a call each
+        if len(shape) != 2 or shape[1] != self.in_features or shape[0] == 0:
             raise ValueError(
                 f"Linear(in_features={self.in_features}): expected input of shape (N, {self.in_features}) "
                 f"with N >= 1, received {x.shape}"
             )
-        if x.dtype != w.dtype:
+        if x.data.dtype != w.data.dtype:
             raise TypeError(
                 f"Linear(in_features={self.in_features}): expected input of dtype {w.dtype}, "
                 f"received {x.dtype} (convert with .astype(np.{w.dtype}))"
