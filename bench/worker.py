@@ -80,8 +80,15 @@ def _init_weights(d, seed=1):
 WARMUP = 10  # steps run before the clock starts (thread pools, lazy kernels); same for every library
 
 
+SEGMENTS = 20  # the epoch is timed in this many slices; see _rate()
+
+
 def _epoch(step, x, y, batch, order, xb):
-    """Warm up, then time one epoch of ``step(xb, idx)`` with batches gathered into ``xb``."""
+    """Warm up, then time one epoch of ``step(idx)`` with batches gathered into ``xb``.
+
+    Returns the wall time, the last step's result and the (seconds, samples) of each
+    of ``SEGMENTS`` consecutive slices of the epoch.
+    """
     import numpy as np
 
     for s in range(0, min(WARMUP, len(x) // batch) * batch, batch):
@@ -89,12 +96,33 @@ def _epoch(step, x, y, batch, order, xb):
         np.take(x, idx, axis=0, out=xb)
         step(idx)
     last = None
-    t0 = time.perf_counter()
-    for s in range(0, len(x) - batch + 1, batch):
+    starts = list(range(0, len(x) - batch + 1, batch))
+    per = max(1, len(starts) // SEGMENTS)
+    segs = []
+    t0 = t_seg = time.perf_counter()
+    for i, s in enumerate(starts):
         idx = order[s : s + batch]
         np.take(x, idx, axis=0, out=xb)
         last = step(idx)
-    return time.perf_counter() - t0, last
+        if (i + 1) % per == 0 or i == len(starts) - 1:
+            now = time.perf_counter()
+            segs.append((now - t_seg, ((i % per) + 1) * batch))
+            t_seg = now
+    return time.perf_counter() - t0, last, segs
+
+
+def _rate(segs):
+    """Samples/s from the median slice: robust to a burst of load from other processes.
+
+    NOTE: on a shared 2-core machine another process waking up can slow a
+    2-thread OpenBLAS call tenfold for a second; the median slice ignores such
+    bursts, while the wall time of the whole epoch is kept as well.
+    """
+    import statistics
+
+    return 1.0 / statistics.median(sec / n for sec, n in segs)
+
+
 def _train_gradbox(x, y, batch, order, use_fit=False):
     import numpy as np
 
@@ -109,10 +137,11 @@ def _train_gradbox(x, y, batch, order, use_fit=False):
     loss_fn = gb.nn.CrossEntropyLoss()
     if use_fit:
         t0 = time.perf_counter()
-        hist = gb.fit(model, x, y, loss=loss_fn, optimizer=opt, epochs=1, batch_size=batch, shuffle=True, verbose=0)
+        hist = gb.fit(model, x, y, loss=loss_fn, optimizer=opt, epochs=1, batch_size=batch, shuffle=True, verbose=0,
+                     metrics=(), seed=2)
         dt = time.perf_counter() - t0
         last = hist.history["loss"][-1] if hasattr(hist, "history") else float("nan")
-        return dt, float(last)
+        return dt, float(last), [(dt, len(x))]
     xb = np.empty((batch, d), np.float32)
     xt = gb.Tensor(xb)  # NOTE: the buffer is reused; the Tensor shares it
 
@@ -124,8 +153,8 @@ def _train_gradbox(x, y, batch, order, use_fit=False):
         opt.step()
         return loss
 
-    dt, loss = _epoch(step, x, y, batch, order, xb)
-    return dt, float(loss.item())
+    dt, loss, segs = _epoch(step, x, y, batch, order, xb)
+    return dt, float(loss.item()), segs
 
 
 def _train_torch(x, y, batch, order):
@@ -155,8 +184,8 @@ def _train_torch(x, y, batch, order):
         opt.step()
         return loss
 
-    dt, loss = _epoch(step, x, y, batch, order, xb)
-    return dt, float(loss.item())
+    dt, loss, segs = _epoch(step, x, y, batch, order, xb)
+    return dt, float(loss.item()), segs
 
 
 def _sk_model(batch, max_iter=1):
@@ -180,11 +209,17 @@ def _train_sklearn(x, y, batch, order):
         # NOTE: warm-up: partial_fit on WARMUP batches, then one timed partial_fit = one full epoch.
         warm = order[: WARMUP * batch]
         clf.partial_fit(x[warm], y[warm], classes=list(range(C)))
+        # One epoch = SEGMENTS partial_fit calls over consecutive slices (each shuffles its slice).
+        chunk = max(batch, len(x) // SEGMENTS // batch * batch)
+        segs = []
         t0 = time.perf_counter()
-        clf.partial_fit(x, y)
+        for s in range(0, len(x), chunk):
+            t_seg = time.perf_counter()
+            clf.partial_fit(x[s : s + chunk], y[s : s + chunk])
+            segs.append((time.perf_counter() - t_seg, len(x[s : s + chunk])))
         dt = time.perf_counter() - t0
     assert clf.coefs_[0].dtype == x.dtype, "sklearn did not keep float32"
-    return dt, float(clf.loss_)
+    return dt, float(clf.loss_), segs
 
 
 class NumpyMLP:
@@ -260,8 +295,8 @@ def _train_numpy(x, y, batch, order):
     d = x.shape[1]
     net = NumpyMLP(d, batch)
     xb = np.empty((batch, d), np.float32)
-    dt, loss = _epoch(lambda idx: net.step(xb, y[idx]), x, y, batch, order, xb)
-    return dt, float(loss)
+    dt, loss, segs = _epoch(lambda idx: net.step(xb, y[idx]), x, y, batch, order, xb)
+    return dt, float(loss), segs
 
 
 TRAIN = {"gradbox": _train_gradbox, "torch": _train_torch, "sklearn": _train_sklearn, "numpy": _train_numpy}
@@ -293,9 +328,9 @@ def task_train(t):
     rss_data = _rss_bytes()
     reset = _reset_peak_rss()
     if lib == "gradbox.fit":
-        dt, loss = _train_gradbox(x, y, batch, order, use_fit=True)
+        dt, loss, segs = _train_gradbox(x, y, batch, order, use_fit=True)
     else:
-        dt, loss = TRAIN[lib](x, y, batch, order)
+        dt, loss, segs = TRAIN[lib](x, y, batch, order)
     steps = len(x) // batch
     samples = len(x) if lib in ("sklearn", "gradbox.fit") else steps * batch
     d = t["d"]
@@ -304,7 +339,8 @@ def task_train(t):
     act = batch * (H1 + H2 + C) * 4 * 2  # activations + their gradients, float32
     floor = x.nbytes + y.nbytes + (n_w + n_b) * 4 * 3 + batch * d * 4 + act  # params, grads, momentum
     return {
-        "seconds": dt, "samples": samples, "samples_per_s": samples / dt, "final_loss": loss,
+        "seconds": dt, "samples": samples, "samples_per_s": _rate(segs), "samples_per_s_wall": samples / dt,
+        "final_loss": loss, "segments": len(segs),
         "rss_after_imports": rss_imports, "rss_after_data": rss_data, "peak_rss": _peak_rss_bytes(),
         "peak_rss_reset": reset, "floor_bytes": floor,
     }
