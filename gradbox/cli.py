@@ -116,10 +116,11 @@ def resolve_config(values: dict) -> dict:
     if c["target"] is not None and not isinstance(c["target"], str):
         raise _usage(f"--target: expected a column name, received {c['target']!r}")
     c["hidden"] = _parse_hidden(c["hidden"])
+    # NOTE: isinstance first: a TOML list or table is unhashable, so `in` a dict would raise TypeError.
     for key, choices in (("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS)):
-        if c[key] not in choices:
+        if not isinstance(c[key], str) or c[key] not in choices:
             raise _usage(f"--{key}: expected one of {', '.join(choices)}, received {c[key]!r}")
-    if c["init"] is not None and c["init"] not in INITIALIZERS:
+    if c["init"] is not None and (not isinstance(c["init"], str) or c["init"] not in INITIALIZERS):
         raise _usage(f"--init: expected one of {', '.join(INITIALIZERS)}, received {c['init']!r}")
     if c["lr"] is not None and not (_is_num(c["lr"]) and c["lr"] > 0):
         raise _usage(f"--lr: expected a positive learning rate, received {c['lr']!r}")
@@ -442,9 +443,17 @@ def cmd_train(args) -> int:
                          "(only --epochs may change)")
         try:
             with open(cfg_path, encoding="utf-8") as f:
-                saved = json.load(f)["config"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CLIError(f"--resume {run}: config.json is not a gradbox run configuration ({exc})") from None
+                saved = json.load(f)
+        except ValueError as exc:  # NOTE: JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise CLIError(f"--resume {run}: expected config.json to be JSON, received unreadable data "
+                           f"({exc})") from None
+        top, saved = saved, saved.get("config") if isinstance(saved, dict) else None
+        if not isinstance(saved, dict) or not set(saved) <= set(DEFAULTS):
+            got = (f"a JSON {type(top).__name__}" if not isinstance(top, dict) else
+                   f"'config': {type(saved).__name__}" if not isinstance(saved, dict) else
+                   f"unknown keys {sorted(set(saved) - set(DEFAULTS))[:5]}")
+            raise CLIError(f"--resume {run}: expected config.json to hold a gradbox run configuration "
+                           f"{{\"config\": {{...}}}}, received {got}")
         c = resolve_config({**saved, **({"epochs": args.epochs} if args.epochs else {})})
         out = run
     else:
@@ -628,7 +637,8 @@ def _model_inputs(mf, X, where):
     if norm is not None:
         X = norm.transform(X.astype(np.float64))
     dtype = next(mf.model.parameters()).dtype
-    return np.ascontiguousarray(X, dtype=dtype)
+    # NOTE: check_array's conversion refuses values beyond the model dtype's range instead of making inf.
+    return np.ascontiguousarray(check_array(X, where, ndim=2, dtype=dtype))
 
 
 def _eval_data(args, mf):
@@ -710,16 +720,24 @@ def _read_input(path, feature_names, n_features):
         raise CLIError(f"--input: no such file {path!r}")
     low = path.lower()
     if low.endswith(".npz"):
+        import zipfile
+
         try:
-            with np.load(path, allow_pickle=False) as z:
+            z = np.load(path, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):  # NOTE: an .npy file, whatever its name
+                raise CLIError(f"--input {path}: expected an .npz file with an array X, received a single .npy "
+                               "array")
+            with z:
                 keys = list(z.keys())
                 key = "X" if "X" in keys else (keys[0] if len(keys) == 1 else None)
                 if key is None:
                     raise CLIError(f"--input {path}: expected an array named 'X', received arrays {keys}")
                 X = z[key]
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            # NOTE: an empty file raises EOFError, a damaged zip BadZipFile (neither is a ValueError/OSError).
+            first = (str(exc) or type(exc).__name__).splitlines()[0]
             raise CLIError(f"--input {path}: expected an .npz file with an array X, received unreadable data "
-                           f"({str(exc).splitlines()[0]})") from None
+                           f"({first})") from None
         if X.dtype.kind not in "fiub":
             raise CLIError(f"--input {path}: expected numeric features, received dtype {X.dtype}")
         return X.astype(np.float64)
@@ -818,7 +836,8 @@ def cmd_gradcheck(args) -> int:
         model = mf.model
         label = args.model
     else:
-        c = resolve_config({"dataset": args.dataset or "digits", "target": args.target, "hidden": args.hidden,
+        # NOTE: `is None`, not `or`: an empty --dataset= is an error, not a request for the default.
+        c = resolve_config({"dataset": "digits" if args.dataset is None else args.dataset, "target": args.target, "hidden": args.hidden,
                             "activation": args.activation, "seed": args.seed, "n_samples": args.n_samples,
                             "noise": args.noise, "dropout": 0.0})
         ds, (Xtr, ytr, *_), _ = _prepare(c)

@@ -74,7 +74,8 @@ def _run(handler, args) -> int:
         if getattr(args, "debug", False):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"gradbox {args.command_name}: {msg}", file=sys.stderr)
+        # NOTE: the same one-line form as every other gradbox command.
+        print(f"gradbox: error: {args.command_name}: {msg}", file=sys.stderr)
         return 2 if isinstance(exc, (FileNotFoundError, PermissionError)) else 1
 
 

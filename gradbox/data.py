@@ -120,7 +120,19 @@ def check_array(X, name: str = "X", ndim: int | tuple | None = 2, dtype=None, al
                 if not _all_finite(X) or not np.array_equal(X, np.round(X)):
                     raise ValueError(f"{name}: expected whole numbers to convert to {dtype}, received fractional "
                                      "or non-finite values")
-            X = X.astype(dtype)
+            if dtype.kind == "f":
+                # NOTE: a value beyond the target's range (1e39 -> float32) would become inf with a
+                # RuntimeWarning; say so instead, naming the value as given.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    converted = X.astype(dtype)
+                if not _all_finite(converted) and (kind != "f" or _all_finite(X)):
+                    idx = tuple(int(i) for i in np.argwhere(~np.isfinite(converted))[0])
+                    raise ValueError(f"{name}: expected values within the range of {dtype} (|x| <= "
+                                     f"{np.finfo(dtype).max:.4g}), received {X[idx].item()!r} at index "
+                                     f"{idx[0] if len(idx) == 1 else idx}")
+                X = converted
+            else:
+                X = X.astype(dtype)
     if X.dtype.kind == "f" and not _all_finite(X):
         raise NonFiniteError(f"{name}: expected finite values, received {_first_bad(X)}")
     return X

@@ -499,8 +499,9 @@ def _validate(X, y, loss_fn, dtype, name="X"):
     """Checked, contiguous X in the model's dtype and y (int labels or float targets)."""
     from .data import check_X_y
 
-    X, y = check_X_y(X, y, classification=not _is_regression(loss_fn))
-    X = np.ascontiguousarray(X, dtype=dtype)
+    # NOTE: converting in check_X_y refuses values beyond the model dtype's range (1e39 -> float32 inf).
+    X, y = check_X_y(X, y, classification=not _is_regression(loss_fn), dtype=dtype)
+    X = np.ascontiguousarray(X)
     y = np.ascontiguousarray(y, dtype=dtype if _is_regression(loss_fn) else np.int64)
     return X, y
 
@@ -914,19 +915,24 @@ def fit(model, X, y, loss=None, optimizer=None, epochs=10, batch_size=32, valida
 def _as_input(model, X, name="X"):
     from .data import check_array
 
-    X = check_array(X, name=name, ndim=2)
-    return np.ascontiguousarray(X, dtype=_model_dtype(model))
+    X = check_array(X, name=name, ndim=2, dtype=_model_dtype(model))
+    return np.ascontiguousarray(X)
 
 
 def predict_logits(model, X, batch_size=1024, _checked=False) -> np.ndarray:
-    """Raw outputs of ``model`` in eval mode, without recording a graph."""
+    """Raw outputs of ``model`` in eval mode, without recording a graph.
+
+    Raises ``NonFiniteError`` (a ValueError) when an output is NaN or inf, e.g. for inputs so large
+    that the logits overflow.
+    """
     if not _checked:
         X = _as_input(model, X)
     was = [(m, m.training) for m in model.modules()]
     model.eval()
     outs = []
     try:
-        with no_grad():
+        # NOTE: an overflow shows up as a non-finite output, refused below with a clear message.
+        with no_grad(), np.errstate(over="ignore", invalid="ignore"):
             for i in range(0, X.shape[0], batch_size):
                 outs.append(model(Tensor(X[i:i + batch_size])).data)
     finally:
@@ -934,14 +940,21 @@ def predict_logits(model, X, batch_size=1024, _checked=False) -> np.ndarray:
             object.__setattr__(m, "training", mode)
     if not outs:
         raise ValueError("X: expected at least one sample, received 0")
-    return np.concatenate(outs, axis=0)
+    out = np.concatenate(outs, axis=0)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        from .data import _first_bad
+
+        raise NonFiniteError(f"model output: expected finite values, received {_first_bad(out)} "
+                             "(inputs far larger than the training data, or diverged weights?)")
+    return out
 
 
 def predict_proba(model, X, batch_size=1024) -> np.ndarray:
     """Class probabilities (softmax of the logits; sigmoid for one output)."""
     z = predict_logits(model, X, batch_size).astype(np.float64)
     if z.ndim == 1 or z.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-z.reshape(-1)))
+        with np.errstate(over="ignore"):  # NOTE: exp(-z) overflows to inf for z << 0, giving p = 0 exactly
+            p = 1.0 / (1.0 + np.exp(-z.reshape(-1)))
         return np.stack([1 - p, p], axis=1)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)

@@ -120,7 +120,12 @@ def _is_float(v) -> bool:
 def read_npz(path):
     """An ``.npz`` with arrays ``X`` and ``y`` (optionally ``X_test``, ``y_test``, ``feature_names``, ``classes``)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            # NOTE: np.load reads an .npy file (one bare array) whatever its name.
+            raise ValueError(f"{path}: expected an .npz archive of arrays X and y, received a single .npy array "
+                             f"of shape {getattr(z, 'shape', ())}")
+        with z:
             files = list(z.files)
             if "X" not in files or "y" not in files:
                 raise ValueError(f"{path}: expected arrays named 'X' and 'y', received {files}")
@@ -131,12 +136,16 @@ def read_npz(path):
                 if key in files:
                     out[key] = [str(v) for v in z[key].reshape(-1)]
     except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+        if "Object arrays" in str(exc):
             raise ValueError(f"{path}: expected numeric arrays, received object arrays (pickled data is never "
                              "loaded)") from None
+        if "pickled data" in str(exc):
+            # NOTE: np.load takes any file that is neither a zip nor an .npy for a pickle.
+            raise ValueError(f"{path}: expected an .npz archive, received neither a zip file nor an .npy file "
+                             "(pickled data is never loaded)") from None
         if str(exc).startswith(str(path)):
             raise
-        raise ValueError(f"{path}: expected a valid .npz file ({exc})") from None
+        raise ValueError(f"{path}: expected a valid .npz file, received unreadable data ({exc})") from None
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
