@@ -469,6 +469,8 @@ def cmd_train(args) -> int:
             out = _new_run_dir(ds.name)
             created = True
         else:
+            if os.path.exists(out) and not os.path.isdir(out):
+                raise CLIError(f"--out {out}: expected a folder (new or empty), received a file")
             if os.path.exists(os.path.join(out, "model.gbx")) or os.path.exists(os.path.join(out, "checkpoint.gbx")):
                 raise CLIError(f"--out {out}: already holds a run; choose another folder or continue it with "
                                f"--resume {out}")

@@ -316,9 +316,9 @@ def read_idx(path, labels_path=None, test_path=None, test_labels_path=None, scal
     if labels_path is None:
         labels_path = _labels_sibling(path)
         if labels_path is None:
-            raise ValueError(f"labels_path: expected the labels file for {os.path.basename(str(path))} (none found "
-                             "by the naming convention train-images-idx3-ubyte -> train-labels-idx1-ubyte); "
-                             "pass labels_path=")
+            raise ValueError(f"labels_path: expected the labels file for {os.path.basename(str(path))}, received "
+                             "none (no file found by the naming convention train-images-idx3-ubyte -> "
+                             "train-labels-idx1-ubyte); pass labels_path=")
     elif not os.path.exists(labels_path):
         raise FileNotFoundError(f"labels_path: expected an existing IDX labels file, received {str(labels_path)!r}")
     X, y = _idx_pair(path, labels_path, scale)
