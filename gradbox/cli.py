@@ -606,7 +606,38 @@ def _load_model_file(path):
             path = candidate
         else:
             raise CLIError(f"MODEL: expected a model file, received the folder {path!r} (no model.gbx in it)")
-    return load_model(path)
+    mf = load_model(path)
+    _check_metadata(mf.metadata, path)
+    return mf
+
+
+def _check_metadata(meta, path):
+    """Type-check the metadata fields the commands read.
+
+    NOTE: save_model takes any JSON metadata, so a hand-made model file may hold e.g. ``classes: 5``;
+    without this check the commands failed with raw Python messages ("object of type 'int' has no len()").
+    """
+    if not isinstance(meta, dict):
+        return
+
+    def check(key, value, ok, expected):
+        if value is not None and not ok(value):
+            raise CLIError(f"MODEL {path}: expected metadata {key!r} to be {expected}, received "
+                           f"{type(value).__name__} {json.dumps(value, default=str)[:60]}")
+
+    scalar = (str, int, float)
+    check("classes", meta.get("classes"), lambda v: isinstance(v, list) and all(isinstance(c, scalar) for c in v),
+          "a list of class names")
+    check("feature_names", meta.get("feature_names"),
+          lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of column names")
+    check("hyperparameters", meta.get("hyperparameters"), lambda v: isinstance(v, dict), "a table")
+    check("test_accuracy", meta.get("test_accuracy"), _is_num, "a number")
+    ds = meta.get("dataset")
+    check("dataset", ds, lambda v: isinstance(v, dict), "a table")
+    if isinstance(ds, dict):
+        check("dataset.source", ds.get("source"), lambda v: isinstance(v, str) and v != "", "a dataset name or path")
+        check("dataset.target", ds.get("target"), lambda v: isinstance(v, str), "a column name")
+        check("dataset.options", ds.get("options"), lambda v: isinstance(v, dict), "a table of loader options")
 
 
 def _input_width(model):
@@ -624,7 +655,16 @@ def _normalizer(mf):
     mean, scale = mf.arrays.get("norm.mean"), mf.arrays.get("norm.scale")
     if mean is None or scale is None:
         return None
-    return Standardizer.from_params(mean, scale)
+    try:
+        norm = Standardizer.from_params(mean, scale)
+    except (ValueError, TypeError) as exc:  # "mean: expected finite values, ..." -> "MODEL: norm.mean: ..."
+        raise CLIError(f"MODEL: norm.{exc}") from None
+    n_in = _input_width(mf.model)
+    if norm.n_features_ != n_in:
+        # NOTE: otherwise reported as the data's fault ("X: expected 3 features (as in fit)").
+        raise CLIError(f"MODEL: expected norm.mean and norm.scale of {n_in} features (the model's input), "
+                       f"received {norm.n_features_}")
+    return norm
 
 
 def _model_inputs(mf, X, where):
