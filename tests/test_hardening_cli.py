@@ -747,6 +747,54 @@ def test_commands_accept_the_valid_model(model_path, good_input, capsys):
     capsys.readouterr()
 
 
+@st.composite
+def odd_model_file(draw):
+    """(metadata, arrays, whether every command must refuse it) of a valid gradbox model file whose
+    metadata or normalisation is malformed."""
+    meta = {"dataset": {"source": "moons", "options": {"n_samples": 40}}, "classes": [0, 1, 2],
+            "feature_names": ["x0", "x1"]}
+    arrays = {"norm.mean": np.zeros(2), "norm.scale": np.ones(2)}
+    junk_value = st.sampled_from([5, 1.5, True, "x", [1], [[1], {"a": 1}], {"a": 1}, [None]])
+    kind = draw(st.sampled_from(["meta", "dataset", "norm"]))
+    if kind == "meta":
+        key = draw(st.sampled_from(["classes", "feature_names", "hyperparameters", "test_accuracy", "dataset"]))
+        ok = {"classes": lambda v: isinstance(v, list) and all(isinstance(c, (str, int, float)) for c in v),
+              "feature_names": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+              "hyperparameters": lambda v: isinstance(v, dict),
+              "test_accuracy": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "dataset": lambda v: isinstance(v, dict)}[key]
+        meta[key] = draw(junk_value.filter(lambda v: not ok(v)))
+    elif kind == "dataset":
+        key = draw(st.sampled_from(["source", "target", "options", "val_split", "test_split", "seed"]))
+        bad = {"source": [5, "", [1], True, "no_such.csv", "nope"], "target": [5, [1], "nope"],
+               "options": [3, [1], "x", {"bogus": 1}, {"n_samples": 0}],
+               "val_split": [-0.1, 1, "x", [0.1]], "test_split": [1.5, "x", True], "seed": [-1, "x", 1.5]}[key]
+        meta["dataset"][key] = value = draw(st.sampled_from(bad))
+        # NOTE: a well-typed but unusable record (a missing file, a bad split) only matters to the
+        # commands that reload the data; predict does not.
+        typed = {"source": lambda v: isinstance(v, str) and v, "target": lambda v: isinstance(v, str),
+                 "options": lambda v: isinstance(v, dict)}.get(key, lambda v: True)
+        return meta, arrays, not typed(value)
+    else:
+        which = draw(st.sampled_from(["norm.mean", "norm.scale"]))
+        arrays[which] = draw(st.sampled_from([np.zeros(3), np.zeros((2, 1)), np.array([np.nan, 0.0]),
+                                              np.array([np.inf, 1.0]), np.zeros(0), np.ones(1)]))
+        if which == "norm.scale" and draw(st.booleans()):
+            arrays[which] = draw(st.sampled_from([np.zeros(2), -np.ones(2)]))
+    return meta, arrays, True
+
+
+@settings(max_examples=50, **CLI)
+@given(odd_model_file(), st.sampled_from(["evaluate", "predict", "gradcheck"]))
+def test_model_commands_refuse_odd_metadata_and_normalisation(work, good_input, capsys, case, command):
+    meta, arrays, every_command = case
+    if command == "predict" and not every_command:
+        command = "evaluate"
+    path = _new_path(work, ".gbx")
+    gb.io.save_model(path, nn.Sequential(nn.Linear(2, 3, rng=0)), arrays=arrays, metadata=meta)
+    cli_fails(capsys, [command, path, *(["--input", good_input] if command == "predict" else [])])
+
+
 # --------------------------------------------------------------------------------------
 # predict --input with malformed features
 # --------------------------------------------------------------------------------------
