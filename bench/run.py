@@ -67,75 +67,140 @@ def available(lib):
 def config(quick):
     if quick:
         return dict(n=1024, d=784, batches=[32, 128, 512], runs=1, infer_batch=500, calls=50, reps=2,
-                    import_runs=1, peak_n=256, min_time=0.01)
+                    peak_n=256, min_time=0.01, slices=4)
     return dict(n=60000, d=784, batches=[32, 128, 512], runs=3, infer_batch=10000, calls=2000, reps=10,
-                import_runs=5, peak_n=2048, min_time=0.5)
+                peak_n=2048, min_time=0.5, slices=10)
+
+
+class Server:
+    """A persistent ``worker.py --serve`` process for one library."""
+
+    def __init__(self, lib, env):
+        self.lib = lib
+        self.proc = subprocess.Popen([sys.executable, WORKER, "--serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        self.hello = self.ask({"lib": lib})
+
+    def ask(self, cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read()
+            raise RuntimeError(f"benchmark worker for {self.lib} failed on {cmd}:\n{err[-3000:]}")
+        return json.loads(line)
+
+    def _cpu_ticks(self):
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime, all threads
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def settle(self, limit=1.0):
+        """Wait until this process's threads stop using CPU (BLAS/OpenMP workers spin after a call).
+
+        NOTE: OpenBLAS threads busy-wait for about 2^28 cycles after each call; a resting
+        library must not steal a core from the one being measured.
+        """
+        t_end = time.perf_counter() + limit
+        last = self._cpu_ticks()
+        while last is not None and time.perf_counter() < t_end:
+            time.sleep(0.04)
+            now = self._cpu_ticks()
+            if now == last:
+                return
+            last = now
+
+    def close(self):
+        try:
+            self.ask({"cmd": "quit"}) if self.proc.poll() is None else None
+        except (RuntimeError, BrokenPipeError, ValueError):
+            pass
+        self.proc.wait(timeout=60)
+
+
+def rotate(seq, k):
+    k %= max(len(seq), 1)
+    return seq[k:] + seq[:k]
 
 
 def collect(quick, libs, runs=None, log=print):
+    """Run every measurement; libraries take turns slice by slice (see ``Server``)."""
     cfg = config(quick)
     if runs:
         cfg["runs"] = runs
     env, removed = _child_env()
     libs = [lib for lib in libs if available(lib)]
-    train_libs = libs
-    infer_libs = [lib for lib in libs if lib != "gradbox.fit"]
-    import_libs = [lib for lib in ("gradbox", "torch") if lib in libs]
-    raw = {"train": {}, "infer": {}, "import": {}, "peak": []}
+    raw = {"train": {}, "slices": {}, "latency": {}, "throughput": {}, "import": {}, "peak": [], "skipped": {}}
     t_start = time.time()
-
-    def rotate(seq, k):
-        k %= max(len(seq), 1)
-        return seq[k:] + seq[:k]
-
-    def train_task(lib, batch):
-        return {"kind": "train", "lib": lib, "batch": batch, "n": cfg["n"], "d": cfg["d"]}
-
-    def infer_task(lib):
-        return {"kind": "infer", "lib": lib, "d": cfg["d"], "batch": cfg["infer_batch"], "calls": cfg["calls"],
-                "reps": cfg["reps"]}
-
-    def record(task, res):
-        if task["kind"] == "train":
-            raw["train"].setdefault(f"{task['lib']}|{task['batch']}", []).append(res)
-            if res.get("ok"):
-                log(f"  train {task['lib']:12s} batch {task['batch']:4d}: {res['samples_per_s']:10.0f} samples/s")
-        elif task["kind"] == "infer":
-            raw["infer"].setdefault(task["lib"], []).append(res)
-        elif task["kind"] == "import":
-            raw["import"].setdefault(task["lib"], []).append(res)
-        else:
-            raw["peak"].append(res)
-
     peak_task = {"kind": "peak", "n": cfg["peak_n"], "d": cfg["d"], "batches": cfg["batches"],
                  "min_time": cfg["min_time"]}
     for r in range(cfg["runs"]):
         log(f"round {r + 1}/{cfg['runs']}  ({time.time() - t_start:.0f} s)")
-        if quick:
-            # NOTE: quick mode groups each library's tasks into one process (start-up dominates).
-            # The import is timed first in its process, so it is still a fresh-process import.
-            jobs = [[peak_task]]
-            for lib in train_libs:
-                job = [{"kind": "import", "lib": lib}] if lib in import_libs else []
-                job += [train_task(lib, b) for b in cfg["batches"]]
-                jobs.append(job + ([infer_task(lib)] if lib in infer_libs else []))
-        else:
-            jobs = [[peak_task]]
+        raw["peak"].append(run_tasks([peak_task], env)[0])
+        servers = []
+        for lib in libs:
+            srv = Server(lib, env)
+            srv.settle()
+            if not srv.hello.get("ok"):
+                raw["skipped"][lib] = srv.hello.get("skipped")
+                srv.close()
+                continue
+            if lib in ("gradbox", "torch"):
+                raw["import"].setdefault(lib, []).append(srv.hello["import_s"])
+            servers.append(srv)
+        try:
             for batch in cfg["batches"]:
-                jobs += [[train_task(lib, batch)] for lib in rotate(train_libs, r + batch)]
-            jobs += [[infer_task(lib)] for lib in rotate(infer_libs, r)]
-        for job in jobs:
-            for task, res in zip(job, run_tasks(job, env)):
-                record(task, res)
-    for r in range(0 if quick else cfg["import_runs"]):
-        for lib in rotate(import_libs, r):
-            task = {"kind": "import", "lib": lib}
-            record(task, run_tasks([task], env)[0])
+                for srv in servers:
+                    srv.ask({"cmd": "train", "batch": batch, "n": cfg["n"], "d": cfg["d"], "slices": cfg["slices"]})
+                    srv.settle()
+                active, i = list(servers), 0
+                while active:
+                    for srv in rotate(active, i):
+                        out = srv.ask({"cmd": "slice"})
+                        srv.settle()
+                        if out.get("done"):
+                            active.remove(srv)
+                            continue
+                        raw["slices"].setdefault(f"{srv.lib}|{batch}", []).append((r, i, out["samples"] / out["seconds"]))
+                    i += 1
+                for srv in servers:
+                    res = srv.ask({"cmd": "finish"})
+                    raw["train"].setdefault(f"{srv.lib}|{batch}", []).append(res)
+                    log(f"  train {srv.lib:12s} batch {batch:4d}: {res['samples_per_s']:10.0f} samples/s")
+            inf = [srv for srv in servers if srv.lib != "gradbox.fit"]
+            for srv in inf:
+                srv.ask({"cmd": "infer", "d": cfg["d"], "batch": cfg["infer_batch"]})
+                srv.settle()
+            blocks = 10
+            for blk in range(blocks):
+                for srv in rotate(inf, blk):
+                    times = srv.ask({"cmd": "latency", "calls": max(1, cfg["calls"] // blocks)})["times"]
+                    srv.settle()
+                    raw["latency"].setdefault(srv.lib, []).append((r, blk, times))
+            for rep in range(cfg["reps"]):
+                for srv in rotate(inf, rep):
+                    out = srv.ask({"cmd": "throughput", "reps": 1})
+                    srv.settle()
+                    raw["throughput"].setdefault(srv.lib, []).append((r, rep, out["batch"] / out["times"][0]))
+        finally:
+            for srv in servers:
+                srv.close()
     return summarize(raw, cfg, removed, time.time() - t_start)
 
 
+def _paired(raw_slices, a, b):
+    """Median over time slots of rate(a)/rate(b), each pair measured back to back."""
+    A = {(r, i): v for r, i, v in raw_slices.get(a, [])}
+    B = {(r, i): v for r, i, v in raw_slices.get(b, [])}
+    ratios = [A[k] / B[k] for k in A if k in B]
+    return statistics.median(ratios) if ratios else None
+
+
 def _med(rows, key):
-    vals = [row[key] for row in rows if row.get("ok")]
+    vals = [row[key] for row in rows if row.get("ok", True)]
     return statistics.median(vals) if vals else None
 
 
@@ -153,38 +218,42 @@ def summarize(raw, cfg, removed, elapsed):
         "peak": {"square_n": cfg["peak_n"], "square_gflops": square,
                  "workload_gflops": {b: statistics.median(p["workload_gflops"][str(b)] for p in peak)
                                      for b in cfg["batches"]}},
-        "train": {}, "infer": {}, "import": {}, "skipped": {},
+        "train": {}, "infer": {}, "import": {}, "skipped": dict(raw["skipped"]), "paired": {},
     }
     for key, rows in raw["train"].items():
         lib, batch = key.split("|")
-        if not any(row.get("ok") for row in rows):
-            res["skipped"][lib] = rows[0].get("skipped")
-            continue
         batch = int(batch)
         sps = _med(rows, "samples_per_s")
         flops = step_flops(batch, cfg["d"]) / batch * sps
-        ok_rows = [row for row in rows if row.get("ok")]
-        peak_rss = statistics.median(row["peak_rss"] - row["rss_after_imports"] for row in ok_rows)
+        peak_rss = statistics.median(row["peak_rss"] - row["rss_after_imports"] for row in rows)
         res["train"].setdefault(lib, {})[batch] = {
-            "samples_per_s": sps, "runs": [row["samples_per_s"] for row in ok_rows],
-            "best_samples_per_s": max(row["samples_per_s"] for row in ok_rows),
+            "samples_per_s": sps, "runs": [row["samples_per_s"] for row in rows],
+            "best_samples_per_s": max(row["samples_per_s"] for row in rows),
             "wall_samples_per_s": _med(rows, "samples_per_s_wall"),
             "final_loss": _med(rows, "final_loss"), "gflops": flops / 1e9,
             "share_of_square_peak": flops / 1e9 / square,
             "share_of_workload_peak": flops / 1e9 / res["peak"]["workload_gflops"][batch],
-            "peak_rss_over_imports": peak_rss, "floor_bytes": ok_rows[0]["floor_bytes"],
-            "memory_vs_floor": peak_rss / ok_rows[0]["floor_bytes"],
-            "peak_rss_total": statistics.median(row["peak_rss"] for row in ok_rows),
+            "peak_rss_over_imports": peak_rss, "floor_bytes": rows[0]["floor_bytes"],
+            "memory_vs_floor": peak_rss / rows[0]["floor_bytes"],
+            "peak_rss_total": statistics.median(row["peak_rss"] for row in rows),
         }
-    for lib, rows in raw["infer"].items():
-        if not any(row.get("ok") for row in rows):
-            res["skipped"][lib] = rows[0].get("skipped")
-            continue
-        res["infer"][lib] = {"latency_s": _med(rows, "latency_s"), "throughput": _med(rows, "throughput"),
+    for batch in cfg["batches"]:
+        for peer in ("torch", "sklearn", "numpy"):
+            v = _paired(raw["slices"], f"gradbox|{batch}", f"{peer}|{batch}")
+            if v is not None:
+                res["paired"].setdefault(peer, {})[batch] = v
+    for lib, blocks in raw["latency"].items():
+        alltimes = [t for _, _, times in blocks for t in times]
+        thr = [v for _, _, v in raw["throughput"].get(lib, [])]
+        res["infer"][lib] = {"latency_s": statistics.median(alltimes), "throughput": statistics.median(thr),
                              "batch": cfg["infer_batch"]}
-    for lib, rows in raw["import"].items():
-        if any(row.get("ok") for row in rows):
-            res["import"][lib] = {"seconds": _med(rows, "seconds"), "runs": [row.get("seconds") for row in rows]}
+    if "gradbox" in raw["latency"]:
+        gbl = {(r, b): statistics.median(t) for r, b, t in raw["latency"]["gradbox"]}
+        for peer, blocks in raw["latency"].items():
+            ratios = [gbl[(r, b)] / statistics.median(t) for r, b, t in blocks if (r, b) in gbl]
+            res["paired"].setdefault("latency", {})[peer] = statistics.median(ratios)
+    for lib, vals in raw["import"].items():
+        res["import"][lib] = {"seconds": statistics.median(vals), "runs": vals}
     res["targets"] = check_targets(res)
     return res
 
@@ -221,9 +290,7 @@ def check_targets(res):
     gb = tr.get("gradbox", {})
 
     def ratio(peer, batch):
-        if peer in tr and batch in tr[peer] and batch in gb:
-            return gb[batch]["samples_per_s"] / tr[peer][batch]["samples_per_s"]
-        return None
+        return res["paired"].get(peer, {}).get(batch)
 
     def add(name, value, target, higher=True):
         met = None if value is None else (value >= target if higher else value <= target)
@@ -233,10 +300,7 @@ def check_targets(res):
     add("train speed vs torch, batch 32", ratio("torch", 32), TARGETS["torch_b32"])
     add("train speed vs sklearn, batch 128", ratio("sklearn", 128), TARGETS["sklearn_b128"])
     add("share of sgemm peak, batch 128", gb.get(128, {}).get("share_of_square_peak"), TARGETS["peak_b128"])
-    inf = res["infer"]
-    lat = None
-    if "gradbox" in inf and "torch" in inf:
-        lat = inf["gradbox"]["latency_s"] / inf["torch"]["latency_s"]
+    lat = res["paired"].get("latency", {}).get("torch")
     add("single-sample latency vs torch", lat, TARGETS["latency_vs_torch"], higher=False)
     add("peak training memory vs floor, batch 128", gb.get(128, {}).get("memory_vs_floor"),
         TARGETS["memory_vs_floor"], higher=False)
@@ -253,8 +317,10 @@ def render(res, command):
     m, cfg = res["machine"], res["config"]
     blas = m["blas"]
     lines = [
-        f"- Date: {res['date']}; run took {res['elapsed_s']:.0f} s; median of {cfg['runs']} rounds, "
-        "each library in its own process, libraries interleaved (order rotates per round).",
+        f"- Date: {res['date']}; run took {res['elapsed_s']:.0f} s; {cfg['runs']} rounds. Each library runs in its "
+        f"own process; the processes take turns slice by slice ({cfg['slices']} slices per epoch, order rotating), "
+        "so every library sees the same machine load. Ratios are paired: the median over time slots of "
+        "gradbox's rate over the peer's, measured back to back.",
         f"- Machine: {m['processor']}, {m['cpu_count']} logical cores, {m['platform']}, Python {m['python']}.",
         f"- BLAS (threadpoolctl, NumPy's): {blas.get('internal_api')} {blas.get('version')}, "
         f"kernel `{blas.get('architecture')}`, {blas.get('num_threads')} threads. "
@@ -285,7 +351,7 @@ def render(res, command):
         + ". FLOPs counted exactly: GEMMs only, forward + dW for 3 layers + dX for layers 2-3 "
         "(the first layer's dX is skipped), i.e. 2·b·(3·Σin·out − 784·256) per step.",
         "",
-        "samples/s = 1 / (median seconds per sample over 20 slices of the epoch), median over rounds; "
+        f"samples/s = 1 / (median seconds per sample over the {cfg['slices']} slices of the epoch), median over rounds; "
         "'wall' = the whole epoch's wall time, median over rounds (bursts of load from other processes "
         "hit it fully).",
         "",
@@ -308,14 +374,14 @@ def render(res, command):
             )
     lines += ["", "Final loss: the last batch's loss (sklearn: its running epoch loss; gradbox.fit: the epoch mean). "
               "`gradbox.fit` runs with `metrics=()` and no warm-up; its time includes its input checks.",
-              "", "Ratios gradbox / peer (higher is better for gradbox):", "",
+              "", "Paired ratios gradbox / peer (median over back-to-back time slots; higher is better for gradbox):",
+              "",
               "| batch | " + " | ".join(f"vs {p}" for p in ("torch", "sklearn", "numpy floor")) + " |",
               "| --- | --- | --- | --- |"]
     for b in cfg["batches"]:
         cells = []
         for p in ("torch", "sklearn", "numpy"):
-            row = res["train"].get(p, {}).get(b)
-            cells.append(_f(gb[b]["samples_per_s"] / row["samples_per_s"]) if row and b in gb else "n/a")
+            cells.append(_f(res["paired"].get(p, {}).get(b)))
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -336,7 +402,7 @@ def render(res, command):
         f"### Inference (no graph; single-sample latency = median of {cfg['calls']} calls; "
         f"throughput at batch {cfg['infer_batch']:,})",
         "",
-        "| library | latency (µs) | latency vs gradbox | throughput (samples/s) | throughput vs gradbox |",
+        "| library | latency (µs) | gradbox latency / this (paired) | throughput (samples/s) | throughput vs gradbox |",
         "| --- | --- | --- | --- | --- |",
     ]
     gi = res["infer"].get("gradbox")
@@ -345,11 +411,13 @@ def render(res, command):
         if row is None:
             continue
         lines.append(
-            f"| {lib} | {row['latency_s'] * 1e6:.1f} | {_f(row['latency_s'] / gi['latency_s'] if gi else None)} "
+            f"| {lib} | {row['latency_s'] * 1e6:.1f} | {_f(res['paired'].get('latency', {}).get(lib))} "
             f"| {row['throughput']:,.0f} | {_f(row['throughput'] / gi['throughput'] if gi else None)} |"
         )
-    lines += ["", "sklearn's `predict_proba` includes validation and the softmax; the others return logits.", "",
-              "### Import time (fresh process, interpreter start-up excluded, median)", "",
+    lines += ["", "sklearn's `predict_proba` includes validation and the softmax; the others return logits. "
+              "Latency blocks and throughput repetitions alternate between the libraries.", "",
+              "### Import time (first statement of a fresh process, interpreter start-up excluded, median over rounds)",
+              "",
               "| module | seconds |", "| --- | --- |"]
     for lib, row in res["import"].items():
         lines.append(f"| `import {lib}` | {row['seconds']:.3f} |")

@@ -83,11 +83,13 @@ WARMUP = 10  # steps run before the clock starts (thread pools, lazy kernels); s
 SEGMENTS = 20  # the epoch is timed in this many slices; see _rate()
 
 
-def _epoch(step, x, y, batch, order, xb):
-    """Warm up, then time one epoch of ``step(idx)`` with batches gathered into ``xb``.
+def _epoch(step, x, y, batch, order, xb, slices=None):
+    """Warm up, then run one epoch of ``step(idx)`` slice by slice (a generator).
 
-    Returns the wall time, the last step's result and the (seconds, samples) of each
-    of ``SEGMENTS`` consecutive slices of the epoch.
+    Batches are gathered into the reused buffer ``xb``. The generator first yields
+    ``None`` once the warm-up is done, then ``(seconds, samples)`` after each of the
+    epoch's ``slices`` consecutive slices, and finally ``{"last": result of the last step}``.
+    The caller decides when each slice runs, so several libraries can take turns.
     """
     import numpy as np
 
@@ -95,20 +97,18 @@ def _epoch(step, x, y, batch, order, xb):
         idx = order[s : s + batch]
         np.take(x, idx, axis=0, out=xb)
         step(idx)
-    last = None
+    yield None
     starts = list(range(0, len(x) - batch + 1, batch))
-    per = max(1, len(starts) // SEGMENTS)
-    segs = []
-    t0 = t_seg = time.perf_counter()
-    for i, s in enumerate(starts):
-        idx = order[s : s + batch]
-        np.take(x, idx, axis=0, out=xb)
-        last = step(idx)
-        if (i + 1) % per == 0 or i == len(starts) - 1:
-            now = time.perf_counter()
-            segs.append((now - t_seg, ((i % per) + 1) * batch))
-            t_seg = now
-    return time.perf_counter() - t0, last, segs
+    k = min(slices or SEGMENTS, len(starts))
+    last = None
+    for part in np.array_split(np.asarray(starts), k):
+        t0 = time.perf_counter()
+        for s in part:
+            idx = order[s : s + batch]
+            np.take(x, idx, axis=0, out=xb)
+            last = step(idx)
+        yield time.perf_counter() - t0, len(part) * batch
+    yield {"last": last}
 
 
 def _rate(segs):
@@ -123,7 +123,7 @@ def _rate(segs):
     return 1.0 / statistics.median(sec / n for sec, n in segs)
 
 
-def _train_gradbox(x, y, batch, order, use_fit=False):
+def _train_gradbox(x, y, batch, order, slices=None, use_fit=False):
     import numpy as np
 
     import gradbox as gb
@@ -136,12 +136,16 @@ def _train_gradbox(x, y, batch, order, use_fit=False):
     opt = gb.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
     loss_fn = gb.nn.CrossEntropyLoss()
     if use_fit:
-        t0 = time.perf_counter()
-        hist = gb.fit(model, x, y, loss=loss_fn, optimizer=opt, epochs=1, batch_size=batch, shuffle=True, verbose=0,
-                     metrics=(), seed=2)
-        dt = time.perf_counter() - t0
-        last = hist.history["loss"][-1] if hasattr(hist, "history") else float("nan")
-        return dt, float(last), [(dt, len(x))]
+        # NOTE: fit() runs its epoch in one call (no warm-up): its generator has a single slice.
+        def one_slice():
+            yield None
+            t0 = time.perf_counter()
+            hist = gb.fit(model, x, y, loss=loss_fn, optimizer=opt, epochs=1, batch_size=batch, shuffle=True,
+                          verbose=0, metrics=(), seed=2)
+            yield time.perf_counter() - t0, len(x)
+            yield {"last": hist.history["loss"][-1]}
+
+        return one_slice()
     xb = np.empty((batch, d), np.float32)
     xt = gb.Tensor(xb)  # NOTE: the buffer is reused; the Tensor shares it
 
@@ -153,11 +157,10 @@ def _train_gradbox(x, y, batch, order, use_fit=False):
         opt.step()
         return loss
 
-    dt, loss, segs = _epoch(step, x, y, batch, order, xb)
-    return dt, float(loss.item()), segs
+    return _epoch(step, x, y, batch, order, xb, slices)
 
 
-def _train_torch(x, y, batch, order):
+def _train_torch(x, y, batch, order, slices=None):
     import numpy as np
     import torch
 
@@ -184,8 +187,7 @@ def _train_torch(x, y, batch, order):
         opt.step()
         return loss
 
-    dt, loss, segs = _epoch(step, x, y, batch, order, xb)
-    return dt, float(loss.item()), segs
+    return _epoch(step, x, y, batch, order, xb, slices)
 
 
 def _sk_model(batch, max_iter=1):
@@ -198,28 +200,32 @@ def _sk_model(batch, max_iter=1):
     )
 
 
-def _train_sklearn(x, y, batch, order):
+def _train_sklearn(x, y, batch, order, slices=None):
     import warnings
 
+    import numpy as np
     from sklearn.exceptions import ConvergenceWarning
 
     clf = _sk_model(batch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        # NOTE: warm-up: partial_fit on WARMUP batches, then one timed partial_fit = one full epoch.
+        # NOTE: warm-up: partial_fit on WARMUP batches; then one epoch = one partial_fit per
+        # slice of the data (sklearn shuffles within each slice), the slices of the other libraries.
         warm = order[: WARMUP * batch]
         clf.partial_fit(x[warm], y[warm], classes=list(range(C)))
-        # One epoch = SEGMENTS partial_fit calls over consecutive slices (each shuffles its slice).
-        chunk = max(batch, len(x) // SEGMENTS // batch * batch)
-        segs = []
-        t0 = time.perf_counter()
-        for s in range(0, len(x), chunk):
-            t_seg = time.perf_counter()
-            clf.partial_fit(x[s : s + chunk], y[s : s + chunk])
-            segs.append((time.perf_counter() - t_seg, len(x[s : s + chunk])))
-        dt = time.perf_counter() - t0
     assert clf.coefs_[0].dtype == x.dtype, "sklearn did not keep float32"
-    return dt, float(clf.loss_), segs
+    yield None
+    starts = list(range(0, len(x) - batch + 1, batch))
+    k = min(slices or SEGMENTS, len(starts))
+    for part in np.array_split(np.asarray(starts), k):
+        lo, hi = int(part[0]), int(part[-1]) + batch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            t0 = time.perf_counter()
+            clf.partial_fit(x[lo:hi], y[lo:hi])
+            dt = time.perf_counter() - t0
+        yield dt, hi - lo
+    yield {"last": clf.loss_}
 
 
 class NumpyMLP:
@@ -289,14 +295,13 @@ class NumpyMLP:
         return loss
 
 
-def _train_numpy(x, y, batch, order):
+def _train_numpy(x, y, batch, order, slices=None):
     import numpy as np
 
     d = x.shape[1]
     net = NumpyMLP(d, batch)
     xb = np.empty((batch, d), np.float32)
-    dt, loss, segs = _epoch(lambda idx: net.step(xb, y[idx]), x, y, batch, order, xb)
-    return dt, float(loss), segs
+    return _epoch(lambda idx: net.step(xb, y[idx]), x, y, batch, order, xb, slices)
 
 
 TRAIN = {"gradbox": _train_gradbox, "torch": _train_torch, "sklearn": _train_sklearn, "numpy": _train_numpy}
@@ -316,34 +321,73 @@ def _import_lib(lib):
         import numpy  # noqa: F401
 
 
-def task_train(t):
-    import numpy as np
+_DATA = {}
 
-    lib, batch = t["lib"], t["batch"]
-    _import_lib(lib)
-    gc.collect()
-    rss_imports = _rss_bytes()
-    x, y = make_data(t["n"], t["d"])
-    order = np.random.default_rng(2).permutation(len(x))
-    rss_data = _rss_bytes()
-    reset = _reset_peak_rss()
-    if lib == "gradbox.fit":
-        dt, loss, segs = _train_gradbox(x, y, batch, order, use_fit=True)
-    else:
-        dt, loss, segs = TRAIN[lib](x, y, batch, order)
-    steps = len(x) // batch
-    samples = len(x) if lib in ("sklearn", "gradbox.fit") else steps * batch
-    d = t["d"]
+
+def _data(n, d):
+    if (n, d) not in _DATA:
+        _DATA.clear()
+        gc.collect()
+        _DATA[(n, d)] = make_data(n, d)
+    return _DATA[(n, d)]
+
+
+def floor_bytes(n, d, batch):
+    """Dataset (X float32, y int64) + params, grads and momentum + one input batch + activations and their grads."""
     n_w = d * H1 + H1 * H2 + H2 * C
     n_b = H1 + H2 + C
-    act = batch * (H1 + H2 + C) * 4 * 2  # activations + their gradients, float32
-    floor = x.nbytes + y.nbytes + (n_w + n_b) * 4 * 3 + batch * d * 4 + act  # params, grads, momentum
-    return {
-        "seconds": dt, "samples": samples, "samples_per_s": _rate(segs), "samples_per_s_wall": samples / dt,
-        "final_loss": loss, "segments": len(segs),
-        "rss_after_imports": rss_imports, "rss_after_data": rss_data, "peak_rss": _peak_rss_bytes(),
-        "peak_rss_reset": reset, "floor_bytes": floor,
-    }
+    act = batch * (H1 + H2 + C) * 4 * 2
+    return n * d * 4 + n * 8 + (n_w + n_b) * 4 * 3 + batch * d * 4 + act
+
+
+class TrainSession:
+    """One library's epoch at one batch size, run slice by slice on request."""
+
+    def __init__(self, t, rss_imports):
+        import numpy as np
+
+        self.lib, self.batch, self.n, self.d = t["lib"], t["batch"], t["n"], t["d"]
+        x, y = _data(self.n, self.d)
+        order = np.random.default_rng(2).permutation(len(x))
+        gc.collect()
+        self.rss_imports = rss_imports
+        self.reset = _reset_peak_rss()
+        if self.lib == "gradbox.fit":
+            self.gen = _train_gradbox(x, y, self.batch, order, use_fit=True)
+        else:
+            self.gen = TRAIN[self.lib](x, y, self.batch, order, t.get("slices"))
+        assert next(self.gen) is None  # warm-up done
+        self.segs, self.wall = [], 0.0
+
+    def slice(self):
+        item = next(self.gen)
+        if isinstance(item, dict):
+            self.final = item
+            return None
+        self.segs.append(item)
+        return {"seconds": item[0], "samples": item[1]}
+
+    def finish(self):
+        while not hasattr(self, "final"):
+            self.slice()
+        last = self.final["last"]
+        loss = float(last.item() if hasattr(last, "item") else last)
+        samples = sum(n for _, n in self.segs)
+        wall = sum(sec for sec, _ in self.segs)
+        return {
+            "seconds": wall, "samples": samples, "samples_per_s": _rate(self.segs),
+            "samples_per_s_wall": samples / wall, "final_loss": loss, "segments": self.segs,
+            "rss_after_imports": self.rss_imports, "peak_rss": _peak_rss_bytes(), "peak_rss_reset": self.reset,
+            "floor_bytes": floor_bytes(self.n, self.d, self.batch),
+        }
+
+
+def task_train(t):
+    """One-shot: a whole epoch in this process."""
+    _import_lib(t["lib"])
+    gc.collect()
+    session = TrainSession(t, _rss_bytes())
+    return session.finish()
 
 
 def _predictor(lib, d):
@@ -429,6 +473,80 @@ def task_infer(t):
             "throughput": len(x) / float(np.median(big)), "batch": len(x)}
 
 
+class InferSession:
+    """One library's predictor; latency and throughput measured in blocks on request."""
+
+    def __init__(self, t):
+        import numpy as np
+
+        self.predict = _predictor(t["lib"], t["d"])
+        self.x, _ = make_data(t["batch"], t["d"])
+        self.one = np.ascontiguousarray(self.x[:1])
+        for _ in range(50):
+            self.predict(self.one)
+        self.predict(self.x)
+
+    def latency(self, calls):
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            self.predict(self.one)
+            times.append(time.perf_counter() - t0)
+        return {"times": times}
+
+    def throughput(self, reps):
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            out = self.predict(self.x)
+            times.append(time.perf_counter() - t0)
+        assert out.shape == (len(self.x), C)
+        return {"times": times, "batch": len(self.x)}
+
+
+def serve():
+    """Answer JSON commands, one per line on stdin, with one JSON line each on stdout.
+
+    The coordinator keeps one such process per library alive and makes them take
+    turns slice by slice, so that every library sees the same machine load.
+    """
+    lib = json.loads(sys.stdin.readline())["lib"]
+    try:
+        t0 = time.perf_counter()
+        _import_lib(lib)
+        reply = {"ok": True, "import_s": time.perf_counter() - t0}
+    except ImportError as exc:
+        reply = {"ok": False, "skipped": f"{type(exc).__name__}: {exc}"}
+    gc.collect()
+    rss_imports = _rss_bytes()
+    print(json.dumps(reply), flush=True)
+    train = infer = None
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        c = cmd["cmd"]
+        if c == "train":
+            train = None
+            train = TrainSession({**cmd, "lib": lib}, rss_imports)
+            out = {"ok": True}
+        elif c == "slice":
+            out = train.slice() or {"done": True}
+        elif c == "finish":
+            out = train.finish()
+            train = None
+        elif c == "infer":
+            infer = InferSession({**cmd, "lib": lib})
+            out = {"ok": True}
+        elif c == "latency":
+            out = infer.latency(cmd["calls"])
+        elif c == "throughput":
+            out = infer.throughput(cmd["reps"])
+        elif c == "quit":
+            break
+        else:
+            raise ValueError(f"unknown command {c!r}")
+        print(json.dumps(out), flush=True)
+
+
 def task_import(t):
     t0 = time.perf_counter()
     _import_lib(t["lib"])
@@ -505,6 +623,9 @@ TASKS = {"train": task_train, "infer": task_infer, "import": task_import, "peak"
 
 
 def main():
+    if sys.argv[1] == "--serve":
+        serve()
+        return
     tasks = json.loads(sys.argv[1])
     results = []
     for t in tasks:
