@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from .tensor import Tensor
+from .tensor import Tensor, _topological_order
 
 __all__ = ["draw_graph", "retain_grads", "Graph", "walk"]
 
@@ -58,24 +58,7 @@ _LOCAL_COLOUR = "#555555"
 
 def walk(roots):
     """Every tensor in the graphs under ``roots``, inputs before outputs (no recursion)."""
-    roots = [roots] if isinstance(roots, Tensor) else list(roots)
-    order, seen = [], set()
-    for root in roots:
-        stack = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            if node._ctx is not None:
-                for p in reversed(node._ctx.parents):
-                    if id(p) not in seen:
-                        stack.append((p, False))
-    return order
+    return _topological_order(roots, constants=True)
 
 
 def retain_grads(tensor) -> None:
