@@ -604,12 +604,20 @@ class Trainer:
             if m != "accuracy":
                 raise ValueError(f"metrics: expected only 'accuracy', received {m!r}")
         self.metrics = metrics if not _is_regression(self.loss_fn) else ()
-        self.callbacks = list(callbacks)
+        try:
+            self.callbacks = list(callbacks or ())
+        except TypeError:
+            hint = " (wrap it in a list)" if isinstance(callbacks, Callback) else ""
+            raise TypeError(f"callbacks: expected a sequence of Callback, received {type(callbacks).__name__}"
+                            f"{hint}") from None
         for i, cb in enumerate(self.callbacks):
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks[{i}]: expected a Callback, received {type(cb).__name__}")
         if verbose and not any(isinstance(cb, ProgressBar) for cb in self.callbacks):
             self.callbacks.append(ProgressBar())
+        if (not isinstance(eval_batch_size, numbers.Integral) or isinstance(eval_batch_size, bool)
+                or eval_batch_size <= 0):
+            raise ValueError(f"eval_batch_size: expected a positive int, received {eval_batch_size!r}")
         self.eval_batch_size = int(eval_batch_size)
         self.history = History()
         self.epoch = 0
@@ -919,6 +927,11 @@ def _as_input(model, X, name="X"):
     return np.ascontiguousarray(X)
 
 
+def _check_batch_size(batch_size):
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"batch_size: expected a positive int, received {batch_size!r}")
+
+
 def predict_logits(model, X, batch_size=1024, _checked=False) -> np.ndarray:
     """Raw outputs of ``model`` in eval mode, without recording a graph.
 
@@ -927,6 +940,7 @@ def predict_logits(model, X, batch_size=1024, _checked=False) -> np.ndarray:
     """
     if not _checked:
         X = _as_input(model, X)
+        _check_batch_size(batch_size)
     was = [(m, m.training) for m in model.modules()]
     model.eval()
     outs = []
@@ -973,6 +987,10 @@ def evaluate(model, X, y, loss=None, batch_size=1024, confusion=True, n_classes=
     """
     loss_fn = _resolve_loss(loss)
     if not _checked:
+        _check_batch_size(batch_size)
+        if n_classes is not None and (not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool)
+                                      or n_classes < 1):
+            raise ValueError(f"n_classes: expected a positive int or None, received {n_classes!r}")
         X, y = _validate(X, y, loss_fn, _model_dtype(model), name="X")
     out = predict_logits(model, X, batch_size, _checked=True)
     total = 0.0
