@@ -1056,6 +1056,50 @@ def test_api_refuses_malformed_labels(case, func):
     expect_clear_error(call)
 
 
+bad_count = st.one_of(st.integers(max_value=0), st.floats(0.5, 9.5).filter(lambda v: v != int(v)),
+                     st.sampled_from(["x", "8", True, None, [8]]))
+
+
+@st.composite
+def malformed_arguments(draw):
+    """A call of fit/predict/evaluate with valid data but one malformed argument."""
+    X = np.arange(20, dtype=np.float32).reshape(10, 2) / 10
+    y = np.arange(10) % 3
+    which = draw(st.sampled_from(["fit.batch_size", "fit.epochs", "fit.validation_data", "fit.callbacks",
+                                  "fit.seed", "fit.loss", "fit.metrics", "predict.batch_size",
+                                  "evaluate.batch_size", "evaluate.n_classes"]))
+    if which == "fit.validation_data":
+        value = draw(st.sampled_from([3, "x", (X,), (X, y, y), (np.ones((3, 4)), [0, 1, 2]),
+                                      (np.ones((3, 2)), [0, 1, 7]), (np.full((3, 2), np.nan), [0, 1, 2]),
+                                      (np.ones((3, 2)), [0, 1]), (np.ones((3, 2)), ["a", "b", "c"])]))
+    elif which == "fit.callbacks":
+        value = draw(st.sampled_from([5, gb.train.EarlyStopping(), ["x"], [None], "abc"]))
+    elif which == "fit.epochs":
+        value = draw(st.one_of(st.integers(max_value=-1), st.sampled_from([1.5, "3", True, None, [1]])))
+    elif which == "fit.seed":
+        value = draw(st.one_of(st.integers(max_value=-1), st.sampled_from([1.5, "0", [0]])))
+    elif which == "fit.loss":
+        value = draw(st.sampled_from(["x", "CrossEntropy", 5, [None]]))
+    elif which == "fit.metrics":
+        value = draw(st.sampled_from([("f1",), ["acc"], ("accuracy", "loss")]))
+    elif which == "evaluate.n_classes":
+        value = draw(st.one_of(st.integers(max_value=0).filter(lambda v: v != 0), st.sampled_from([1.5, "3", [3]])))
+    else:
+        value = draw(bad_count.filter(lambda v: v is not None or which != "fit.batch_size"))
+    func, arg = which.split(".")
+    return func, arg, value, X, y
+
+
+@settings(max_examples=60)
+@given(malformed_arguments())
+def test_api_refuses_malformed_arguments(case):
+    func, arg, value, X, y = case
+    call = {"fit": lambda: gb.fit(_model(), X, y, **{"epochs": 1, "verbose": 0, arg: value}),
+            "predict": lambda: gb.train.predict(_model(), X, **{arg: value}),
+            "evaluate": lambda: gb.train.evaluate(_model(), X, y, **{arg: value})}[func]
+    expect_clear_error(call)
+
+
 @settings(max_examples=40)
 @given(malformed_idx_or_h5())
 def test_datasets_load_refuses_malformed_idx_and_hdf5(tmp_path_factory, case):
