@@ -227,7 +227,7 @@ def test_a_valid_tiny_csv_trains(work, capsys):
 @settings(max_examples=90, **CLI)
 @given(malformed_csv(), st.booleans())
 def test_train_refuses_malformed_csv(work, capsys, case, precreate):
-    kind, raw, target, _ = case
+    _, raw, target, _ = case
     path = _new_path(work, ".csv")
     with open(path, "wb") as f:
         f.write(raw)
@@ -319,7 +319,7 @@ def malformed_npz(draw):
 @settings(max_examples=80, **CLI)
 @given(malformed_npz(), st.booleans())
 def test_train_refuses_malformed_npz(work, capsys, case, precreate):
-    kind, raw, _ = case
+    _, raw, _ = case
     path = _new_path(work, ".npz")
     with open(path, "wb") as f:
         f.write(raw)
@@ -657,7 +657,7 @@ def damaged_run(draw, config: bytes, checkpoint: bytes):
 @settings(max_examples=40, **CLI)
 @given(st.data())
 def test_resume_refuses_damaged_run_folders(work, checkpointed_run, capsys, data):
-    kind, files = data.draw(damaged_run(*checkpointed_run))
+    _, files = data.draw(damaged_run(*checkpointed_run))
     run = _out_dir(work, True)
     for name, raw in files.items():
         if raw is not None:
@@ -918,7 +918,7 @@ def test_other_commands_refuse_bad_flags(model_path, capsys, data):
 @settings(max_examples=50, **CLI)
 @given(malformed_csv(), st.sampled_from(["evaluate", "gradcheck"]))
 def test_evaluate_and_gradcheck_refuse_malformed_datasets(work, model_path, capsys, case, command):
-    kind, raw, target, api_fails = case
+    _, raw, target, api_fails = case
     if not api_fails and command == "evaluate":
         return  # one class or a float target is a valid file; evaluate's refusals are tested above
     path = _new_path(work, ".csv")
