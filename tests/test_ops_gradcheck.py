@@ -8,6 +8,7 @@ import pytest
 
 import gradbox as gb
 from gradbox import Function, Tensor, gradcheck, nn
+from gradbox.gradcheck import GradientReport
 from gradbox.nn import functional as F
 
 from .conftest import GRADCHECK_ERRORS
@@ -266,3 +267,19 @@ def test_gradcheck_validates_its_inputs():
         gradcheck(lambda a: a, [np.arange(3)])
     with pytest.raises(ValueError, match="at least one input that requires grad"):
         gradcheck(lambda a: a, [Tensor(np.ones(2))])
+
+
+def test_check_gradients_accepts_a_truly_zero_gradient():
+    """With zero weights and a balanced batch every gradient is exactly zero in theory;
+    rounding can give ~1e-17 analytic vs 0 numeric, a relative error near 1 that must not fail."""
+    model = nn.Sequential(nn.Linear(2, 2, rng=0))
+    model[0].weight.data[:] = 0.0
+    X = np.array([[1.0, 2.0], [1.0, 2.0]])
+    y = np.array([0, 1])  # p = (0.5, 0.5) for both rows: mean(p - onehot) = 0
+    report = gb.check_gradients(model, nn.CrossEntropyLoss(), X, y)
+    assert all(r["abs_error"] < 1e-10 for r in report.rows)
+    assert report.passed, report.table()
+    # the row logic: a relative error of 1 with a tiny absolute error passes, a large one fails
+    row = dict(name="b", shape=(2,), analytic_norm=5e-17, numeric_norm=0.0, rel_error=1.0, abs_error=5e-17)
+    assert GradientReport([row], 1e-7).passed
+    assert not GradientReport([dict(row, abs_error=1e-3)], 1e-7).passed
