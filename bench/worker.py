@@ -136,16 +136,25 @@ def _train_gradbox(x, y, batch, order, slices=None, use_fit=False):
     opt = gb.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
     loss_fn = gb.nn.CrossEntropyLoss()
     if use_fit:
-        # NOTE: fit() runs its epoch in one call (no warm-up): its generator has a single slice.
-        def one_slice():
+        # NOTE: fit() runs whole epochs; to take turns with the others, each slice is one
+        # fit(epochs=1) call on that slice of the data (its input checks run per call).
+        def fit_slices():
+            starts = list(range(0, len(x) - batch + 1, batch))
+            parts = np.array_split(np.asarray(starts), min(slices or SEGMENTS, len(starts)))
+            warm = order[: WARMUP * batch]
+            gb.fit(model, x[warm], y[warm], loss=loss_fn, optimizer=opt, epochs=1, batch_size=batch,
+                   verbose=0, metrics=(), seed=2)
             yield None
-            t0 = time.perf_counter()
-            hist = gb.fit(model, x, y, loss=loss_fn, optimizer=opt, epochs=1, batch_size=batch, shuffle=True,
-                          verbose=0, metrics=(), seed=2)
-            yield time.perf_counter() - t0, len(x)
+            hist = None
+            for part in parts:
+                lo, hi = int(part[0]), int(part[-1]) + batch
+                t0 = time.perf_counter()
+                hist = gb.fit(model, x[lo:hi], y[lo:hi], loss=loss_fn, optimizer=opt, epochs=1, batch_size=batch,
+                              shuffle=True, verbose=0, metrics=(), seed=2)
+                yield time.perf_counter() - t0, hi - lo
             yield {"last": hist.history["loss"][-1]}
 
-        return one_slice()
+        return fit_slices()
     xb = np.empty((batch, d), np.float32)
     xt = gb.Tensor(xb)  # NOTE: the buffer is reused; the Tensor shares it
 
@@ -540,6 +549,8 @@ def serve():
             out = infer.latency(cmd["calls"])
         elif c == "throughput":
             out = infer.throughput(cmd["reps"])
+        elif c == "gemm":
+            out = gemm_rates(cmd["n"], cmd["batch"], cmd["d"], cmd["seconds"])
         elif c == "quit":
             break
         else:
@@ -566,6 +577,46 @@ def _gflops(fn, flops, min_time):
     import statistics
 
     return flops / statistics.median(best) / 1e9
+
+
+_GEMM = {}
+
+
+def gemm_rates(n, batch, d, seconds):
+    """GFLOP/s of an n x n sgemm and of one step's 8 GEMMs at ``batch``, each for about ``seconds``."""
+    import numpy as np
+
+    if ("sq", n) not in _GEMM:
+        rng = np.random.default_rng(0)
+        a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+        _GEMM[("sq", n)] = lambda c=np.empty((n, n), np.float32): np.matmul(a, b, out=c)
+    if ("wl", batch) not in _GEMM:
+        _GEMM[("wl", batch)] = _workload_gemms(batch, d)
+    return {"square_gflops": _gflops(_GEMM[("sq", n)], 2 * n**3, seconds),
+            "workload_gflops": _gflops(_GEMM[("wl", batch)], step_flops(batch, d), seconds)}
+
+
+def _workload_gemms(batch, d):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (w1, _), (w2, _), (w3, _) = _init_weights(d)
+    xb = rng.random((batch, d), dtype=np.float32)
+    z1, z2, z3 = (np.empty((batch, h), np.float32) for h in (H1, H2, C))
+    g1, g2 = np.empty((batch, H1), np.float32), np.empty((batch, H2), np.float32)
+    gw1, gw2, gw3 = np.empty_like(w1), np.empty_like(w2), np.empty_like(w3)
+
+    def gemms():
+        np.matmul(xb, w1.T, out=z1)
+        np.matmul(z1, w2.T, out=z2)
+        np.matmul(z2, w3.T, out=z3)
+        np.matmul(z3.T, z2, out=gw3)
+        np.matmul(z3, w3, out=g2)
+        np.matmul(g2.T, z1, out=gw2)
+        np.matmul(g2, w2, out=g1)
+        np.matmul(g1.T, xb, out=gw1)
+
+    return gemms
 
 
 def task_peak(t):
