@@ -1,12 +1,13 @@
 """gradbox benchmark suite: one command, every library side by side in one run.
 
-    python bench/run.py                 # full run (about 5-10 minutes on 2 cores), writes BENCHMARKS.md
-    python bench/run.py --quick --no-write --json out.json   # tiny sizes, a few seconds (smoke test)
+    python bench/run.py                 # full run (about 10 minutes on 2 cores), updates BENCHMARKS.md
+    python bench/run.py --quick --no-write --json out.json   # tiny sizes, seconds (smoke test)
 
-Each measurement runs in a fresh process (``bench/worker.py``); the libraries
-are interleaved (the order rotates every round) and each number is the median
-of ``--runs`` rounds, so a burst of load on a shared machine hits all of them
-alike. Ratios are what to read; absolute numbers move with the machine's load.
+Each library runs in its own persistent process (``bench/worker.py --serve``); the
+processes take turns slice by slice through each epoch (order rotating), with the
+matmul peak measured in the same time slots, so a burst of load on a shared machine
+hits all of them alike. Ratios are paired (median over time slots of gradbox's rate
+over the peer's); absolute numbers move with the machine's load.
 """
 from __future__ import annotations
 
