@@ -284,3 +284,35 @@ def test_module_astype_converts_parameters():
     model = mlp().astype(np.float64)
     assert all(p.dtype == np.float64 for p in model.parameters())
     assert model(np.ones((2, 4))).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_grad_inference_path_is_bit_identical_to_the_graph(dtype):
+    """Under no_grad a Sequential MLP runs its boxes' forward on bare arrays; same numbers."""
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(6, 9, dtype=dtype, rng=0), nn.ReLU(), nn.Dropout(0.3),
+                          nn.Linear(9, 7, dtype=dtype, rng=1), nn.LeakyReLU(0.1), nn.Linear(7, 5, dtype=dtype, rng=2),
+                          nn.Tanh(), nn.Linear(5, 4, dtype=dtype, rng=3), nn.Sigmoid(), nn.Linear(4, 3, dtype=dtype),
+                          nn.Softmax(dim=1)).eval()
+    for n in (1, 13):
+        x = rng.normal(size=(n, 6)).astype(dtype)
+        graph = model(x).data
+        with gb.no_grad():
+            out = model(x)
+        assert not out.requires_grad and out.dtype == dtype
+        np.testing.assert_array_equal(out.data, graph)
+    with gb.no_grad(), pytest.raises(ValueError, match=r"Linear\(in_features=6\): expected input of shape \(N, 6\)"):
+        model(np.ones((2, 5), dtype=dtype))
+    with gb.no_grad(), pytest.raises(gb.NonFiniteError, match="expected finite input"):
+        model(np.full((1, 6), np.nan, dtype=dtype))
+    bad = nn.Sequential(nn.Linear(6, 4, dtype=dtype), nn.Linear(5, 2, dtype=dtype))
+    with gb.no_grad(), pytest.raises(ValueError, match=r"Linear\(in_features=5\): expected input of shape \(N, 5\)"):
+        bad(np.ones((2, 6), dtype=dtype))
+
+
+def test_dropout_in_training_mode_still_applies_under_no_grad():
+    gb.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 50, rng=0), nn.Dropout(0.5))
+    with gb.no_grad():
+        out = model(np.ones((3, 4), dtype=np.float32)).data
+    assert (out == 0).mean() > 0.2  # the training-mode model is not silently in eval

@@ -201,3 +201,33 @@ def test_gates_route_gradients_as_in_the_notes():
     z = Tensor(np.array(0.0), requires_grad=True)
     gb.sigmoid(z).backward()  # sigmoid gate: sigma (1 - sigma)
     assert z.grad == pytest.approx(0.25)
+
+
+def test_leaf_gradients_never_share_memory():
+    """The engine hands a fresh array to a leaf without copying only when nobody else holds it."""
+    a = Tensor(np.ones(3), requires_grad=True)
+    c = Tensor(np.ones(3), requires_grad=True)
+    (a + c).sum().backward()  # Add returns the same upstream array for both inputs
+    assert not np.shares_memory(a.grad, c.grad)
+    a.grad += 1.0
+    np.testing.assert_array_equal(c.grad, np.ones(3))
+
+    w1, w2 = Tensor(np.ones((2, 2)), requires_grad=True), Tensor(np.ones((2, 2)), requires_grad=True)
+    h = gb.relu(Tensor(np.ones((2, 2))) @ w1)  # one op result used by two consumers
+    (h * w2 + h).sum().backward()
+    assert not np.shares_memory(w1.grad, w2.grad)
+    before = w2.grad.copy()
+    w1.grad *= 0
+    np.testing.assert_array_equal(w2.grad, before)
+
+
+def test_linear_leaf_gradients_are_independent_arrays():
+    lin = gb.nn.Linear(3, 2, dtype=np.float64, rng=0)
+    x = Tensor(np.ones((4, 3)), requires_grad=True)
+    out = lin(x)
+    (out + out).sum().backward()
+    grads = [x.grad, lin.weight.grad, lin.bias.grad]
+    for i, g in enumerate(grads):
+        for other in grads[i + 1:]:
+            assert not np.shares_memory(g, other)
+    np.testing.assert_allclose(lin.bias.grad, [8.0, 8.0])
