@@ -649,22 +649,7 @@ def task_peak(t):
     d = t["d"]
     shapes = {}
     for batch in t["batches"]:
-        (w1, _), (w2, _), (w3, _) = _init_weights(d)
-        xb = rng.random((batch, d), dtype=np.float32)
-        z1, z2, z3 = (np.empty((batch, h), np.float32) for h in (H1, H2, C))
-        g1, g2 = np.empty((batch, H1), np.float32), np.empty((batch, H2), np.float32)
-        gw1, gw2, gw3 = np.empty_like(w1), np.empty_like(w2), np.empty_like(w3)
-
-        def gemms():
-            np.matmul(xb, w1.T, out=z1)
-            np.matmul(z1, w2.T, out=z2)
-            np.matmul(z2, w3.T, out=z3)
-            np.matmul(z3.T, z2, out=gw3)
-            np.matmul(z3, w3, out=g2)
-            np.matmul(g2.T, z1, out=gw2)
-            np.matmul(g2, w2, out=g1)
-            np.matmul(g1.T, xb, out=gw1)
-
+        gemms = _workload_gemms(batch, d)
         shapes[str(batch)] = _gflops(gemms, step_flops(batch, d), t["min_time"])
     return {"square_n": n, "square_gflops": square, "workload_gflops": shapes, "blas": info,
             "cpu_count": os.cpu_count()}
