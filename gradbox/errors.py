@@ -1,4 +1,5 @@
 """Exceptions that callers may want to catch by name."""
+import numpy as np
 
 
 class NonFiniteError(ValueError):
@@ -11,16 +12,12 @@ def all_finite(a) -> bool:
     NOTE: one sum is the cheap first check (NaN and inf propagate into it); only a
     non-finite sum, which may be a mere overflow, needs the full scan.
     """
-    import numpy as np
-
     with np.errstate(over="ignore", invalid="ignore"):
         return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
 
 
 def first_nonfinite(arr) -> str:
     """Describe the first NaN/inf entry of ``arr``, for an error message."""
-    import numpy as np
-
     bad = np.argwhere(~np.isfinite(arr))
     if not len(bad):
         return "no non-finite value"

@@ -211,8 +211,10 @@ class Sum(Function):
 class Max(Function):
     def forward(self, a, axis, keepdims):
         self.a, self.axis, self.keepdims = a, axis, keepdims
-        self.out = np.asarray(a.max(axis=axis, keepdims=True))
-        return self.out if keepdims else np.asarray(a.max(axis=axis, keepdims=False))
+        self.out = out = np.asarray(a.max(axis=axis, keepdims=True))
+        # NOTE: drop the kept axes of the one reduction instead of scanning ``a`` twice;
+        # a copy, so that writing into the result cannot change the cache.
+        return out if keepdims else (out.reshape(()) if axis is None else np.squeeze(out, axis=axis)).copy()
 
     def backward(self, g):
         if self.axis is None:

@@ -45,12 +45,18 @@ def _columns(history):
 
 
 def _save_figure(fig, path, dpi):
+    """Lay out, write atomically (format from the extension) and always close the figure."""
     from .io import atomic_write_bytes
 
     ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".") or "png"
     buf = _io.BytesIO()
-    fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
+    try:
+        fig.tight_layout()
+        fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
+    return os.fspath(path)
 
 
 def _series(values):
@@ -101,12 +107,7 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120):
         ax.legend(loc="upper right" if key == "loss" else "lower right")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        _save_figure(fig, path, dpi)
-    finally:
-        plt.close(fig)
-    return os.fspath(path)
+    return _save_figure(fig, path, dpi)
 
 
 def plot_confusion(confusion_matrix, path, classes=None, title: str | None = None, dpi: int = 120):
@@ -134,9 +135,4 @@ def plot_confusion(confusion_matrix, path, classes=None, title: str | None = Non
                         color="white" if cm[i, j] > high else "black")
     acc = np.trace(cm) / cm.sum() if cm.sum() else float("nan")
     ax.set_title(title or f"confusion matrix (accuracy {acc:.3f})")
-    fig.tight_layout()
-    try:
-        _save_figure(fig, path, dpi)
-    finally:
-        plt.close(fig)
-    return os.fspath(path)
+    return _save_figure(fig, path, dpi)
