@@ -24,25 +24,13 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import NonFiniteError
+from .errors import all_finite as _all_finite
+from .errors import first_nonfinite as _first_bad
 from .tensor import Tensor
 
 __all__ = ["check_array", "check_X_y", "Standardizer", "train_val_test_split", "Split", "NonFiniteError"]
 
 _NDIM_WORDS = {1: "a 1-D array of shape (n_samples,)", 2: "a 2-D array of shape (n_samples, n_features)"}
-
-
-def _first_bad(arr: np.ndarray) -> str:
-    bad = np.argwhere(~np.isfinite(arr))
-    idx = tuple(int(i) for i in bad[0])
-    where = idx[0] if len(idx) == 1 else idx
-    return f"{arr[idx]} at index {where} ({len(bad)} non-finite in all)"
-
-
-def _all_finite(arr: np.ndarray) -> bool:
-    # NOTE: one sum is the cheap first check (NaN/inf propagate into it); only a non-finite
-    # sum, which may be a mere overflow of large finite values, needs the full scan.
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(arr.sum())) or bool(np.isfinite(arr).all())
 
 
 def check_array(X, name: str = "X", ndim: int | tuple | None = 2, dtype=None, allow_empty: bool = False):

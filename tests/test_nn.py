@@ -316,3 +316,57 @@ def test_dropout_in_training_mode_still_applies_under_no_grad():
     with gb.no_grad():
         out = model(np.ones((3, 4), dtype=np.float32)).data
     assert (out == 0).mean() > 0.2  # the training-mode model is not silently in eval
+
+
+def test_no_grad_path_follows_module_changes_and_mode_switches():
+    """The no-graph plan is rebuilt when modules change; Dropout reads train/eval at call time."""
+    model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU())
+    x = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    with gb.no_grad():
+        assert model(x).shape == (5, 8)
+        model.append(nn.Linear(8, 3, rng=2))
+        assert model(x).shape == (5, 3)
+        model.append(nn.Dropout(0.5))
+        model.eval()
+        np.testing.assert_array_equal(model(x).data, model[2](model[1](model[0](x))).data)
+        model.train()
+        gb.manual_seed(3)
+        dropped = model(x).data
+    gb.manual_seed(3)
+    np.testing.assert_array_equal(dropped, model(x).data)  # same draws as the graph path
+    assert (dropped == 0).any()
+    setattr(model, "1", nn.Tanh())
+    with gb.no_grad():
+        np.testing.assert_array_equal(model.eval()(x).data, model[2](model[1](model[0](x))).data)
+
+
+def test_no_grad_path_never_writes_the_callers_input():
+    model = nn.Sequential(nn.Linear(3, 3, rng=0), nn.ReLU(), nn.Tanh()).eval()
+    x = np.array([[-1.0, 2.0, -3.0]], dtype=np.float32)
+    before = x.copy()
+    with gb.no_grad():
+        model(x)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_all_finite_is_exact_including_overflowing_but_finite_arrays(dtype):
+    from gradbox.errors import all_finite
+
+    big = np.finfo(dtype).max
+    assert all_finite(np.array([[big, -big, 1.0]], dtype=dtype))  # the dot overflows; the scan decides
+    for bad in (np.nan, np.inf, -np.inf):
+        a = np.zeros((3, 4), dtype=dtype)
+        a[2, 1] = bad
+        assert not all_finite(a) and not all_finite(np.asfortranarray(a)) and not all_finite(a[:, ::2][:, :1] * 0 + a[:, 1:2])
+    assert all_finite(np.zeros((0, 3), dtype=dtype)) and all_finite(np.array(1.0, dtype=dtype))
+    assert not all_finite(np.array(np.nan, dtype=dtype))
+
+
+def test_replacing_a_submodule_or_parameter_keeps_its_place():
+    model = nn.Sequential(nn.Linear(2, 3, rng=0), nn.ReLU(), nn.Linear(3, 1, rng=1))
+    setattr(model, "1", nn.Tanh())
+    assert [type(m).__name__ for m in model] == ["Linear", "Tanh", "Linear"]
+    layer = model[0]
+    layer.weight = nn.Parameter(np.zeros((3, 2), dtype=np.float32))
+    assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
