@@ -135,7 +135,7 @@ class ReLU(_Activation):
     box = ops.ReLU
 
     def _infer(self, a):
-        return np.maximum(a, 0, out=a)
+        return ops._relu(a, out=a)
 
 
 class Sigmoid(_Activation):
