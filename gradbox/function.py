@@ -8,6 +8,7 @@ therefore has two independent caches, and backward stays correct.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 
 import numpy as np
@@ -88,6 +89,7 @@ class Function:
         if requires_grad:
             ctx.parents = tensors
             result._ctx = ctx
+            result._seq = next(_sequence)  # creation order: backward runs newest first
         return result
 
     def release(self) -> None:
@@ -104,6 +106,7 @@ class Function:
 
 _Tensor = None
 _as_tensor = None
+_sequence = itertools.count()
 
 
 def _bind_tensor():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+from heapq import heappop, heappush
 
 import numpy as np
 
@@ -62,7 +63,8 @@ class Tensor:
     array([4., 6.], dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retain", "name", "__weakref__")
+    # NOTE: _seq (creation order of a box output) is set by Function.apply, only on tensors with a box
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retain", "_seq", "name", "__weakref__")
     __array_priority__ = 1000  # make ndarray * Tensor call Tensor.__rmul__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
@@ -138,11 +140,10 @@ class Tensor:
     def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Backpropagate from this tensor, accumulating ``.grad`` on leaves.
 
-        The graph is sorted topologically with an explicit stack (no recursion,
-        so a 10,000-deep chain is fine) and walked once in reverse. A node that
-        is used many times receives the sum of its gradients before its own box
-        runs. Unless ``retain_graph`` is true, each box's cache is freed as soon
-        as it has been used.
+        Boxes run newest first, from a heap of pending outputs (no recursion, so a
+        10,000-deep chain is fine). A node that is used many times receives the sum
+        of its gradients before its own box runs. Unless ``retain_graph`` is true,
+        each box's cache is freed as soon as it has been used.
         """
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad and has no graph")
@@ -159,26 +160,25 @@ class Tensor:
                 raise ValueError(f"backward(grad=...): expected shape {self.shape}, received {grad.shape}")
             grad = grad.astype(self.dtype, copy=False)
 
-        order = _topological_order(self)
+        if self._ctx is None:  # a leaf: its gradient is the seed itself
+            self.grad = np.array(grad, copy=True) if self.grad is None else self.grad + grad
+            return
+        # NOTE: no separate topological sort. Every box output carries the sequence number
+        # of its creation (Function.apply), and a tensor is always created after its inputs,
+        # so running boxes newest first (a heap keyed by -seq, as PyTorch's engine does)
+        # never runs a box before all of its output's consumers have delivered their
+        # gradients. One pass; leaves are only collected and stored at the end.
         grads = {id(self): grad}
         fresh = set()  # ids of nodes whose pending gradient is an array nobody else holds
-        for node in reversed(order):
+        leaves = []
+        heap = [(-self._seq, self)]
+        while heap:
+            node = heappop(heap)[1]
             key = id(node)
-            g = grads.pop(key, None)
-            if g is None:
-                continue
+            g = grads.pop(key)
+            if node._retain:
+                node.grad = np.array(g, copy=True) if node.grad is None else node.grad + g
             ctx = node._ctx
-            if ctx is None or node._retain:
-                # NOTE: copy on first store (a box may hand the same array to two inputs),
-                # unless the array is known fresh: a leaf then simply takes it over.
-                if node.grad is not None:
-                    node.grad = node.grad + g
-                elif ctx is None and key in fresh:
-                    node.grad = g
-                else:
-                    node.grad = np.array(g, copy=True)
-            if ctx is None:
-                continue
             if getattr(ctx, "_released", False):
                 raise RuntimeError(
                     "backward(): this graph was already used and freed; pass retain_graph=True "
@@ -195,12 +195,25 @@ class Tensor:
                 if key in grads:
                     grads[key] = grads[key] + pg
                     fresh.add(key)
+                    continue
+                grads[key] = pg
+                if owned:
+                    fresh.add(key)
+                if parent._ctx is None:
+                    leaves.append(parent)
                 else:
-                    grads[key] = pg
-                    if owned:
-                        fresh.add(key)
+                    heappush(heap, (-parent._seq, parent))
             if not retain_graph:
                 ctx.release()
+        for leaf in leaves:
+            key = id(leaf)
+            g = grads[key]
+            # NOTE: copy on first store (a box may hand the same array to two inputs),
+            # unless the array is known fresh: the leaf then simply takes it over.
+            if leaf.grad is not None:
+                leaf.grad = leaf.grad + g
+            else:
+                leaf.grad = g if key in fresh else np.array(g, copy=True)
 
     # --- operators (defined in ops.py) ------------------------------------
     def __add__(self, other):

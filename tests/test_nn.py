@@ -370,3 +370,16 @@ def test_replacing_a_submodule_or_parameter_keeps_its_place():
     layer = model[0]
     layer.weight = nn.Parameter(np.zeros((3, 2), dtype=np.float32))
     assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
+
+
+@pytest.mark.parametrize("dtype", ["<i1", "<i2", ">i4", "<i8", ">i8", "<u1", ">u2", "<u8"])
+def test_label_range_check_holds_for_every_integer_dtype_and_byte_order(dtype):
+    logits = np.zeros((3, 4), dtype=np.float32)
+    ok = np.array([0, 3, 2], dtype=dtype)
+    assert np.isclose(nn.CrossEntropyLoss()(logits, ok).item(), np.log(4))
+    bad = [np.array([0, 4, 1], dtype=dtype)]
+    if np.dtype(dtype).kind == "i":
+        bad.append(np.array([0, -1, 1], dtype=dtype))
+    for y in bad:
+        with pytest.raises(ValueError, match=r"expected labels in \[0, 4\)"):
+            nn.CrossEntropyLoss()(logits, y)
