@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "worker.py")
 sys.path.insert(0, HERE)
-from worker import step_flops  # noqa: E402
+from worker import issue_flops, step_flops  # noqa: E402
 
 # NOTE: these variables can force a slow generic OpenBLAS kernel; they are removed
 # for the benchmark's own child processes only (never for tests or CI).
@@ -246,6 +246,7 @@ def summarize(raw, cfg, removed, elapsed):
             "wall_samples_per_s": _med(rows, "samples_per_s_wall"),
             "final_loss": _med(rows, "final_loss"), "gflops": flops / 1e9,
             "share_of_square_peak": flops / 1e9 / square,
+            "share_6pb_of_square_peak": issue_flops(batch, cfg["d"]) / batch * sps / 1e9 / square,
             "share_of_workload_peak": flops / 1e9 / res["peak"]["workload_gflops"][batch],
             "peak_rss_over_imports": peak_rss, "floor_bytes": rows[0]["floor_bytes"],
             "memory_vs_floor": peak_rss / rows[0]["floor_bytes"],
@@ -255,11 +256,13 @@ def summarize(raw, cfg, removed, elapsed):
         # share of the matmul peak, paired: gradbox's GFLOP/s over the peak measured in the same slot
         g = {(r, i): v for r, i, v in raw["slices"].get(f"gradbox|{batch}", [])}
         per = step_flops(batch, cfg["d"]) / batch / 1e9
-        shares = [(g[(r, i)] * per / sq, g[(r, i)] * per / wl) for r, i, sq, wl in raw["gemm"].get(batch, [])
-                  if (r, i) in g]
+        per6 = issue_flops(batch, cfg["d"]) / batch / 1e9
+        shares = [(g[(r, i)] * per / sq, g[(r, i)] * per / wl, g[(r, i)] * per6 / sq)
+                  for r, i, sq, wl in raw["gemm"].get(batch, []) if (r, i) in g]
         if shares:
-            res["paired"].setdefault("share_of_square_peak", {})[batch] = statistics.median(a for a, _ in shares)
-            res["paired"].setdefault("share_of_workload_peak", {})[batch] = statistics.median(b for _, b in shares)
+            res["paired"].setdefault("share_of_square_peak", {})[batch] = statistics.median(a for a, _, _ in shares)
+            res["paired"].setdefault("share_of_workload_peak", {})[batch] = statistics.median(b for _, b, _ in shares)
+            res["paired"].setdefault("share_6pb_of_square_peak", {})[batch] = statistics.median(c for _, _, c in shares)
         for peer in ("torch", "sklearn", "numpy"):
             v = _paired(raw["slices"], f"gradbox|{batch}", f"{peer}|{batch}")
             if v is not None:
@@ -321,8 +324,12 @@ def check_targets(res):
     add("train speed vs torch, batch 128", ratio("torch", 128), TARGETS["torch_b128"])
     add("train speed vs torch, batch 32", ratio("torch", 32), TARGETS["torch_b32"])
     add("train speed vs sklearn, batch 128", ratio("sklearn", 128), TARGETS["sklearn_b128"])
-    add("share of sgemm peak, batch 128", res["paired"].get("share_of_square_peak", {}).get(128),
-        TARGETS["peak_b128"])
+    # NOTE: the issue counts a step as 6 · parameters · batch FLOPs; the exact GEMM count is lower
+    # (the first layer's dX is skipped), so the same speed is a smaller share. Both are reported.
+    add("share of sgemm peak, batch 128 (6·params·batch FLOPs, the issue's count)",
+        res["paired"].get("share_6pb_of_square_peak", {}).get(128), TARGETS["peak_b128"])
+    add("share of sgemm peak, batch 128 (exact GEMM FLOPs, stricter; reference)",
+        res["paired"].get("share_of_square_peak", {}).get(128), TARGETS["peak_b128"])
     lat = res["paired"].get("latency", {}).get("torch")
     add("single-sample latency vs torch", lat, TARGETS["latency_vs_torch"], higher=False)
     add("peak training memory vs floor, batch 128", gb.get(128, {}).get("memory_vs_floor"),
@@ -372,11 +379,13 @@ def render(res, command):
         f"{pk['square_gflops']:.0f} GFLOP/s at {pk['square_n']}x{pk['square_n']} sgemm; "
         "at the workload's own GEMM shapes (the 8 GEMMs of one step, back to back, preallocated): "
         + ", ".join(f"batch {b}: {g:.0f} GFLOP/s" for b, g in pk["workload_gflops"].items())
-        + ". FLOPs counted exactly: GEMMs only, forward + dW for 3 layers + dX for layers 2-3 "
-        "(the first layer's dX is skipped), i.e. 2·b·(3·Σin·out − 784·256) per step. "
+        + ". Two FLOP counts: the issue's estimate 6·P·b per step (P = 235,146 weights and biases), and the "
+        "exact GEMM count: forward + dW for 3 layers + dX for layers 2-3 (the first layer's dX is skipped), "
+        "i.e. 2·b·(3·Σin·out − 784·256), 0.714 of the estimate. The table's GFLOP/s and shares use the exact count. "
         "gradbox's share of the peak, paired per slot: "
-        + ", ".join(f"batch {b}: {100 * v:.0f}% of sgemm, "
-                    f"{100 * res['paired'].get('share_of_workload_peak', {}).get(b, float('nan')):.0f}% of workload-shape"
+        + ", ".join(f"batch {b}: {100 * res['paired'].get('share_6pb_of_square_peak', {}).get(b, float('nan')):.0f}% "
+                    f"of sgemm by 6·P·b, {100 * v:.0f}% of sgemm exact, "
+                    f"{100 * res['paired'].get('share_of_workload_peak', {}).get(b, float('nan')):.0f}% of workload-shape exact"
                     for b, v in res["paired"].get("share_of_square_peak", {}).items()) + ".",
         "",
         f"samples/s = 1 / (median seconds per sample over the {cfg['slices']} slices of the epoch), median over rounds; "

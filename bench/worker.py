@@ -665,6 +665,12 @@ def step_flops(batch, d):
     return 2 * batch * (3 * w - d * H1)
 
 
+def issue_flops(batch, d):
+    """The issue's cost model of one training step: 6 · parameters · batch (weights and biases)."""
+    params = d * H1 + H1 + H1 * H2 + H2 + H2 * C + C
+    return 6 * params * batch
+
+
 TASKS = {"train": task_train, "infer": task_infer, "import": task_import, "peak": task_peak}
 
 
