@@ -6,7 +6,6 @@ from heapq import heappop, heappush
 
 import numpy as np
 
-from .function import Function, is_grad_enabled
 
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 

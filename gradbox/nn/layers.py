@@ -95,8 +95,10 @@ class Linear(Module):
         return x
 
     def forward(self, x):
-        b = self.bias
-        return F.LinearFunction.apply(self._check(x), self.weight, b) if b is not None else F.linear(self._check(x), self.weight)
+        x = self._check(x)
+        if self.bias is None:
+            return F.LinearFunction.apply(x, self.weight)
+        return F.LinearFunction.apply(x, self.weight, self.bias)
 
     def _input(self, x) -> np.ndarray:
         """The checked array of an input batch, for the no-graph path (same checks as ``_check``)."""
