@@ -11,6 +11,13 @@ from ..ops import _quiet, _sigmoid
 from ..tensor import _FLOATS, Tensor, as_tensor
 
 
+def _ones(n: int, dtype) -> np.ndarray:
+    # NOTE: np.ones is a Python-level function (1.5 µs); empty + fill is two C calls (0.5 µs)
+    out = np.empty(n, dtype)
+    out.fill(1)
+    return out
+
+
 def affine(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """X Wᵀ + b on bare arrays: the arithmetic of ``LinearFunction`` and of no-graph inference.
 
@@ -42,7 +49,7 @@ class LinearFunction(Function):
         gw = g.T @ self.x if need[1] else None
         # NOTE: the column sums of dZ as one BLAS product with a ones vector: half the time of
         # g.sum(axis=0) from batch 32 up (128 x 256: 2.8 vs 5.7 µs).
-        gb = np.ones(g.shape[0], g.dtype).dot(g) if len(need) > 2 and need[2] else None
+        gb = _ones(g.shape[0], g.dtype).dot(g) if len(need) > 2 and need[2] else None
         return gx, gw, gb
 
 
@@ -81,20 +88,20 @@ class CrossEntropyFunction(Function):
         n, c = logits.shape
         shifted = logits - _row_max(logits)
         probs = np.exp(shifted)
-        total = probs.dot(np.ones((c, 1), dtype=probs.dtype))  # NOTE: row sums by BLAS, 6x faster for 10 columns
+        total = probs.dot(_ones(c, probs.dtype))[:, None]  # NOTE: row sums by BLAS, 6x faster for 10 columns
         probs /= total
         self.labels, self.probs = labels, probs
         # NOTE: loss_i = log Σ_j exp(z_ij - max_i) - (z_iy - max_i). Both terms are >= 0, so
         # summing them apart cancels nothing; one exp in all (the log-softmax form took two).
-        loss = (np.log(total).sum() - shifted[np.arange(n), labels].sum()) / n
+        self.rows = rows = np.arange(n)
+        loss = (np.log(total).sum() - shifted[rows, labels].sum()) / n
         return np.asarray(loss, dtype=logits.dtype)
 
     @_quiet
     def backward(self, g):
-        n = self.probs.shape[0]
         grad = self.probs.copy()
-        grad[np.arange(n), self.labels] -= 1
-        grad *= g / n
+        grad[self.rows, self.labels] -= 1
+        grad *= float(g) / len(grad)  # NOTE: a Python scalar: no 0-d array op
         return grad, None
 
 
