@@ -293,31 +293,6 @@ class Tensor:
         return ops.tanh(self)
 
 
-def _topological_order(roots, constants: bool = False) -> list:
-    """Post-order (inputs before outputs) of the graphs under ``roots``, without recursion.
-
-    Only tensors that require grad are followed unless ``constants`` is true
-    (pictures show every input; backward needs only the differentiable ones).
-    """
-    order, visited = [], set()
-    for root in [roots] if isinstance(roots, Tensor) else roots:
-        stack = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            if node._ctx is not None:
-                for parent in reversed(node._ctx.parents):
-                    if (constants or parent.requires_grad) and id(parent) not in visited:
-                        stack.append((parent, False))
-    return order
-
-
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
     """Wrap a constant. Python scalars take the dtype of ``like`` (no upcast)."""
     if isinstance(value, Tensor):

@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from .tensor import Tensor, _topological_order
+from .tensor import Tensor
 
 __all__ = ["draw_graph", "retain_grads", "Graph", "walk"]
 
@@ -57,8 +57,25 @@ _LOCAL_COLOUR = "#555555"
 
 
 def walk(roots):
-    """Every tensor in the graphs under ``roots``, inputs before outputs (no recursion)."""
-    return _topological_order(roots, constants=True)
+    """Every tensor in the graphs under ``roots``, constants included, inputs before outputs.
+
+    A post-order walk with an explicit stack (no recursion, so deep chains are fine).
+    """
+    order, visited = [], set()
+    for root in [roots] if isinstance(roots, Tensor) else roots:
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            if node._ctx is not None:
+                stack.extend((p, False) for p in reversed(node._ctx.parents) if id(p) not in visited)
+    return order
 
 
 def retain_grads(tensor) -> None:
