@@ -1,5 +1,8 @@
 """Modules, layers, losses and initialisers: behaviour and error messages."""
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 import pytest
 
 import gradbox as gb
@@ -384,3 +387,39 @@ def test_label_range_check_holds_for_every_integer_dtype_and_byte_order(dtype):
     for y in bad:
         with pytest.raises(ValueError, match=r"expected labels in \[0, 4\)"):
             nn.CrossEntropyLoss()(logits, y)
+
+
+@given(hnp.arrays(dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+                  shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=7),
+                  elements=st.floats(allow_nan=True, allow_infinity=True, width=16)),
+       st.sampled_from(["C", "F", "strided"]))
+@settings(max_examples=300, deadline=None)
+def test_all_finite_agrees_with_numpy_on_any_array(a, layout):
+    from gradbox.errors import all_finite
+
+    if layout == "F":
+        a = np.asfortranarray(a)
+    elif layout == "strided" and a.ndim:
+        a = a[::2]
+    assert all_finite(a) == bool(np.isfinite(a).all())
+
+
+@given(st.lists(st.integers(1, 9), min_size=2, max_size=5), st.integers(1, 20),
+       st.lists(st.sampled_from(["relu", "tanh", "sigmoid", "leaky", "none"]), min_size=4, max_size=4),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_no_graph_path_equals_the_graph_for_random_mlps(widths, batch, acts, dtype, seed):
+    makers = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "leaky": lambda: nn.LeakyReLU(0.2)}
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+        layers.append(nn.Linear(n_in, n_out, dtype=dtype, rng=seed + i))
+        if acts[i] != "none":
+            layers.append(makers[acts[i]]())
+    model = nn.Sequential(*layers).eval()
+    x = np.random.default_rng(seed).normal(scale=3.0, size=(batch, widths[0])).astype(dtype)
+    before = x.copy()
+    graph = model(x).data
+    with gb.no_grad():
+        fast = model(x).data
+    np.testing.assert_array_equal(fast, graph)
+    np.testing.assert_array_equal(x, before)
