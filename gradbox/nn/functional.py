@@ -26,7 +26,7 @@ def affine(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """
     out = x.dot(w.T)
     if b is not None:
-        out += b[None] if b.ndim == 1 else b
+        out += b[None] if b.ndim == 1 and out.ndim == 2 else b
     return out
 
 
