@@ -264,7 +264,7 @@ class Sequential(Module):
 
         NOTE: under no_grad no graph is recorded, so a Sequential that starts with a
         Linear can run its boxes' arithmetic on bare arrays: bit-identical results
-        without a Tensor and a context per layer (single-sample latency: 31 -> 23 µs).
+        without a Tensor and a context per layer (single-sample latency: 38 µs via the graph, 23 µs here).
         Every array after the first Linear is one this path allocated, so activations
         may work in place; the caller's input is never written.
         """
