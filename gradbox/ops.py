@@ -13,6 +13,8 @@ from .function import Function, unbroadcast
 from .tensor import _FLOATS, Tensor, as_tensor
 
 
+_FLOAT_SET = frozenset(_FLOATS)  # NOTE: a hashed lookup, not up to three dtype comparisons
+
 # NOTE: exp(-large) underflows to 0 by design; that is exact, not an error worth a warning.
 _quiet = np.errstate(under="ignore")
 
@@ -470,8 +472,9 @@ class Maximum(Function):
 
 
 def _float(a, op):
-    a = as_tensor(a)
-    if a.dtype not in _FLOATS:
+    if not isinstance(a, Tensor):
+        a = as_tensor(a)
+    if a.data.dtype not in _FLOAT_SET:
         raise TypeError(f"{op}: expected a floating-point tensor, received dtype {a.dtype}")
     return a
 

@@ -137,6 +137,12 @@ class ReLU(_Activation):
     fn = staticmethod(ops.relu)
     box = ops.ReLU
 
+    def forward(self, x):
+        # NOTE: the common case straight to the box (2 µs less per call than through ops.relu)
+        if type(x) is Tensor and x.data.dtype in _FLOATS:
+            return ops.ReLU.apply(x)
+        return ops.relu(x)
+
     def _infer(self, a):
         return ops._relu(a, out=a)
 
