@@ -402,3 +402,17 @@ def test_idx_errors(tmp_path):
         datasets.load(path, target="y")
     with pytest.raises(TypeError, match="arr: expected uint8"):
         _files.write_idx(tmp_path / "c.idx1", np.zeros(2, np.complex64))
+
+
+@pytest.mark.parametrize("body", [b"PK\x03\x04" + b"\x00" * 40, b"PK\x05\x06" + b"\x00" * 18 + b"junk", b"PK"])
+def test_damaged_npz_is_refused_without_leaking_the_file_handle(tmp_path, body):
+    import gc
+    import warnings
+
+    path = tmp_path / "bad.npz"
+    path.write_bytes(body)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        with pytest.raises(ValueError, match="bad.npz"):
+            _files.read_npz(str(path))
+        gc.collect()  # NOTE: an unclosed handle would warn here, at collection

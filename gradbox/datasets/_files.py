@@ -117,15 +117,30 @@ def _is_float(v) -> bool:
     return True
 
 
-def read_npz(path):
-    """An ``.npz`` with arrays ``X`` and ``y`` (optionally ``X_test``, ``y_test``, ``feature_names``, ``classes``)."""
-    try:
-        z = np.load(path, allow_pickle=False)
+class _NpzArchive:
+    """Context for np.load's result: refuse a bare .npy array, close the archive after use."""
+
+    def __init__(self, z, path):
         if not isinstance(z, np.lib.npyio.NpzFile):
             # NOTE: np.load reads an .npy file (one bare array) whatever its name.
             raise ValueError(f"{path}: expected an .npz archive of arrays X and y, received a single .npy array "
                              f"of shape {getattr(z, 'shape', ())}")
-        with z:
+        self.z = z
+
+    def __enter__(self):
+        return self.z
+
+    def __exit__(self, *exc):
+        self.z.close()
+        return False
+
+
+def read_npz(path):
+    """An ``.npz`` with arrays ``X`` and ``y`` (optionally ``X_test``, ``y_test``, ``feature_names``, ``classes``)."""
+    try:
+        # NOTE: the file is opened here, not by np.load: np.load leaks its handle when a
+        # damaged zip makes NpzFile's constructor raise (a ResourceWarning later).
+        with open(path, "rb") as fh, _NpzArchive(np.load(fh, allow_pickle=False), path) as z:
             files = list(z.files)
             if "X" not in files or "y" not in files:
                 raise ValueError(f"{path}: expected arrays named 'X' and 'y', received {files}")
