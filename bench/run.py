@@ -233,6 +233,7 @@ def summarize(raw, cfg, removed, elapsed):
                  "workload_gflops": {b: statistics.median(wl for _, _, _, wl in raw["gemm"][b])
                                      for b in cfg["batches"]}},
         "train": {}, "infer": {}, "import": {}, "skipped": dict(raw["skipped"]), "paired": {},
+        "slices": raw["slices"],  # (round, slot, samples/s) per library and batch, for a closer look
     }
     for key, rows in raw["train"].items():
         lib, batch = key.split("|")
@@ -419,6 +420,15 @@ def render(res, command):
         cells = []
         for p in ("torch", "sklearn", "numpy"):
             cells.append(_f(res["paired"].get(p, {}).get(b)))
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines += ["", "The same ratios as quotients of the per-library medians (the samples/s column above; "
+              "these move more with bursts of outside load, which the paired ratios are meant to cancel):", "",
+              "| batch | " + " | ".join(f"vs {p}" for p in ("torch", "sklearn", "numpy floor")) + " |",
+              "| --- | --- | --- | --- |"]
+    for b in cfg["batches"]:
+        mine = gb.get(b, {}).get("samples_per_s")
+        cells = [_f(mine / res["train"][p][b]["samples_per_s"] if mine and b in res["train"].get(p, {}) else None)
+                 for p in ("torch", "sklearn", "numpy")]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     lines += [
         "",
