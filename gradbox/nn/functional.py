@@ -173,13 +173,7 @@ def cross_entropy(logits, labels) -> Tensor:
     # NOTE: one max over the labels viewed as unsigned finds negatives too (they wrap to huge values)
     if y.size and y.view(y.dtype.str.replace("i", "u")).max() >= c:
         raise ValueError(f"{who}: expected labels in [0, {c}), received values in [{y.min()}, {y.max()}]")
-    # NOTE: _finite's checks written out: this runs once per training step
-    if not all_finite(logits.data):
-        raise NonFiniteError(f"{who}: expected finite logits, received {first_nonfinite(logits.data)}")
-    loss = CrossEntropyFunction.apply(logits, Tensor._from_op(y, False))
-    if not math.isfinite(loss.data):
-        raise NonFiniteError(f"{who}: expected a finite loss, received {loss.data} from finite inputs")
-    return loss
+    return _finite(lambda: CrossEntropyFunction.apply(logits, Tensor._from_op(y, False)), who, logits=logits)
 
 
 def _finite(loss_fn, who: str, **inputs) -> Tensor:
