@@ -23,9 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import NonFiniteError
-from .errors import all_finite as _all_finite
-from .errors import first_nonfinite as _first_bad
+from .errors import NonFiniteError, all_finite, first_nonfinite
 from .tensor import Tensor
 
 __all__ = ["check_array", "check_X_y", "Standardizer", "train_val_test_split", "Split", "NonFiniteError"]
@@ -105,7 +103,7 @@ def check_array(X, name: str = "X", ndim: int | tuple | None = 2, dtype=None, al
             raise TypeError(f"dtype: expected a float, int or bool dtype, received {dtype}")
         if X.dtype != dtype:
             if dtype.kind in "iub" and kind == "f":
-                if not _all_finite(X) or not np.array_equal(X, np.round(X)):
+                if not all_finite(X) or not np.array_equal(X, np.round(X)):
                     raise ValueError(f"{name}: expected whole numbers to convert to {dtype}, received fractional "
                                      "or non-finite values")
             if dtype.kind == "f":
@@ -113,7 +111,7 @@ def check_array(X, name: str = "X", ndim: int | tuple | None = 2, dtype=None, al
                 # RuntimeWarning; say so instead, naming the value as given.
                 with np.errstate(over="ignore", invalid="ignore"):
                     converted = X.astype(dtype)
-                if not _all_finite(converted) and (kind != "f" or _all_finite(X)):
+                if not all_finite(converted) and (kind != "f" or all_finite(X)):
                     idx = tuple(int(i) for i in np.argwhere(~np.isfinite(converted))[0])
                     raise ValueError(f"{name}: expected values within the range of {dtype} (|x| <= "
                                      f"{np.finfo(dtype).max:.4g}), received {X[idx].item()!r} at index "
@@ -121,8 +119,8 @@ def check_array(X, name: str = "X", ndim: int | tuple | None = 2, dtype=None, al
                 X = converted
             else:
                 X = X.astype(dtype)
-    if X.dtype.kind == "f" and not _all_finite(X):
-        raise NonFiniteError(f"{name}: expected finite values, received {_first_bad(X)}")
+    if X.dtype.kind == "f" and not all_finite(X):
+        raise NonFiniteError(f"{name}: expected finite values, received {first_nonfinite(X)}")
     return X
 
 

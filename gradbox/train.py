@@ -35,7 +35,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import nn, optim
-from .errors import NonFiniteError
+from .errors import NonFiniteError, all_finite, first_nonfinite
 from .function import no_grad
 from .random import get_rng_state, set_rng_state
 from .tensor import Tensor
@@ -955,10 +955,8 @@ def predict_logits(model, X, batch_size=1024, _checked=False) -> np.ndarray:
     if not outs:
         raise ValueError("X: expected at least one sample, received 0")
     out = np.concatenate(outs, axis=0)
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
-        from .data import _first_bad
-
-        raise NonFiniteError(f"model output: expected finite values, received {_first_bad(out)} "
+    if out.dtype.kind == "f" and not all_finite(out):
+        raise NonFiniteError(f"model output: expected finite values, received {first_nonfinite(out)} "
                              "(inputs far larger than the training data, or diverged weights?)")
     return out
 
