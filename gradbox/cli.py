@@ -765,18 +765,17 @@ def _read_input(path, feature_names, n_features):
         import zipfile
 
         try:
-            # NOTE: opened here, not by np.load, which leaks its handle on a damaged zip
-            with open(path, "rb") as fh:
-                z = np.load(fh, allow_pickle=False)
+            from .datasets._files import open_npz
+
+            with open_npz(path) as z:
                 if not isinstance(z, np.lib.npyio.NpzFile):  # NOTE: an .npy file, whatever its name
                     raise CLIError(f"--input {path}: expected an .npz file with an array X, received a single .npy "
                                    "array")
-                with z:
-                    keys = list(z.keys())
-                    key = "X" if "X" in keys else (keys[0] if len(keys) == 1 else None)
-                    if key is None:
-                        raise CLIError(f"--input {path}: expected an array named 'X', received arrays {keys}")
-                    X = z[key]
+                keys = list(z.keys())
+                key = "X" if "X" in keys else (keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise CLIError(f"--input {path}: expected an array named 'X', received arrays {keys}")
+                X = z[key]
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             # NOTE: an empty file raises EOFError, a damaged zip BadZipFile (neither is a ValueError/OSError).
             first = (str(exc) or type(exc).__name__).splitlines()[0]

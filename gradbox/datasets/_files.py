@@ -4,6 +4,7 @@ Each reader returns a dict of Dataset fields; ``gradbox.datasets.load`` validate
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -117,30 +118,30 @@ def _is_float(v) -> bool:
     return True
 
 
-class _NpzArchive:
-    """Context for np.load's result: refuse a bare .npy array, close the archive after use."""
+@contextlib.contextmanager
+def open_npz(path):
+    """``np.load(path)`` without pickles, closed afterwards: an NpzFile, or an ndarray for an .npy file.
 
-    def __init__(self, z, path):
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            # NOTE: np.load reads an .npy file (one bare array) whatever its name.
-            raise ValueError(f"{path}: expected an .npz archive of arrays X and y, received a single .npy array "
-                             f"of shape {getattr(z, 'shape', ())}")
-        self.z = z
-
-    def __enter__(self):
-        return self.z
-
-    def __exit__(self, *exc):
-        self.z.close()
-        return False
+    NOTE: the file is opened here, not by np.load: np.load leaks its handle when a
+    damaged zip makes NpzFile's constructor raise (a ResourceWarning later).
+    """
+    with open(path, "rb") as fh:
+        z = np.load(fh, allow_pickle=False)
+        try:
+            yield z
+        finally:
+            if isinstance(z, np.lib.npyio.NpzFile):
+                z.close()
 
 
 def read_npz(path):
     """An ``.npz`` with arrays ``X`` and ``y`` (optionally ``X_test``, ``y_test``, ``feature_names``, ``classes``)."""
     try:
-        # NOTE: the file is opened here, not by np.load: np.load leaks its handle when a
-        # damaged zip makes NpzFile's constructor raise (a ResourceWarning later).
-        with open(path, "rb") as fh, _NpzArchive(np.load(fh, allow_pickle=False), path) as z:
+        with open_npz(path) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                # NOTE: np.load reads an .npy file (one bare array) whatever its name.
+                raise ValueError(f"{path}: expected an .npz archive of arrays X and y, received a single .npy "
+                                 f"array of shape {getattr(z, 'shape', ())}")
             files = list(z.files)
             if "X" not in files or "y" not in files:
                 raise ValueError(f"{path}: expected arrays named 'X' and 'y', received {files}")
