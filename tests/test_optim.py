@@ -89,17 +89,18 @@ def test_parameters_without_grad_are_left_alone():
     assert not np.array_equal(a.data, np.ones(2))
 
 
-@pytest.mark.parametrize("name,kwargs", CONFIGS)
-def test_state_dict_resumes_exactly(name, kwargs):
+def run(model, opt, steps):
+    """``steps`` full-batch training steps on the spiral problem."""
     X, y = spiral_problem()
     loss_fn = nn.CrossEntropyLoss()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(model(X), y).backward()
+        opt.step()
 
-    def run(model, opt, steps):
-        for _ in range(steps):
-            opt.zero_grad()
-            loss_fn(model(X), y).backward()
-            opt.step()
 
+@pytest.mark.parametrize("name,kwargs", CONFIGS)
+def test_state_dict_resumes_exactly(name, kwargs):
     ref = make_model()
     ref_opt = getattr(optim, name)(ref.parameters(), **kwargs)
     run(ref, ref_opt, 10)
@@ -120,25 +121,11 @@ def test_state_dict_resumes_exactly(name, kwargs):
 
 def test_dropping_the_optimizer_state_would_be_caught():
     """Negative control: a resume that forgets momentum differs from the uninterrupted run."""
-    X, y = spiral_problem()
-    loss_fn = nn.CrossEntropyLoss()
     ref = make_model()
-    ref_opt = optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(6):
-        ref_opt.zero_grad()
-        loss_fn(ref(X), y).backward()
-        ref_opt.step()
+    run(ref, optim.SGD(ref.parameters(), lr=0.1, momentum=0.9), 6)
     part = make_model()
-    part_opt = optim.SGD(part.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(3):
-        part_opt.zero_grad()
-        loss_fn(part(X), y).backward()
-        part_opt.step()
-    fresh_opt = optim.SGD(part.parameters(), lr=0.1, momentum=0.9)  # state lost
-    for _ in range(3):
-        fresh_opt.zero_grad()
-        loss_fn(part(X), y).backward()
-        fresh_opt.step()
+    run(part, optim.SGD(part.parameters(), lr=0.1, momentum=0.9), 3)
+    run(part, optim.SGD(part.parameters(), lr=0.1, momentum=0.9), 3)  # a fresh optimizer: state lost
     assert not np.array_equal(ref[0].weight.data, part[0].weight.data)
 
 
