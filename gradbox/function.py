@@ -63,6 +63,7 @@ class Function:
     #: such an array as a leaf's ``.grad`` without the defensive copy (it saves a
     #: weight-sized memcpy per parameter and step). Custom boxes keep the safe default.
     returns_fresh_grads: bool = False
+    _released: bool = False  # set by release(); backward refuses a released box
 
     def forward(self, *arrays, **params):  # pragma: no cover - interface
         raise NotImplementedError
@@ -94,10 +95,8 @@ class Function:
 
     def release(self) -> None:
         """Drop the cache once backward has used it (memory stays flat)."""
-        d = self.__dict__
-        parents, needs = d.get("parents", ()), d.get("needs_input_grad", ())
-        d.clear()
-        d["parents"], d["needs_input_grad"], d["_released"] = parents, needs, True
+        # NOTE: a new instance dict in one assignment; the graph's structure stays for pictures
+        self.__dict__ = {"parents": self.parents, "needs_input_grad": self.needs_input_grad, "_released": True}
 
     @property
     def name(self) -> str:

@@ -178,7 +178,7 @@ class Tensor:
             if node._retain:
                 node.grad = np.array(g, copy=True) if node.grad is None else node.grad + g
             ctx = node._ctx
-            if getattr(ctx, "_released", False):
+            if ctx._released:
                 raise RuntimeError(
                     "backward(): this graph was already used and freed; pass retain_graph=True "
                     "to the first backward() to backpropagate twice"

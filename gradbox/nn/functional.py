@@ -45,8 +45,9 @@ class LinearFunction(Function):
 
     def backward(self, g):
         need = self.needs_input_grad
-        gx = g @ self.w if need[0] else None
-        gw = g.T @ self.x if need[1] else None
+        # NOTE: ndarray.dot, not @: the same BLAS call with less dispatch (about 1 µs each)
+        gx = g.dot(self.w) if need[0] else None
+        gw = g.T.dot(self.x) if need[1] else None
         # NOTE: the column sums of dZ as one BLAS product with a ones vector: half the time of
         # g.sum(axis=0) from batch 32 up (128 x 256: 2.8 vs 5.7 µs).
         gb = _ones(g.shape[0], g.dtype).dot(g) if len(need) > 2 and need[2] else None
@@ -171,17 +172,32 @@ def cross_entropy(logits, labels) -> Tensor:
     if y.shape != (n,):
         raise ValueError(f"{who}: expected labels of shape ({n},) to match logits {logits.shape}, received {y.shape}")
     # NOTE: one max over the labels viewed as unsigned finds negatives too (they wrap to huge values)
-    if y.size and y.view(y.dtype.str.replace("i", "u")).max() >= c:
+    if y.size and y.view(_unsigned(y.dtype)).max() >= c:
         raise ValueError(f"{who}: expected labels in [0, {c}), received values in [{y.min()}, {y.max()}]")
-    return _finite(lambda: CrossEntropyFunction.apply(logits, Tensor._from_op(y, False)), who, logits=logits)
+    _check_finite(who, logits=logits)
+    return _finite_loss(CrossEntropyFunction.apply(logits, Tensor._from_op(y, False)), who)
 
 
-def _finite(loss_fn, who: str, **inputs) -> Tensor:
-    """Refuse NaN/inf inputs by name before computing the loss, and a non-finite result."""
+def _unsigned(dtype: np.dtype) -> np.dtype:
+    """The unsigned integer dtype of the same size and byte order (cached: a string parse per call cost 1 µs)."""
+    u = _UNSIGNED.get(dtype)
+    if u is None:
+        u = _UNSIGNED[dtype] = np.dtype(dtype.str.replace("i", "u"))
+    return u
+
+
+_UNSIGNED: dict = {}
+
+
+def _check_finite(who: str, **inputs) -> None:
+    """Refuse NaN/inf inputs by name before a loss is computed."""
     for name, t in inputs.items():
         if t.dtype.kind == "f" and not all_finite(t.data):
             raise NonFiniteError(f"{who}: expected finite {name}, received {first_nonfinite(t.data)}")
-    loss = loss_fn()
+
+
+def _finite_loss(loss: Tensor, who: str) -> Tensor:
+    """Refuse a non-finite loss computed from finite inputs (an overflow inside the loss)."""
     if not math.isfinite(loss.data):
         raise NonFiniteError(f"{who}: expected a finite loss, received {loss.data} from finite inputs")
     return loss
@@ -210,7 +226,8 @@ def binary_cross_entropy_with_logits(logits, target) -> Tensor:
     t = target.data
     if t.size and (np.nanmin(t) < 0 or np.nanmax(t) > 1):
         raise ValueError(f"{who}: expected targets in [0, 1], received values in [{t.min()}, {t.max()}]")
-    return _finite(lambda: BCEWithLogitsFunction.apply(logits, target), who, logits=logits, target=target)
+    _check_finite(who, logits=logits, target=target)
+    return _finite_loss(BCEWithLogitsFunction.apply(logits, target), who)
 
 
 def mse_loss(pred, target) -> Tensor:
@@ -219,4 +236,5 @@ def mse_loss(pred, target) -> Tensor:
     if pred.size == 0:
         raise ValueError(f"{who}: expected a non-empty input, received shape {pred.shape}")
     target = _target_like(pred, target, who)
-    return _finite(lambda: MSEFunction.apply(pred, target), who, input=pred, target=target)
+    _check_finite(who, input=pred, target=target)
+    return _finite_loss(MSEFunction.apply(pred, target), who)
