@@ -32,6 +32,7 @@ from worker import issue_flops, step_flops  # noqa: E402
 # for the benchmark's own child processes only (never for tests or CI).
 _OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
+LIBS = ("gradbox", "gradbox.fit", "gradbox.numpy", "torch", "sklearn", "numpy")
 TARGETS = {
     "torch_b128": 1.3, "torch_b32": 1.2, "sklearn_b128": 3.0, "peak_b128": 0.70,
     "latency_vs_torch": 0.5, "memory_vs_floor": 1.5, "import_s": 0.3,
@@ -55,7 +56,8 @@ def run_tasks(tasks, env):
 
 
 def available(lib):
-    name = {"gradbox": "gradbox", "gradbox.fit": "gradbox", "torch": "torch", "sklearn": "sklearn"}.get(lib)
+    name = {"gradbox": "gradbox", "gradbox.fit": "gradbox", "gradbox.numpy": "gradbox", "torch": "torch",
+            "sklearn": "sklearn"}.get(lib)
     if name is None:
         return True
     if importlib.util.find_spec(name) is None:
@@ -139,7 +141,8 @@ def collect(quick, libs, runs=None, log=print):
     Server.quick = quick
     env, removed = _child_env()
     libs = [lib for lib in libs if available(lib)]
-    raw = {"train": {}, "slices": {}, "gemm": {}, "latency": {}, "throughput": {}, "import": {}, "peak": [], "skipped": {}}
+    raw = {"train": {}, "slices": {}, "gemm": {}, "latency": {}, "throughput": {}, "import": {}, "peak": [], "skipped": {},
+           "fused": []}
     t_start = time.time()
     peak_task = {"kind": "peak", "n": cfg["peak_n"], "d": cfg["d"], "batches": cfg["batches"],
                  "min_time": cfg["min_time"]}
@@ -156,6 +159,8 @@ def collect(quick, libs, runs=None, log=print):
                 continue
             if lib in ("gradbox", "torch"):
                 raw["import"].setdefault(lib, []).append(srv.hello["import_s"])
+            if lib == "gradbox":
+                raw["fused"].append({k: srv.hello[k] for k in ("fused", "fused_import_s", "fused_import_rss")})
             servers.append(srv)
         gemm = Server("blas-peak", env)
         gemm.settle()
@@ -184,7 +189,7 @@ def collect(quick, libs, runs=None, log=print):
                     res = srv.ask({"cmd": "finish"})
                     raw["train"].setdefault(f"{srv.lib}|{batch}", []).append(res)
                     log(f"  train {srv.lib:12s} batch {batch:4d}: {res['samples_per_s']:10.0f} samples/s")
-            inf = [srv for srv in servers if srv.lib != "gradbox.fit"]
+            inf = [srv for srv in servers if srv.lib not in ("gradbox.fit", "gradbox.numpy")]
             for srv in inf:
                 srv.ask({"cmd": "infer", "d": cfg["d"], "batch": cfg["infer_batch"]})
                 srv.settle()
@@ -269,6 +274,12 @@ def summarize(raw, cfg, removed, elapsed):
             v = _paired(raw["slices"], f"gradbox|{batch}", f"{peer}|{batch}")
             if v is not None:
                 res["paired"].setdefault(peer, {})[batch] = v
+        # the NumPy-only core (fused=False) against torch, and the fused update's own gain
+        for key, (a, b) in {"numpy_core_vs_torch": ("gradbox.numpy", "torch"),
+                            "fused_gain": ("gradbox", "gradbox.numpy")}.items():
+            v = _paired(raw["slices"], f"{a}|{batch}", f"{b}|{batch}")
+            if v is not None:
+                res["paired"].setdefault(key, {})[batch] = v
     for lib, blocks in raw["latency"].items():
         alltimes = [t for _, _, times in blocks for t in times]
         thr = [v for _, _, v in raw["throughput"].get(lib, [])]
@@ -281,6 +292,11 @@ def summarize(raw, cfg, removed, elapsed):
             res["paired"].setdefault("latency", {})[peer] = statistics.median(ratios)
     for lib, vals in raw["import"].items():
         res["import"][lib] = {"seconds": statistics.median(vals), "runs": vals}
+    if raw["fused"]:
+        f = raw["fused"]
+        res["fused"] = {"on": all(x["fused"] for x in f), "numba": _versions().get("numba"),
+                        "import_s": statistics.median(x["fused_import_s"] for x in f),
+                        "import_rss": statistics.median(x["fused_import_rss"] for x in f)}
     res["targets"] = check_targets(res)
     return res
 
@@ -298,7 +314,7 @@ def _cpu_name():
 
 def _versions():
     out = {}
-    for mod in ("numpy", "torch", "sklearn", "gradbox"):
+    for mod in ("numpy", "torch", "sklearn", "numba", "gradbox"):
         spec = importlib.util.find_spec(mod)
         if spec is None:
             continue
@@ -325,6 +341,8 @@ def check_targets(res):
 
     add("train speed vs torch, batch 128", ratio("torch", 128), TARGETS["torch_b128"])
     add("train speed vs torch, batch 32", ratio("torch", 32), TARGETS["torch_b32"])
+    add("the same at batch 128 for the NumPy-only core (fused=False; reference)", ratio("numpy_core_vs_torch", 128),
+        TARGETS["torch_b128"])
     add("train speed vs sklearn, batch 128", ratio("sklearn", 128), TARGETS["sklearn_b128"])
     # NOTE: the issue counts a step as 6 · parameters · batch FLOPs; the exact GEMM count is lower
     # (the first layer's dX is skipped), so the same speed is a smaller share. Both are reported.
@@ -345,6 +363,19 @@ def _f(v, fmt="{:.2f}"):
     return "n/a" if v is None else fmt.format(v)
 
 
+def _fused_line(f):
+    if not f:
+        return "- gradbox's optimizer: not recorded."
+    if not f["on"]:
+        return ("- gradbox's optimizer: NumPy (numba is not installed, so `fused=None` falls back; "
+                "`pip install \"gradbox[fast]\"` adds it). The `gradbox` and `gradbox.numpy` rows then run the same code.")
+    return (f"- gradbox's optimizer: `fused=None` (the default) found numba {f['numba']}, so each parameter update "
+            "is one compiled pass, bit-identical to the NumPy formulas; `gradbox.numpy` is the same loop with "
+            f"`fused=False`, the NumPy-only core. Loading numba and the cached kernels on the first optimizer took "
+            f"{f['import_s']:.2f} s and {f['import_rss'] / 2**20:.0f} MB (not part of `import gradbox`; counted "
+            "before the memory baseline, as torch's libraries are).")
+
+
 def render(res, command):
     m, cfg = res["machine"], res["config"]
     blas = m["blas"]
@@ -360,6 +391,7 @@ def render(res, command):
         f"- Versions: {', '.join(f'{k} {v}' for k, v in res['versions'].items())}.",
         f"- Data: synthetic MNIST-shaped, {cfg['n']:,} x {cfg['d']} float32, 10 classes; "
         "MLP 784-256-128-10 ReLU, softmax cross-entropy, SGD lr 0.01 momentum 0.9, one epoch, same initial weights.",
+        _fused_line(res.get("fused")),
         "",
         "### Targets",
         "",
@@ -400,7 +432,7 @@ def render(res, command):
     ]
     gb = res["train"].get("gradbox", {})
     for b in cfg["batches"]:
-        for lib in ("gradbox", "gradbox.fit", "torch", "sklearn", "numpy"):
+        for lib in LIBS:
             row = res["train"].get(lib, {}).get(b)
             if row is None:
                 continue
@@ -412,14 +444,16 @@ def render(res, command):
                 f"| {row['final_loss']:.3f} |"
             )
     lines += ["", "Final loss: the last batch's loss (sklearn: its running epoch loss; gradbox.fit: the epoch mean). "
-              "`gradbox.fit` runs with `metrics=()` and no warm-up; its time includes its input checks.",
+              "`gradbox.fit` runs with `metrics=()` and no warm-up; its time includes its input checks. "
+              "`gradbox.numpy` is the `gradbox` loop with `SGD(fused=False)`.",
               "", "Paired ratios gradbox / peer (median over back-to-back time slots; higher is better for gradbox):",
               "",
-              "| batch | " + " | ".join(f"vs {p}" for p in ("torch", "sklearn", "numpy floor")) + " |",
-              "| --- | --- | --- | --- |"]
+              "| batch | " + " | ".join(f"vs {p}" for p in ("torch", "sklearn", "numpy floor")) +
+              " | gradbox.numpy vs torch | gradbox / gradbox.numpy |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for b in cfg["batches"]:
         cells = []
-        for p in ("torch", "sklearn", "numpy"):
+        for p in ("torch", "sklearn", "numpy", "numpy_core_vs_torch", "fused_gain"):
             cells.append(_f(res["paired"].get(p, {}).get(b)))
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     lines += ["", "The same ratios as quotients of the per-library medians (the samples/s column above; "
@@ -441,7 +475,7 @@ def render(res, command):
         "| library | batch | peak RSS over imports (MB) | floor (MB) | ratio | total peak RSS (MB) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for lib in ("gradbox", "gradbox.fit", "torch", "sklearn", "numpy"):
+    for lib in LIBS:
         for b, row in sorted(res["train"].get(lib, {}).items()):
             lines.append(f"| {lib} | {b} | {row['peak_rss_over_imports'] / 2**20:.1f} | {row['floor_bytes'] / 2**20:.1f} "
                          f"| {row['memory_vs_floor']:.2f} | {row['peak_rss_total'] / 2**20:.0f} |")
@@ -506,13 +540,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one round (smoke test; numbers meaningless)")
     ap.add_argument("--runs", type=int, default=None, help="rounds per measurement (default 3; quick 1)")
-    ap.add_argument("--libs", default="gradbox,gradbox.fit,torch,sklearn,numpy",
-                    help="comma-separated subset of gradbox,gradbox.fit,torch,sklearn,numpy")
+    ap.add_argument("--libs", default=",".join(LIBS), help=f"comma-separated subset of {','.join(LIBS)}")
     ap.add_argument("--json", default=None, help="also write all results to this JSON file")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"), help="markdown file to update")
     ap.add_argument("--no-write", action="store_true", help="do not touch the markdown file")
     args = ap.parse_args(argv)
-    known = {"gradbox", "gradbox.fit", "torch", "sklearn", "numpy"}
+    known = set(LIBS)
     libs = [s.strip() for s in args.libs.split(",") if s.strip()]
     bad = [s for s in libs if s not in known]
     if bad or "gradbox" not in libs:

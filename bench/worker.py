@@ -128,7 +128,7 @@ def _rate(segs):
     return 1.0 / statistics.median(sec / n for sec, n in segs)
 
 
-def _train_gradbox(x, y, batch, order, slices=None, use_fit=False):
+def _train_gradbox(x, y, batch, order, slices=None, use_fit=False, fused=None):
     import numpy as np
 
     import gradbox as gb
@@ -138,7 +138,9 @@ def _train_gradbox(x, y, batch, order, slices=None, use_fit=False):
     for layer, (w, b) in zip([model[0], model[2], model[4]], _init_weights(d)):
         layer.weight.data[...] = w
         layer.bias.data[...] = b
-    opt = gb.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+    # NOTE: fused=None is gradbox's default: one compiled pass per parameter update when numba
+    # (gradbox[fast]) is installed; "gradbox.numpy" runs fused=False, the NumPy-only core.
+    opt = gb.optim.SGD(model.parameters(), lr=LR, momentum=0.9, fused=fused)
     loss_fn = gb.nn.CrossEntropyLoss()
     if use_fit:
         # NOTE: fit() runs whole epochs; to take turns with the others, each slice is one
@@ -322,7 +324,7 @@ TRAIN = {"gradbox": _train_gradbox, "torch": _train_torch, "sklearn": _train_skl
 
 
 def _import_lib(lib):
-    if lib in ("gradbox", "gradbox.fit"):
+    if lib in ("gradbox", "gradbox.fit", "gradbox.numpy"):
         import gradbox  # noqa: F401
         import numpy  # noqa: F401
     elif lib == "torch":
@@ -368,6 +370,8 @@ class TrainSession:
         self.reset = _reset_peak_rss()
         if self.lib == "gradbox.fit":
             self.gen = _train_gradbox(x, y, self.batch, order, use_fit=True)
+        elif self.lib == "gradbox.numpy":
+            self.gen = _train_gradbox(x, y, self.batch, order, t.get("slices"), fused=False)
         else:
             self.gen = TRAIN[self.lib](x, y, self.batch, order, t.get("slices"))
         assert next(self.gen) is None  # warm-up done
@@ -531,6 +535,15 @@ def serve():
         reply = {"ok": True, "import_s": time.perf_counter() - t0}
     except ImportError as exc:
         reply = {"ok": False, "skipped": f"{type(exc).__name__}: {exc}"}
+    if reply["ok"] and lib in ("gradbox", "gradbox.fit"):
+        # NOTE: the fused optimizer's numba import (and its cached kernels) happens on the first
+        # optimizer; like torch's libraries at import, it is loaded before the memory baseline.
+        # Its time and memory are reported on their own, not as part of `import gradbox`.
+        from gradbox.optim import _fused_kernels
+
+        rss0, t0 = _rss_bytes(), time.perf_counter()
+        reply["fused"] = _fused_kernels() is not None
+        reply["fused_import_s"], reply["fused_import_rss"] = time.perf_counter() - t0, _rss_bytes() - rss0
     # NOTE: one small float32 matmul first, so that OpenBLAS's per-thread work buffers
     # (tens of MB, allocated on the first call) count as library overhead, not training memory.
     import numpy as np

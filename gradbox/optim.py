@@ -22,11 +22,49 @@ def _check(name, value, who, low=0.0, high=None, low_open=False):
     return float(value)
 
 
-class Optimizer:
-    """Base class: keeps an ordered list of parameters and per-parameter state."""
+def _fused_kernels():
+    """The compiled kernels (``gradbox._fused_kernels``), or None when numba is not installed."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from . import _fused_kernels as kernels
+        except ImportError:  # NOTE: also an installed numba that refuses this NumPy version
+            kernels = False
+        _KERNELS = kernels
+    return _KERNELS or None
 
-    def __init__(self, params, defaults: dict):
+
+_KERNELS = None
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _fusable(w, g, *buffers) -> bool:
+    """The kernels take C-contiguous float32/float64 arrays of one shape and dtype (flattened as views,
+    so they write through); anything else goes to the NumPy path."""
+    return (w.dtype in _FUSED_DTYPES and g.dtype == w.dtype and g.shape == w.shape and w.flags.c_contiguous
+            and w.flags.writeable and g.flags.c_contiguous
+            and all(b.dtype == w.dtype and b.shape == w.shape and b.flags.c_contiguous for b in buffers))
+
+
+class Optimizer:
+    """Base class: keeps an ordered list of parameters and per-parameter state.
+
+    ``fused``: ``None`` (default) runs each update as one compiled pass when numba is installed
+    (``pip install "gradbox[fast]"``) and as NumPy operations otherwise; ``True`` requires numba;
+    ``False`` always uses NumPy. Both give bit-identical results (the same float operations in the
+    same order), so a run does not depend on whether numba is there. ``self.fused`` tells which is used.
+    """
+
+    def __init__(self, params, defaults: dict, fused=None):
         who = type(self).__name__
+        if fused is not None and not isinstance(fused, bool):
+            raise TypeError(f"{who}(fused): expected True, False or None, received {fused!r}")
+        kernels = None if fused is False else _fused_kernels()
+        if fused and kernels is None:
+            raise ImportError(f'{who}(fused=True): expected numba to be installed (pip install "gradbox[fast]"), '
+                              "received an environment without it")
+        self._kernels = kernels
+        self.fused = kernels is not None
         if isinstance(params, (set, frozenset)):
             raise TypeError(f"{who}(params): expected an ordered iterable of parameters, received a set (order is random)")
         if isinstance(params, Tensor):
@@ -97,7 +135,7 @@ class SGD(Optimizer):
     array([0.95], dtype=float32)
     """
 
-    def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, fused=None):
         who = "SGD"
         defaults = dict(
             lr=_check("lr", lr, who),
@@ -107,13 +145,21 @@ class SGD(Optimizer):
         )
         if nesterov and momentum == 0:
             raise ValueError("SGD(nesterov=True): expected momentum > 0, received momentum=0")
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused)
 
     def _update(self, w, g, state):
+        buf = state.get("momentum_buffer")
+        if self._kernels is not None:
+            # NOTE: the first momentum step (buffer = gradient) stays on the NumPy path below
+            dt = w.dtype.type
+            if not self.momentum and _fusable(w, g):
+                return self._kernels.sgd_plain(w.ravel(), g.ravel(), dt(self.lr), dt(self.weight_decay))
+            if buf is not None and _fusable(w, g, buf):
+                return self._kernels.sgd(w.ravel(), g.ravel(), buf.ravel(), dt(self.lr), dt(self.momentum), dt(self.weight_decay),
+                                         self.nesterov)
         if self.weight_decay:
             g = g + self.weight_decay * w
         if self.momentum:
-            buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = np.array(g, copy=True)
             else:
@@ -126,7 +172,7 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     """s ← alpha·s + (1-alpha)·g²;  W ← W - lr·g / (√s + eps)."""
 
-    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, fused=None):
         who = "RMSprop"
         defaults = dict(
             lr=_check("lr", lr, who),
@@ -134,14 +180,18 @@ class RMSprop(Optimizer):
             eps=_check("eps", eps, who, low_open=True),
             weight_decay=_check("weight_decay", weight_decay, who),
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused)
 
     def _update(self, w, g, state):
-        if self.weight_decay:
-            g = g + self.weight_decay * w
         s = state.get("square_avg")
         if s is None:  # NOTE: not setdefault, which would allocate zeros on every step
             s = state["square_avg"] = np.zeros_like(w)
+        if self._kernels is not None and _fusable(w, g, s):
+            dt = w.dtype.type
+            return self._kernels.rmsprop(w.ravel(), g.ravel(), s.ravel(), dt(self.lr), dt(self.alpha), dt(1 - self.alpha), dt(self.eps),
+                                         dt(self.weight_decay))
+        if self.weight_decay:
+            g = g + self.weight_decay * w
         s *= self.alpha
         s += (1 - self.alpha) * g * g
         w -= self.lr * g / (np.sqrt(s) + self.eps)
@@ -152,7 +202,7 @@ class Adam(Optimizer):
 
     decoupled = False
 
-    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=None):
         who = type(self).__name__
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{who}(betas): expected a pair (beta1, beta2), received {betas!r}")
@@ -163,18 +213,26 @@ class Adam(Optimizer):
             eps=_check("eps", eps, who, low_open=True),
             weight_decay=_check("weight_decay", weight_decay, who),
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused)
 
     def _update(self, w, g, state):
+        t = self.step_count  # NOTE: one step counter for all parameters
+        if "exp_avg" not in state:  # NOTE: not setdefault, which would allocate on every step
+            state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(w), np.zeros_like(w)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if self._kernels is not None and _fusable(w, g, m, v):
+            dt = w.dtype.type
+            decay = self.decoupled and self.weight_decay
+            return self._kernels.adam(
+                w.ravel(), g.ravel(), m.ravel(), v.ravel(), dt(self.beta1), dt(1 - self.beta1), dt(self.beta2), dt(1 - self.beta2),
+                dt(self.lr / (1 - self.beta1**t)), dt(math.sqrt(1 - self.beta2**t)), dt(self.eps),
+                dt(0 if decay else self.weight_decay), dt(1 - self.lr * self.weight_decay if decay else 1),
+            )
         if self.weight_decay:
             if self.decoupled:
                 w *= 1 - self.lr * self.weight_decay
             else:
                 g = g + self.weight_decay * w
-        t = self.step_count  # NOTE: one step counter for all parameters
-        if "exp_avg" not in state:  # NOTE: not setdefault, which would allocate on every step
-            state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(w), np.zeros_like(w)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= self.beta1
         m += (1 - self.beta1) * g
         v *= self.beta2
@@ -190,5 +248,5 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(params, lr, betas, eps, weight_decay)
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, fused=None):
+        super().__init__(params, lr, betas, eps, weight_decay, fused)

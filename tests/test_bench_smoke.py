@@ -27,7 +27,7 @@ def quick(tmp_path_factory):
     env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, RUN, "--quick", "--json", str(js), "--out", str(md),
-         "--libs", "gradbox,torch,sklearn,numpy"],
+         "--libs", "gradbox,gradbox.numpy,torch,sklearn,numpy"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -35,7 +35,7 @@ def quick(tmp_path_factory):
 
 
 def _peers():
-    peers = ["gradbox", "numpy"]
+    peers = ["gradbox", "gradbox.numpy", "numpy"]
     peers += [p for p in ("torch", "sklearn") if importlib.util.find_spec(p) is not None]
     return peers
 
@@ -54,7 +54,7 @@ def test_training_rows_for_every_library_and_batch(quick):
 
 def test_inference_import_and_peak(quick):
     res, _, _ = quick
-    for lib in _peers():
+    for lib in set(_peers()) - {"gradbox.numpy"}:  # the same inference code as gradbox
         assert _positive(res["infer"][lib]["latency_s"]) and _positive(res["infer"][lib]["throughput"])
     assert _positive(res["import"]["gradbox"]["seconds"])
     if importlib.util.find_spec("torch") is not None:
@@ -67,7 +67,8 @@ def test_inference_import_and_peak(quick):
 def test_targets_have_values_and_markdown_has_the_tables(quick):
     res, md, stdout = quick
     targets = res["targets"]
-    assert len(targets) == 8  # the six of the issue, the peak share by two FLOP counts, import time
+    # the six of the issue, the peak share by two FLOP counts, the NumPy-only core vs torch, import time
+    assert len(targets) == 9
     six_pb = next(t for n, t in targets.items() if "6·params·batch" in n)
     exact = next(t for n, t in targets.items() if "exact GEMM" in n)
     assert six_pb["value"] == pytest.approx(exact["value"] / 0.7138, rel=0.01)  # same speed, two counts
@@ -82,7 +83,18 @@ def test_targets_have_values_and_markdown_has_the_tables(quick):
                     "### Import time"):
         assert heading in md and heading in stdout
     assert "python bench/run.py --quick" in md
-    assert "| gradbox | 128 |" in md
+    assert "| gradbox | 128 |" in md and "| gradbox.numpy | 128 |" in md
+
+
+def test_the_report_says_which_optimizer_path_ran(quick):
+    res, md, _ = quick
+    from gradbox.optim import _fused_kernels
+
+    assert res["fused"]["on"] is (_fused_kernels() is not None)
+    assert res["fused"]["import_s"] >= 0 and "gradbox's optimizer:" in md
+    # the fused update is bit-identical, so both gradbox rows end on the same loss
+    for batch in ("32", "128", "512"):
+        assert res["train"]["gradbox"][batch]["final_loss"] == res["train"]["gradbox.numpy"][batch]["final_loss"]
 
 
 def test_bad_libs_argument_is_refused():
