@@ -23,18 +23,31 @@ def _check(name, value, who, low=0.0, high=None, low_open=False):
 
 
 def _fused_kernels():
-    """The compiled kernels (``gradbox._fused_kernels``), or None when numba is not installed."""
-    global _KERNELS
+    """The compiled kernels (``gradbox._fused_kernels``), or None when numba is missing or unusable."""
+    global _KERNELS, _KERNELS_ERROR
     if _KERNELS is None:
         try:
-            from . import _fused_kernels as kernels
-        except ImportError:  # NOTE: also an installed numba that refuses this NumPy version
-            kernels = False
+            kernels = _load_kernels()
+        except Exception as exc:  # noqa: BLE001
+            # NOTE: not only ImportError: an installed numba may refuse this NumPy, or find no
+            # writable cache folder (RuntimeError at decoration). The NumPy path is always there.
+            kernels, _KERNELS_ERROR = False, f"{type(exc).__name__}: {exc}"
         _KERNELS = kernels
     return _KERNELS or None
 
 
+def _load_kernels():
+    import numba
+
+    if numba.config.DISABLE_JIT:  # NOTE: uncompiled, the kernels would be pure-Python loops
+        raise RuntimeError("NUMBA_DISABLE_JIT is set")
+    from . import _fused_kernels
+
+    return _fused_kernels
+
+
 _KERNELS = None
+_KERNELS_ERROR = "numba is not installed"
 _FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -61,8 +74,8 @@ class Optimizer:
             raise TypeError(f"{who}(fused): expected True, False or None, received {fused!r}")
         kernels = None if fused is False else _fused_kernels()
         if fused and kernels is None:
-            raise ImportError(f'{who}(fused=True): expected numba to be installed (pip install "gradbox[fast]"), '
-                              "received an environment without it")
+            raise ImportError(f'{who}(fused=True): expected a working numba (pip install "gradbox[fast]"), '
+                              f"received {_KERNELS_ERROR}")
         self._kernels = kernels
         self.fused = kernels is not None
         if isinstance(params, (set, frozenset)):
@@ -161,7 +174,7 @@ class SGD(Optimizer):
             g = g + self.weight_decay * w
         if self.momentum:
             if buf is None:
-                buf = state["momentum_buffer"] = np.array(g, copy=True)
+                buf = state["momentum_buffer"] = np.array(g, copy=True, order="C")  # NOTE: C order: fusable
             else:
                 buf *= self.momentum
                 buf += g

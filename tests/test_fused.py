@@ -129,11 +129,30 @@ def test_state_moves_between_fused_and_numpy_optimizers():
     assert np.array_equal(opt_a.params[0].data, opt_b.params[0].data)
 
 
-def test_fused_true_without_numba_says_how_to_install_it(monkeypatch):
-    monkeypatch.setattr(optim, "_KERNELS", False)  # as if the import had failed
-    with pytest.raises(ImportError, match=r"SGD\(fused=True\): expected numba .*gradbox\[fast\]"):
-        optim.SGD([gb.nn.Parameter([1.0])], fused=True)
+@pytest.mark.parametrize("error", [ImportError("No module named 'numba'"), RuntimeError("cannot cache function")])
+def test_without_a_working_numba_the_default_falls_back_and_fused_true_says_why(monkeypatch, error):
+    def broken():
+        raise error
+
+    monkeypatch.setattr(optim, "_KERNELS", None)
+    monkeypatch.setattr(optim, "_load_kernels", broken)
     assert optim.Adam([gb.nn.Parameter([1.0])]).fused is False  # the default falls back quietly
+    with pytest.raises(ImportError, match=r"SGD\(fused=True\): expected a working numba \(pip install "
+                                          r"\"gradbox\[fast\]\"\), received " + type(error).__name__):
+        optim.SGD([gb.nn.Parameter([1.0])], fused=True)
+    p = gb.nn.Parameter([1.0])
+    p.grad = np.array([0.5], np.float32)
+    optim.SGD([p], lr=0.1).step()
+    assert p.data[0] == np.float32(1.0) - np.float32(0.1) * np.float32(0.5)
+
+
+@needs_numba
+def test_numba_without_jit_is_not_used(monkeypatch):
+    import numba
+
+    monkeypatch.setattr(optim, "_KERNELS", None)
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    assert optim.SGD([gb.nn.Parameter([1.0])]).fused is False
 
 
 def test_fused_must_be_a_bool_or_none():
