@@ -62,17 +62,18 @@ def _fusable(w, g, *buffers) -> bool:
 class Optimizer:
     """Base class: keeps an ordered list of parameters and per-parameter state.
 
-    ``fused``: ``None`` (default) runs each update as one compiled pass when numba is installed
-    (``pip install "gradbox[fast]"``) and as NumPy operations otherwise; ``True`` requires numba;
-    ``False`` always uses NumPy. Both give bit-identical results (the same float operations in the
-    same order), so a run does not depend on whether numba is there. ``self.fused`` tells which is used.
+    ``fused``: ``True`` runs each parameter update as one compiled pass (numba, ``pip install
+    "gradbox[fast]"``) instead of 4-10 NumPy passes; ``None`` (default) or ``False`` use NumPy, as
+    PyTorch's optimizers default to their unfused loop on the CPU. Both paths give bit-identical
+    results (the same float operations in the same order). Fusing pays off for long runs of large
+    layers: loading numba and the kernels costs about 0.85 s and 120 MB once per process.
     """
 
     def __init__(self, params, defaults: dict, fused=None):
         who = type(self).__name__
         if fused is not None and not isinstance(fused, bool):
             raise TypeError(f"{who}(fused): expected True, False or None, received {fused!r}")
-        kernels = None if fused is False else _fused_kernels()
+        kernels = _fused_kernels() if fused else None
         if fused and kernels is None:
             raise ImportError(f'{who}(fused=True): expected a working numba (pip install "gradbox[fast]"), '
                               f"received {_KERNELS_ERROR}")

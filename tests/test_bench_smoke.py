@@ -27,7 +27,7 @@ def quick(tmp_path_factory):
     env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, RUN, "--quick", "--json", str(js), "--out", str(md),
-         "--libs", "gradbox,gradbox.numpy,torch,sklearn,numpy"],
+         "--libs", "gradbox,gradbox.fused,torch,torch.fused,sklearn,numpy"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -35,8 +35,10 @@ def quick(tmp_path_factory):
 
 
 def _peers():
-    peers = ["gradbox", "gradbox.numpy", "numpy"]
+    peers = ["gradbox", "numpy"]
     peers += [p for p in ("torch", "sklearn") if importlib.util.find_spec(p) is not None]
+    peers += [p for p, needs in (("gradbox.fused", "numba"), ("torch.fused", "torch"))
+              if importlib.util.find_spec(needs) is not None]
     return peers
 
 
@@ -54,7 +56,7 @@ def test_training_rows_for_every_library_and_batch(quick):
 
 def test_inference_import_and_peak(quick):
     res, _, _ = quick
-    for lib in set(_peers()) - {"gradbox.numpy"}:  # the same inference code as gradbox
+    for lib in set(_peers()) - {"gradbox.fused", "torch.fused"}:  # the same inference code as their libraries
         assert _positive(res["infer"][lib]["latency_s"]) and _positive(res["infer"][lib]["throughput"])
     assert _positive(res["import"]["gradbox"]["seconds"])
     if importlib.util.find_spec("torch") is not None:
@@ -67,8 +69,8 @@ def test_inference_import_and_peak(quick):
 def test_targets_have_values_and_markdown_has_the_tables(quick):
     res, md, stdout = quick
     targets = res["targets"]
-    # the six of the issue, the peak share by two FLOP counts, the NumPy-only core vs torch, import time
-    assert len(targets) == 9
+    # the six of the issue, the peak share by two FLOP counts, fused vs fused, fused peak share, import time
+    assert len(targets) == 10
     six_pb = next(t for n, t in targets.items() if "6·params·batch" in n)
     exact = next(t for n, t in targets.items() if "exact GEMM" in n)
     assert six_pb["value"] == pytest.approx(exact["value"] / 0.7138, rel=0.01)  # same speed, two counts
@@ -77,24 +79,24 @@ def test_targets_have_values_and_markdown_has_the_tables(quick):
             continue
         if "sklearn" in name and importlib.util.find_spec("sklearn") is None:
             continue
+        if "fused" in name and importlib.util.find_spec("numba") is None:
+            continue
         assert _positive(t["value"]), name
         assert t["met"] in (True, False)
     for heading in ("### Targets", "### Training throughput", "### Memory while training", "### Inference",
                     "### Import time"):
         assert heading in md and heading in stdout
     assert "python bench/run.py --quick" in md
-    assert "| gradbox | 128 |" in md and "| gradbox.numpy | 128 |" in md
+    assert "| gradbox | 128 |" in md
 
 
-def test_the_report_says_which_optimizer_path_ran(quick):
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="gradbox.fused needs numba")
+def test_fused_rows_match_the_default_ones(quick):
     res, md, _ = quick
-    from gradbox.optim import _fused_kernels
-
-    assert res["fused"]["on"] is (_fused_kernels() is not None)
-    assert res["fused"]["import_s"] >= 0 and "gradbox's optimizer:" in md
-    # the fused update is bit-identical, so both gradbox rows end on the same loss
+    assert res["fused"]["load_s"] > 0 and "| gradbox.fused | 128 |" in md and "`fused=True`" in md
+    # the fused update is bit-identical, so gradbox's two rows end on the same loss
     for batch in ("32", "128", "512"):
-        assert res["train"]["gradbox"][batch]["final_loss"] == res["train"]["gradbox.numpy"][batch]["final_loss"]
+        assert res["train"]["gradbox"][batch]["final_loss"] == res["train"]["gradbox.fused"][batch]["final_loss"]
 
 
 def test_bad_libs_argument_is_refused():

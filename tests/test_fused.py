@@ -64,9 +64,10 @@ def test_fused_is_bit_identical_to_numpy(cls, kwargs, dtype, shape_list, seed):
 
 
 @needs_numba
-def test_default_uses_the_kernels_when_numba_is_installed():
-    assert optim.SGD([gb.nn.Parameter([1.0])]).fused is True
+def test_fusing_is_opt_in_as_in_pytorch():
+    assert optim.SGD([gb.nn.Parameter([1.0])]).fused is False
     assert optim.Adam([gb.nn.Parameter([1.0])], fused=False).fused is False
+    assert optim.AdamW([gb.nn.Parameter([1.0])], fused=True).fused is True
 
 
 @needs_numba
@@ -130,13 +131,13 @@ def test_state_moves_between_fused_and_numpy_optimizers():
 
 
 @pytest.mark.parametrize("error", [ImportError("No module named 'numba'"), RuntimeError("cannot cache function")])
-def test_without_a_working_numba_the_default_falls_back_and_fused_true_says_why(monkeypatch, error):
+def test_without_a_working_numba_fused_true_says_why_and_the_default_works(monkeypatch, error):
     def broken():
         raise error
 
     monkeypatch.setattr(optim, "_KERNELS", None)
     monkeypatch.setattr(optim, "_load_kernels", broken)
-    assert optim.Adam([gb.nn.Parameter([1.0])]).fused is False  # the default falls back quietly
+    assert optim.Adam([gb.nn.Parameter([1.0])]).fused is False
     with pytest.raises(ImportError, match=r"SGD\(fused=True\): expected a working numba \(pip install "
                                           r"\"gradbox\[fast\]\"\), received " + type(error).__name__):
         optim.SGD([gb.nn.Parameter([1.0])], fused=True)
@@ -152,7 +153,8 @@ def test_numba_without_jit_is_not_used(monkeypatch):
 
     monkeypatch.setattr(optim, "_KERNELS", None)
     monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
-    assert optim.SGD([gb.nn.Parameter([1.0])]).fused is False
+    with pytest.raises(ImportError, match="NUMBA_DISABLE_JIT"):
+        optim.SGD([gb.nn.Parameter([1.0])], fused=True)
 
 
 def test_fused_must_be_a_bool_or_none():
