@@ -56,7 +56,7 @@ DEFAULTS = {
     "dataset": "digits", "target": None, "hidden": [256, 128], "activation": "relu", "optimizer": "adam",
     "lr": None, "momentum": 0.9, "epochs": 50, "batch_size": 32, "weight_decay": 0.0, "dropout": 0.4,
     "init": None, "seed": 0, "val_split": 0.15, "test_split": 0.15, "patience": None,
-    "checkpoint_every": None, "n_samples": None, "noise": None, "threads": 1, "out": None,
+    "checkpoint_every": None, "n_samples": None, "noise": None, "threads": 1, "fused": False, "out": None,
 }
 # keys that describe the model/data/optimisation (fixed for a resumed run)
 _RESUME_FIXED = [k for k in DEFAULTS if k not in ("epochs", "out")]
@@ -137,6 +137,8 @@ def resolve_config(values: dict) -> dict:
     if bs != "full" and not (_is_int(bs) and bs > 0):
         raise _usage(f"--batch-size: expected a positive int or 'full', received {c['batch_size']!r}")
     c["batch_size"] = bs
+    if not isinstance(c["fused"], bool):
+        raise _usage(f"--fused: expected true or false, received {c['fused']!r}")
     if not (_is_num(c["weight_decay"]) and c["weight_decay"] >= 0):
         raise _usage(f"--weight-decay: expected a non-negative number, received {c['weight_decay']!r}")
     if not (_is_num(c["dropout"]) and 0 <= c["dropout"] < 1):
@@ -335,6 +337,8 @@ _TRAIN_FLAGS = {  # dest -> (flags, kwargs)
     "noise": (["--noise"], dict(type=float, help="noise of a synthetic dataset")),
     "threads": (["--threads"], dict(type=int, help="BLAS threads while training (default 1: fastest for small "
                                                    "layers, and the same summation order everywhere; 0: BLAS default)")),
+    "fused": (["--fused"], dict(action="store_true", default=None, help="one compiled pass per optimizer update "
+                                "(needs numba: pip install 'gradbox[fast]'); the same results, faster for large layers")),
     "out": (["--out"], dict(metavar="DIR", help="run folder (default runs/<dataset>-<timestamp>)")),
 }
 
@@ -384,7 +388,7 @@ def _build(c, n_features, n_classes):
     model = build_mlp(n_features, c["hidden"], n_classes, activation=c["activation"], dropout=c["dropout"],
                       init=c["init"])
     opt = make_optimizer(c["optimizer"], model.parameters(), lr=c["lr"], momentum=c["momentum"],
-                         weight_decay=c["weight_decay"])
+                         weight_decay=c["weight_decay"], fused=c["fused"])
     return model, opt
 
 
@@ -959,7 +963,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "history.csv and curves.png. Flags override --config.")
     p.add_argument("--config", metavar="FILE.toml", help="TOML file of the same settings (keys as the flags)")
     for dest, (flags, kw) in _TRAIN_FLAGS.items():
-        kw = {"metavar": {int: "N", float: "X"}.get(kw.get("type"), "NAME"), **kw}
+        if "action" not in kw:  # NOTE: a switch (store_true) takes no metavar
+            kw = {"metavar": {int: "N", float: "X"}.get(kw.get("type"), "NAME"), **kw}
         p.add_argument(*flags, dest=dest, **kw)
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly from its checkpoint.gbx")
     p.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)  # simulates Ctrl-C (tests)

@@ -463,8 +463,10 @@ def build_mlp(n_inputs, hidden, n_outputs, activation="relu", dropout=0.0, init=
     return nn.Sequential(*layers)
 
 
-def make_optimizer(name, params, lr=None, momentum=0.9, weight_decay=0.0):
-    """An optimizer by name: sgd, momentum, nesterov, rmsprop, adam or adamw (lr defaults per name)."""
+def make_optimizer(name, params, lr=None, momentum=0.9, weight_decay=0.0, fused=None):
+    """An optimizer by name: sgd, momentum, nesterov, rmsprop, adam or adamw (lr defaults per name).
+
+    ``fused`` is passed on (see ``gradbox.optim.Optimizer``)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, received {name!r}")
     lr = DEFAULT_LR[name] if lr is None else lr
@@ -472,14 +474,15 @@ def make_optimizer(name, params, lr=None, momentum=0.9, weight_decay=0.0):
         raise ValueError(f"lr: expected a positive learning rate, received {lr!r}")
     params = list(params)
     if name == "sgd":
-        return optim.SGD(params, lr=lr, weight_decay=weight_decay)
+        return optim.SGD(params, lr=lr, weight_decay=weight_decay, fused=fused)
     if name in ("momentum", "nesterov"):
-        return optim.SGD(params, lr=lr, momentum=momentum, nesterov=name == "nesterov", weight_decay=weight_decay)
+        return optim.SGD(params, lr=lr, momentum=momentum, nesterov=name == "nesterov", weight_decay=weight_decay,
+                         fused=fused)
     if name == "rmsprop":
-        return optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+        return optim.RMSprop(params, lr=lr, weight_decay=weight_decay, fused=fused)
     if name == "adam":
-        return optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return optim.AdamW(params, lr=lr, weight_decay=weight_decay or 0.01)
+        return optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    return optim.AdamW(params, lr=lr, weight_decay=weight_decay or 0.01, fused=fused)
 
 
 # --------------------------------------------------------------------------------------

@@ -127,6 +127,34 @@ def test_flags_are_applied(tmp_path, capsys):
     assert read_json(out, "metrics.json")["optimizer_steps"] == 2  # full batch
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_fused_training_gives_the_same_weights(tmp_path, optimizer):
+    if gb.optim._fused_kernels() is None:
+        pytest.skip("--fused needs numba (pip install 'gradbox[fast]')")
+    runs = {}
+    for name, extra in (("plain", []), ("fused", ["--fused"])):
+        out = str(tmp_path / name)
+        assert main(["train", *SMALL, "--optimizer", optimizer, "--out", out, *extra]) == 0
+        runs[name] = gb.io.load_model(os.path.join(out, "model.gbx")).model.state_dict()
+        assert read_json(out, "config.json")["config"]["fused"] is bool(extra)
+    for key, value in runs["plain"].items():
+        assert np.array_equal(value, runs["fused"][key]), key
+
+
+def test_fused_without_numba_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    def missing():
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(gb.optim, "_KERNELS", None)
+    monkeypatch.setattr(gb.optim, "_load_kernels", missing)
+    rc, _, err = run(["train", *SMALL, "--fused", "--out", str(tmp_path / "r")], capsys)
+    assert_one_line_error(rc, err, 1, "expected a working numba (pip install \"gradbox[fast]\")")
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('fused = "yes"\n')
+    rc, _, err = run(["train", "--config", str(cfg), "--out", str(tmp_path / "s")], capsys)
+    assert_one_line_error(rc, err, 2, "--fused: expected true or false, received 'yes'")
+
+
 def test_patience_early_stopping(tmp_path):
     out = str(tmp_path / "r")
     assert main(["train", "--dataset", "blobs", "--n-samples", "90", "--hidden", "8", "--epochs", "60",
