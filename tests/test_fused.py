@@ -64,6 +64,15 @@ def test_fused_is_bit_identical_to_numpy(cls, kwargs, dtype, shape_list, seed):
 
 
 @needs_numba
+@pytest.mark.parametrize("cls, kwargs", CONFIGS, ids=IDS)
+def test_fused_is_bit_identical_on_layer_sized_arrays(cls, kwargs):
+    # NOTE: the kernels' loops are vectorised; long arrays run the SIMD body, short ones mostly its tail
+    shape_list = [(256, 784), (256,), (10, 129)]
+    assert_same(trajectory(cls, kwargs, np.float32, True, shape_list, 7, steps=3),
+                trajectory(cls, kwargs, np.float32, False, shape_list, 7, steps=3))
+
+
+@needs_numba
 def test_fusing_is_opt_in_as_in_pytorch():
     assert optim.SGD([gb.nn.Parameter([1.0])]).fused is False
     assert optim.Adam([gb.nn.Parameter([1.0])], fused=False).fused is False
