@@ -337,8 +337,9 @@ _TRAIN_FLAGS = {  # dest -> (flags, kwargs)
     "noise": (["--noise"], dict(type=float, help="noise of a synthetic dataset")),
     "threads": (["--threads"], dict(type=int, help="BLAS threads while training (default 1: fastest for small "
                                                    "layers, and the same summation order everywhere; 0: BLAS default)")),
-    "fused": (["--fused"], dict(action="store_true", default=None, help="one compiled pass per optimizer update "
-                                "(needs numba: pip install 'gradbox[fast]'); the same results, faster for large layers")),
+    "fused": (["--fused"], dict(action="store_true", default=None,
+                                help="one compiled pass per optimizer update (needs numba: pip install "
+                                     "'gradbox[fast]'); the same results, faster for large layers")),
     "out": (["--out"], dict(metavar="DIR", help="run folder (default runs/<dataset>-<timestamp>)")),
 }
 

@@ -169,8 +169,8 @@ class SGD(Optimizer):
             if not self.momentum and _fusable(w, g):
                 return self._kernels.sgd_plain(w.ravel(), g.ravel(), dt(self.lr), dt(self.weight_decay))
             if buf is not None and _fusable(w, g, buf):
-                return self._kernels.sgd(w.ravel(), g.ravel(), buf.ravel(), dt(self.lr), dt(self.momentum), dt(self.weight_decay),
-                                         self.nesterov)
+                return self._kernels.sgd(w.ravel(), g.ravel(), buf.ravel(), dt(self.lr), dt(self.momentum),
+                                         dt(self.weight_decay), self.nesterov)
         if self.weight_decay:
             g = g + self.weight_decay * w
         if self.momentum:
@@ -202,8 +202,8 @@ class RMSprop(Optimizer):
             s = state["square_avg"] = np.zeros_like(w)
         if self._kernels is not None and _fusable(w, g, s):
             dt = w.dtype.type
-            return self._kernels.rmsprop(w.ravel(), g.ravel(), s.ravel(), dt(self.lr), dt(self.alpha), dt(1 - self.alpha), dt(self.eps),
-                                         dt(self.weight_decay))
+            return self._kernels.rmsprop(w.ravel(), g.ravel(), s.ravel(), dt(self.lr), dt(self.alpha),
+                                         dt(1 - self.alpha), dt(self.eps), dt(self.weight_decay))
         if self.weight_decay:
             g = g + self.weight_decay * w
         s *= self.alpha
@@ -238,7 +238,8 @@ class Adam(Optimizer):
             dt = w.dtype.type
             decay = self.decoupled and self.weight_decay
             return self._kernels.adam(
-                w.ravel(), g.ravel(), m.ravel(), v.ravel(), dt(self.beta1), dt(1 - self.beta1), dt(self.beta2), dt(1 - self.beta2),
+                w.ravel(), g.ravel(), m.ravel(), v.ravel(),
+                dt(self.beta1), dt(1 - self.beta1), dt(self.beta2), dt(1 - self.beta2),
                 dt(self.lr / (1 - self.beta1**t)), dt(math.sqrt(1 - self.beta2**t)), dt(self.eps),
                 dt(0 if decay else self.weight_decay), dt(1 - self.lr * self.weight_decay if decay else 1),
             )
