@@ -488,18 +488,20 @@ def cmd_train(args) -> int:
     trainer.extra_arrays = {"norm.mean": scaler.mean_, "norm.scale": scaler.scale_}
     cfg_file = os.path.join(out, "config.json")
     try:
-        if resuming:
-            meta = trainer.load_checkpoint(os.path.join(out, "checkpoint.gbx"))
-            _say(args, f"resuming {out} at epoch {meta['epoch']}, step {meta['step']} "
-                       f"(optimizer step {meta['global_step']})")
-        else:
-            _write_json(cfg_file, {"config": c, "gradbox_version": _version()})
-        n_val = 0 if Xva is None else len(Xva)
-        _say(args, f"training MLP {_arch(model)} ({c['activation']}, {c['optimizer']} lr={opt.lr:g}, "
-                   f"batch {c['batch_size']}) on {ds.name}: {len(Xtr)} train / {n_val} val / "
-                   f"{0 if Xte is None else len(Xte)} test samples -> {out}")
+        # NOTE: the handler goes in before config.json is written, so from then on a Ctrl-C always
+        # stops at a step boundary with a checkpoint (a stop requested before fit() starts counts).
         old = _install_sigint(trainer)
         try:
+            if resuming:
+                meta = trainer.load_checkpoint(os.path.join(out, "checkpoint.gbx"))
+                _say(args, f"resuming {out} at epoch {meta['epoch']}, step {meta['step']} "
+                           f"(optimizer step {meta['global_step']})")
+            else:
+                _write_json(cfg_file, {"config": c, "gradbox_version": _version()})
+            n_val = 0 if Xva is None else len(Xva)
+            _say(args, f"training MLP {_arch(model)} ({c['activation']}, {c['optimizer']} lr={opt.lr:g}, "
+                       f"batch {c['batch_size']}) on {ds.name}: {len(Xtr)} train / {n_val} val / "
+                       f"{0 if Xte is None else len(Xte)} test samples -> {out}")
             with _blas_threads(c["threads"]):
                 history = trainer.fit(Xtr, ytr, epochs=c["epochs"],
                                       validation_data=(Xva, yva) if Xva is not None else None)

@@ -629,6 +629,7 @@ class Trainer:
         self.epochs = 0
         self.stop_training = False
         self.interrupted = False
+        self._stop_pending = False  # a request_stop() that the next or current fit must honour
         self._perm = None
         self._partial = {"loss_sum": 0.0, "correct": 0, "seen": 0}
         self._resumed_meta = None
@@ -649,6 +650,7 @@ class Trainer:
         """Stop after the current step (safe to call from a signal handler)."""
         self.stop_training = True
         self.interrupted = self.interrupted or interrupted
+        self._stop_pending = True
 
     def _diverged(self, epoch, s, why) -> TrainingDiverged:
         lr = getattr(self.optimizer, "lr", None)
@@ -681,8 +683,11 @@ class Trainer:
         self.steps_per_epoch = -(-n // bs)
         if self._perm is not None and len(self._perm) != n:
             raise ValueError(f"resume: the checkpoint was taken on {len(self._perm)} training samples, received {n}")
-        self.stop_training = False
-        self.interrupted = False
+        if not self._stop_pending:
+            # NOTE: clear what an earlier fit left (e.g. EarlyStopping's flag), but keep a stop
+            # requested since: a Ctrl-C between installing the handler and this line is not lost.
+            self.stop_training = False
+            self.interrupted = False
         # NOTE: one preallocated batch buffer, filled by np.take(out=...): no allocation per step.
         xbuf = np.empty((bs, X.shape[1]), dtype=X.dtype)
         ybuf = np.empty((bs,) + y.shape[1:], dtype=y.dtype)
@@ -703,6 +708,7 @@ class Trainer:
         finally:
             self.model.eval()
             self._elapsed_before, self._fit_t0 = self.elapsed, None
+            self._stop_pending = False  # this fit has honoured it
         self._call("on_train_end", {})
         return self.history
 

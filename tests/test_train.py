@@ -183,6 +183,24 @@ def test_early_stopping_restores_best_weights():
     assert all(np.array_equal(m.state_dict()[k], snapshots[best_epoch][k]) for k in snapshots[best_epoch])
 
 
+def test_a_stop_requested_before_fit_is_kept_and_a_finished_one_is_cleared():
+    """A Ctrl-C handler may fire between its installation and fit(): that stop must not be lost.
+
+    Negative control: a stop left from an earlier fit (here the interruption itself) must not stop
+    the next one.
+    """
+    X, y = _blobs(40)
+    m = _model()
+    t = Trainer(m, "cross_entropy", gb.optim.SGD(m.parameters(), lr=0.1), batch_size=8, verbose=0)
+    before = m.state_dict()
+    t.request_stop(interrupted=True)
+    t.fit(X, y, epochs=3)
+    assert t.interrupted and t.global_step == 0 and len(t.history) == 0
+    assert all(np.array_equal(before[k], v) for k, v in m.state_dict().items())
+    t.fit(X, y, epochs=3)  # the stop was honoured once; this fit trains
+    assert not t.interrupted and t.epoch == 3 and t.global_step == 15
+
+
 def test_early_stopping_without_validation_monitors_training_loss():
     X, y = _blobs(30)
     es = EarlyStopping(patience=1)
