@@ -409,20 +409,37 @@ def _callbacks(c, out, args):
     return cbs
 
 
-def _install_sigint(trainer):
-    """First Ctrl-C: stop cleanly after the current step (a checkpoint follows); second: abort."""
-    import signal
-    import threading
+class _CtrlC:
+    """Ctrl-C while training: the first stops after the current step (a checkpoint follows); pressed
+    while the finished run is being written, the writing completes first. The second aborts.
 
-    if threading.current_thread() is not threading.main_thread():
-        return None
+    NOTE: a KeyboardInterrupt raised at an arbitrary point of writing the run (inside an import of
+    matplotlib, say) could end the process with -SIGINT or even crash the interpreter at exit.
+    """
 
-    def handler(signum, frame):
-        if trainer.interrupted:
+    def __init__(self, trainer):
+        self.trainer, self.pressed, self._old = trainer, False, None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.pressed:
             raise KeyboardInterrupt
-        trainer.request_stop(interrupted=True)
+        self.pressed = True
+        self.trainer.request_stop(interrupted=True)
 
-    return signal.signal(signal.SIGINT, handler)
+    def __exit__(self, *exc):
+        if self._old is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self._old)
+        return False
 
 
 def cmd_train(args) -> int:
@@ -490,8 +507,7 @@ def cmd_train(args) -> int:
     try:
         # NOTE: the handler goes in before config.json is written, so from then on a Ctrl-C always
         # stops at a step boundary with a checkpoint (a stop requested before fit() starts counts).
-        old = _install_sigint(trainer)
-        try:
+        with _CtrlC(trainer) as ctrl_c:
             if resuming:
                 meta = trainer.load_checkpoint(os.path.join(out, "checkpoint.gbx"))
                 _say(args, f"resuming {out} at epoch {meta['epoch']}, step {meta['step']} "
@@ -505,17 +521,12 @@ def cmd_train(args) -> int:
             with _blas_threads(c["threads"]):
                 history = trainer.fit(Xtr, ytr, epochs=c["epochs"],
                                       validation_data=(Xva, yva) if Xva is not None else None)
-        finally:
-            if old is not None:
-                import signal
-
-                signal.signal(signal.SIGINT, old)
-        if trainer.interrupted:
-            trainer.save_checkpoint(os.path.join(out, "checkpoint.gbx"))
-            raise CLIError(f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step} "
-                           f"(optimizer step {trainer.global_step}); checkpoint saved, continue with: "
-                           f"gradbox train --resume {out}", 130)
-        return _finish_run(args, c, ds, scaler, model, trainer, history, out, (Xte, yte), t_start)
+            if trainer.interrupted:
+                trainer.save_checkpoint(os.path.join(out, "checkpoint.gbx"))
+                raise CLIError(f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step} "
+                               f"(optimizer step {trainer.global_step}); checkpoint saved, continue with: "
+                               f"gradbox train --resume {out}", 130)
+            code = _finish_run(args, c, ds, scaler, model, trainer, history, out, (Xte, yte), t_start)
     except BaseException:
         # NOTE: a failed fresh run leaves no half-made folder behind (nothing but our config was written).
         if not resuming and not os.path.exists(os.path.join(out, "checkpoint.gbx")):
@@ -529,6 +540,9 @@ def cmd_train(args) -> int:
                 except OSError:
                     pass
         raise
+    if ctrl_c.pressed:  # NOTE: only after training ended: the run was written completely first
+        raise CLIError(f"interrupted after training; the run in {out} is complete", 130)
+    return code
 
 
 def _version():
