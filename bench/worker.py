@@ -554,6 +554,13 @@ def serve():
             reply["fused_load_s"], reply["fused_load_rss"] = time.perf_counter() - t0, _rss_bytes() - rss0
         except ImportError as exc:
             reply = {"ok": False, "skipped": f"{type(exc).__name__}: {exc}"}
+    if reply["ok"] and lib == "torch.fused":
+        import torch
+
+        try:  # NOTE: older torch releases have no fused SGD on the CPU: skip the row, not the run
+            torch.optim.SGD([torch.zeros(4, requires_grad=True)], lr=LR, momentum=0.9, fused=True)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            reply = {"ok": False, "skipped": f"{type(exc).__name__}: {exc}"}
     # NOTE: one small float32 matmul first, so that OpenBLAS's per-thread work buffers
     # (tens of MB, allocated on the first call) count as library overhead, not training memory.
     import numpy as np
