@@ -152,7 +152,8 @@ class Tensor:
                     f"backward(): grad can be implicit only for a scalar output; "
                     f"received shape {self.shape}, so pass grad= of that shape"
                 )
-            grad = np.ones_like(self.data)
+            grad = np.empty_like(self.data)  # NOTE: empty + fill: two C calls; np.ones_like is Python-level (~3 µs)
+            grad.fill(1)
         else:
             grad = _to_array(grad, name="grad")
             if grad.shape != self.shape:
