@@ -281,7 +281,7 @@ def test_real_ctrl_c_stops_cleanly_and_resumes_exactly(tmp_path, delay):
 
     from gradbox.cli import main
 
-    flags = ["--dataset", "spirals", "--n-samples", "300", "--hidden", "64,64", "--epochs", "60", "--batch-size",
+    flags = ["--dataset", "spirals", "--n-samples", "300", "--hidden", "64,64", "--epochs", "150", "--batch-size",
              "8", "--quiet"]
     out = str(tmp_path / "run")
     proc = subprocess.Popen([sys.executable, "-m", "gradbox", "train", *flags, "--out", out],
