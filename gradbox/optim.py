@@ -66,7 +66,7 @@ class Optimizer:
     "gradbox[fast]"``) instead of 4-10 NumPy passes; ``None`` (default) or ``False`` use NumPy, as
     PyTorch's optimizers default to their unfused loop on the CPU. Both paths give bit-identical
     results (the same float operations in the same order). Fusing pays off for long runs of large
-    layers: loading numba and the kernels costs about 0.85 s and 120 MB once per process.
+    layers: loading numba and the kernels costs about 0.8-1.3 s and 125 MB once per process.
     """
 
     def __init__(self, params, defaults: dict, fused=None):
