@@ -359,8 +359,10 @@ def _relu(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
     NOTE: NumPy skips its SIMD loop for maximum against a broadcast scalar; against a
     zero row it is vectorised: 128 x 256 float32 in 7 µs instead of 13. Same values.
+    Below about 2,000 entries allocating the row costs more than it saves (one sample
+    of 256: 0.85 µs against the scalar, 1.23 µs with the row), so small arrays use the scalar.
     """
-    zero = np.zeros(a.shape[-1:], a.dtype) if a.ndim else a.dtype.type(0)
+    zero = np.zeros(a.shape[-1:], a.dtype) if a.size > 2048 else a.dtype.type(0)
     return np.maximum(a, zero, out=out)
 
 

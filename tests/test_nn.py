@@ -297,7 +297,7 @@ def test_no_grad_inference_path_is_bit_identical_to_the_graph(dtype):
                           nn.Linear(9, 7, dtype=dtype, rng=1), nn.LeakyReLU(0.1), nn.Linear(7, 5, dtype=dtype, rng=2),
                           nn.Tanh(), nn.Linear(5, 4, dtype=dtype, rng=3), nn.Sigmoid(), nn.Linear(4, 3, dtype=dtype),
                           nn.Softmax(dim=1)).eval()
-    for n in (1, 13):
+    for n in (1, 13, 400):  # NOTE: 400 x 9 crosses ReLU's switch from a scalar zero to a zero row
         x = rng.normal(size=(n, 6)).astype(dtype)
         graph = model(x).data
         with gb.no_grad():
@@ -341,6 +341,29 @@ def test_no_grad_path_follows_module_changes_and_mode_switches():
     setattr(model, "1", nn.Tanh())
     with gb.no_grad():
         np.testing.assert_array_equal(model.eval()(x).data, model[2](model[1](model[0](x))).data)
+
+
+def test_no_grad_path_accepts_huge_finite_input_and_refuses_inf():
+    """x·x overflows for huge finite entries; the exact scan then decides, as in the graph path."""
+    model = nn.Sequential(nn.Linear(2, 3, rng=0), nn.ReLU()).eval()
+    huge = np.array([[1e20, -1e20]], dtype=np.float32)  # x·x = 2e40 overflows float32
+    with gb.no_grad():
+        np.testing.assert_array_equal(model(huge).data, model[1](model[0](huge)).data)
+        with pytest.raises(gb.NonFiniteError, match=r"expected finite input, received inf at index \(0, 1\)"):
+            model(np.array([[1.0, np.inf]], dtype=np.float32))
+
+
+@pytest.mark.parametrize("size", [1, 2047, 2048, 2049, 4096])
+def test_relu_is_max_zero_on_both_sides_of_its_small_array_switch(size):
+    from gradbox.ops import _relu
+
+    a = np.random.default_rng(size).normal(size=(size // 8 or 1, 8 if size >= 8 else size)).astype(np.float32)
+    a.flat[0] = np.nan
+    expected = np.where(np.isnan(a), np.nan, np.where(a > 0, a, 0)).astype(np.float32)
+    np.testing.assert_array_equal(_relu(a), expected)
+    inplace = a.copy()
+    assert _relu(inplace, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, expected)
 
 
 def test_no_grad_path_never_writes_the_callers_input():
