@@ -15,6 +15,7 @@ import argparse
 import datetime
 import importlib.util
 import json
+import math
 import os
 import platform
 import statistics
@@ -210,12 +211,39 @@ def collect(quick, libs, runs=None, log=print):
     return summarize(raw, cfg, removed, time.time() - t_start)
 
 
-def _paired(raw_slices, a, b):
-    """Median over time slots of rate(a)/rate(b), each pair measured back to back."""
+def _paired_ratios(raw_slices, a, b):
+    """rate(a)/rate(b) in every time slot where both ran, each pair measured back to back."""
     A = {(r, i): v for r, i, v in raw_slices.get(a, [])}
     B = {(r, i): v for r, i, v in raw_slices.get(b, [])}
-    ratios = [A[k] / B[k] for k in A if k in B]
+    return [A[k] / B[k] for k in A if k in B]
+
+
+def _paired(raw_slices, a, b):
+    """Median over time slots of rate(a)/rate(b)."""
+    ratios = _paired_ratios(raw_slices, a, b)
     return statistics.median(ratios) if ratios else None
+
+
+def median_ci(values, level=0.95):
+    """Distribution-free confidence interval of the median: a pair of order statistics.
+
+    For n independent values the true median lies below the k-th smallest with probability
+    P(Binomial(n, 1/2) >= k); the interval (x_(k), x_(n+1-k)) takes the largest k whose two
+    tails together stay within 1 - level. None when n is too small for any such k (n < 6 at 95%).
+    NOTE: slots of one run share the machine's load bursts, so they are not fully independent;
+    the interval shows the run's own spread, not the spread between runs.
+    """
+    xs = sorted(values)
+    n = len(xs)
+    tail, k = 0.0, 0  # tail = P(Binomial(n, 1/2) <= k - 1)
+    while True:
+        nxt = tail + math.comb(n, k) / 2.0 ** n
+        if 2 * nxt > 1 - level:
+            break
+        tail, k = nxt, k + 1
+    if k == 0:
+        return None
+    return xs[k - 1], xs[n - k]
 
 
 def _med(rows, key):
@@ -237,7 +265,7 @@ def summarize(raw, cfg, removed, elapsed):
         "peak": {"square_n": cfg["peak_n"], "square_gflops": square,
                  "workload_gflops": {b: statistics.median(wl for _, _, _, wl in raw["gemm"][b])
                                      for b in cfg["batches"]}},
-        "train": {}, "infer": {}, "import": {}, "skipped": dict(raw["skipped"]), "paired": {},
+        "train": {}, "infer": {}, "import": {}, "skipped": dict(raw["skipped"]), "paired": {}, "paired_ci": {},
         "slices": raw["slices"],  # (round, slot, samples/s) per library and batch, for a closer look
     }
     for key, rows in raw["train"].items():
@@ -268,6 +296,10 @@ def summarize(raw, cfg, removed, elapsed):
                 continue
             exact = statistics.median(a for a, _ in shares)
             res["paired"].setdefault("share_of_square_peak" + suffix, {})[batch] = exact
+            ci = median_ci([a for a, _ in shares])
+            res["paired_ci"].setdefault("share_of_square_peak" + suffix, {})[batch] = ci
+            res["paired_ci"].setdefault("share_6pb_of_square_peak" + suffix, {})[batch] = ci and tuple(
+                v * issue_flops(batch, cfg["d"]) / step_flops(batch, cfg["d"]) for v in ci)
             res["paired"].setdefault("share_of_workload_peak" + suffix, {})[batch] = statistics.median(
                 b for _, b in shares)
             # the issue's 6·P·b count: the same speed, a constant factor more FLOPs per sample
@@ -278,9 +310,10 @@ def summarize(raw, cfg, removed, elapsed):
                  "fused_vs_torch_fused": ("gradbox.fused", "torch.fused"),
                  "fused_gain": ("gradbox.fused", "gradbox"), "torch_fused_gain": ("torch.fused", "torch")}
         for key, (a, b) in pairs.items():
-            v = _paired(raw["slices"], f"{a}|{batch}", f"{b}|{batch}")
-            if v is not None:
-                res["paired"].setdefault(key, {})[batch] = v
+            ratios = _paired_ratios(raw["slices"], f"{a}|{batch}", f"{b}|{batch}")
+            if ratios:
+                res["paired"].setdefault(key, {})[batch] = statistics.median(ratios)
+                res["paired_ci"].setdefault(key, {})[batch] = median_ci(ratios)
     for lib, blocks in raw["latency"].items():
         alltimes = [t for _, _, times in blocks for t in times]
         thr = [v for _, _, v in raw["throughput"].get(lib, [])]
@@ -291,6 +324,7 @@ def summarize(raw, cfg, removed, elapsed):
         for peer, blocks in raw["latency"].items():
             ratios = [gbl[(r, b)] / statistics.median(t) for r, b, t in blocks if (r, b) in gbl]
             res["paired"].setdefault("latency", {})[peer] = statistics.median(ratios)
+            res["paired_ci"].setdefault("latency", {})[peer] = median_ci(ratios)
     for lib, vals in raw["import"].items():
         res["import"][lib] = {"seconds": statistics.median(vals), "runs": vals}
     if raw["fused"]:
@@ -333,11 +367,13 @@ def check_targets(res):
     gb = tr.get("gradbox", {})
 
     def ratio(peer, batch):
-        return res["paired"].get(peer, {}).get(batch)
+        return res["paired"].get(peer, {}).get(batch), res.get("paired_ci", {}).get(peer, {}).get(batch)
 
-    def add(name, value, target, higher=True):
+    def add(name, measured, target, higher=True):
+        value, ci = measured if isinstance(measured, tuple) else (measured, None)
         met = None if value is None else (value >= target if higher else value <= target)
-        out[name] = {"value": value, "target": target, "met": met, "higher_is_better": higher}
+        out[name] = {"value": value, "target": target, "met": met, "higher_is_better": higher,
+                     "ci": list(ci) if ci else None}
 
     add("train speed vs torch, batch 128", ratio("torch", 128), TARGETS["torch_b128"])
     add("train speed vs torch, batch 32", ratio("torch", 32), TARGETS["torch_b32"])
@@ -347,13 +383,12 @@ def check_targets(res):
     # NOTE: the issue counts a step as 6 · parameters · batch FLOPs; the exact GEMM count is lower
     # (the first layer's dX is skipped), so the same speed is a smaller share. Both are reported.
     add("share of sgemm peak, batch 128 (6·params·batch FLOPs, the issue's count)",
-        res["paired"].get("share_6pb_of_square_peak", {}).get(128), TARGETS["peak_b128"])
+        ratio("share_6pb_of_square_peak", 128), TARGETS["peak_b128"])
     add("share of sgemm peak, batch 128 (exact GEMM FLOPs, stricter; reference)",
-        res["paired"].get("share_of_square_peak", {}).get(128), TARGETS["peak_b128"])
+        ratio("share_of_square_peak", 128), TARGETS["peak_b128"])
     add("share of sgemm peak, batch 128, 6·params·batch, gradbox with fused=True (reference)",
-        res["paired"].get("share_6pb_of_square_peak_fused", {}).get(128), TARGETS["peak_b128"])
-    lat = res["paired"].get("latency", {}).get("torch")
-    add("single-sample latency vs torch", lat, TARGETS["latency_vs_torch"], higher=False)
+        ratio("share_6pb_of_square_peak_fused", 128), TARGETS["peak_b128"])
+    add("single-sample latency vs torch", ratio("latency", "torch"), TARGETS["latency_vs_torch"], higher=False)
     add("peak training memory vs floor, batch 128", gb.get(128, {}).get("memory_vs_floor"),
         TARGETS["memory_vs_floor"], higher=False)
     add("import gradbox (s)", res["import"].get("gradbox", {}).get("seconds"), TARGETS["import_s"], higher=False)
@@ -395,15 +430,23 @@ def render(res, command):
         "",
         "### Targets",
         "",
-        "| target | measured | goal | met |",
-        "| --- | --- | --- | --- |",
+        "'measured' is the paired median; '95% interval' is the distribution-free confidence interval of "
+        "that median over the run's time slots (order statistics). Where the interval contains the goal, "
+        "this run cannot tell met from missed, and the last column says so.",
+        "",
+        "| target | measured | 95% interval | goal | met |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for name, t in res["targets"].items():
         sign = ">=" if t["higher_is_better"] else "<="
         met = {True: "yes", False: "**no**", None: "n/a (peer missing)"}[t["met"]]
+        ci = t.get("ci")
+        if ci and t["met"] is not None and ci[0] <= t["target"] <= ci[1]:
+            met += " (within the interval)"
         unit = "" if "(s)" in name else "x"
+        interval = f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "–"
         lines.append(f"| {name} | {_f(t['value'], '{:.3f}')}{unit if t['value'] is not None else ''} "
-                     f"| {sign} {t['target']}{unit} | {met} |")
+                     f"| {interval} | {sign} {t['target']}{unit} | {met} |")
     pk = res["peak"]
     lines += [
         "",

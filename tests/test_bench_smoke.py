@@ -83,6 +83,7 @@ def test_targets_have_values_and_markdown_has_the_tables(quick):
             continue
         assert _positive(t["value"]), name
         assert t["met"] in (True, False)
+        assert t["ci"] is None or t["ci"][0] <= t["value"] <= t["ci"][1], (name, t)
     for heading in ("### Targets", "### Training throughput", "### Memory while training", "### Inference",
                     "### Import time"):
         assert heading in md and heading in stdout
@@ -104,3 +105,31 @@ def test_bad_libs_argument_is_refused():
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode != 0
     assert "--libs" in proc.stderr and "tensorflow" in proc.stderr
+
+
+def _bench_run_module():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, os.path.dirname(RUN))  # run.py imports worker.py from its folder
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(os.path.dirname(RUN))
+    return module
+
+
+def test_median_interval_is_the_tightest_pair_of_order_statistics_with_95_percent_coverage():
+    median_ci = _bench_run_module().median_ci
+
+    def below(n, k):  # P(Binomial(n, 1/2) <= k)
+        return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+
+    assert median_ci(range(5)) is None  # even (min, max) covers only 1 - 2/32 < 95%
+    assert median_ci(range(30)) == (9, 20)  # the textbook ranks 10 and 21 of 30
+    for n in range(6, 121):
+        values = [float(v) ** 1.5 for v in range(n, 0, -1)]  # unsorted input, distinct values
+        lo, hi = median_ci(values)
+        k = sorted(values).index(lo) + 1
+        assert hi == sorted(values)[n - k]
+        assert 1 - 2 * below(n, k - 1) >= 0.95 > 1 - 2 * below(n, k)  # covers, and k + 1 would not
+        assert lo <= sorted(values)[(n - 1) // 2] <= sorted(values)[n // 2] <= hi
