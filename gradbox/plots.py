@@ -1,4 +1,4 @@
-"""Training pictures: loss and accuracy curves, confusion matrices (matplotlib, Agg, imported lazily).
+"""Training pictures: loss and accuracy curves, confusion matrices (matplotlib without pyplot, imported lazily).
 
 >>> from gradbox.train import History
 >>> from gradbox.plots import plot_history
@@ -19,14 +19,15 @@ import numpy as np
 __all__ = ["plot_confusion", "plot_history"]
 
 
-def _pyplot():
-    # NOTE: the Agg backend needs no display and is selected before pyplot is imported.
-    import matplotlib
+def _figure(**kwargs):
+    """A bare ``matplotlib.figure.Figure``, drawn by Agg when saved.
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    NOTE: not pyplot. pyplot would need a global backend switch (a user's notebook would lose its
+    own backend), keeps every figure in a global registry until closed, and costs 0.4 s to import.
+    """
+    from matplotlib.figure import Figure
 
-    return plt
+    return Figure(**kwargs)
 
 
 def _columns(history):
@@ -45,16 +46,13 @@ def _columns(history):
 
 
 def _save_figure(fig, path, dpi):
-    """Lay out, write atomically (format from the extension) and always close the figure."""
+    """Lay out and write atomically (format from the extension)."""
     from .io import atomic_write_bytes
 
     ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".") or "png"
     buf = _io.BytesIO()
-    try:
-        fig.tight_layout()
-        fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
-    finally:
-        _pyplot().close(fig)
+    fig.tight_layout()
+    fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
     return os.fspath(path)
 
@@ -80,9 +78,9 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120):
     epochs, cols = _columns(history)
     if not epochs or "loss" not in cols:
         raise ValueError(f"history: expected per-epoch 'loss' values, received keys {sorted(cols)}")
-    plt = _pyplot()
     has_acc = "accuracy" in cols or "val_accuracy" in cols
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 4), squeeze=False)
+    fig = _figure(figsize=(10 if has_acc else 5.5, 4))
+    axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)
     panels = [("loss", "loss (cross-entropy)")] + ([("accuracy", "accuracy")] if has_acc else [])
     marker = "o" if len(epochs) <= 30 else None
     for ax, (key, label) in zip(axes[0], panels):
@@ -119,9 +117,9 @@ def plot_confusion(confusion_matrix, path, classes=None, title: str | None = Non
     classes = [str(k) for k in (classes if classes is not None else range(c))]
     if len(classes) != c:
         raise ValueError(f"classes: expected {c} names, received {len(classes)}")
-    plt = _pyplot()
     size = min(10, 2.5 + 0.45 * c)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = _figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(c), classes, rotation=45 if max(map(len, classes)) > 3 else 0)
     ax.set_yticks(range(c), classes)

@@ -77,3 +77,22 @@ def test_plot_confusion(tmp_path):
         plot_confusion(np.zeros((2, 3)), tmp_path / "bad.png")
     with pytest.raises(ValueError, match="classes"):
         plot_confusion(cm, tmp_path / "bad.png", classes=["a"])
+
+
+def test_plotting_leaves_the_users_matplotlib_state_alone(tmp_path):
+    """No pyplot, no backend switch: a notebook's backend and figure list stay as they were."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "from gradbox.plots import plot_confusion, plot_history\n"
+        f"plot_history({{'loss': [1.0, 0.5], 'accuracy': [0.5, 0.8]}}, {str(tmp_path / 'c.png')!r})\n"
+        f"plot_confusion([[1, 0], [0, 1]], {str(tmp_path / 'm.png')!r})\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["svg", "False"]
+    assert (tmp_path / "c.png").read_bytes()[:8] == PNG and (tmp_path / "m.png").read_bytes()[:8] == PNG
