@@ -1,6 +1,6 @@
 """gradbox benchmark suite: one command, every library side by side in one run.
 
-    python bench/run.py                 # full run (about 10 minutes on 2 cores), updates BENCHMARKS.md
+    python bench/run.py                 # full run (about 7 minutes on 2 cores), updates BENCHMARKS.md
     python bench/run.py --quick --no-write --json out.json   # tiny sizes, seconds (smoke test)
 
 Each library runs in its own persistent process (``bench/worker.py --serve``); the
