@@ -39,7 +39,12 @@ def __getattr__(name):
 
 
 def tensor(data, requires_grad=False, dtype=None) -> Tensor:
-    """Create a ``Tensor`` (``torch.tensor``'s habit)."""
+    """Create a ``Tensor`` (``torch.tensor``'s habit); the arguments are ``Tensor``'s.
+
+    >>> import gradbox as gb
+    >>> gb.tensor([1.0, 2.0], requires_grad=True).dtype
+    dtype('float32')
+    """
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 

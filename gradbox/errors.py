@@ -5,7 +5,13 @@ import numpy as np
 
 
 class NonFiniteError(ValueError):
-    """NaN or inf where finite numbers are required (data, logits, a loss)."""
+    """NaN or inf where finite numbers are required (data, logits, a loss); a ``ValueError``.
+
+    >>> import gradbox as gb
+    >>> gb.nn.Linear(1, 1, rng=0)([[float("nan")]])
+    Traceback (most recent call last):
+    gradbox.errors.NonFiniteError: Linear(in_features=1): expected finite input, received nan at index (0, 0)...
+    """
 
 
 def all_finite(a) -> bool:

@@ -17,6 +17,13 @@ _state = threading.local()
 
 
 def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad``: whether operations are being recorded for backward.
+
+    >>> import gradbox as gb
+    >>> with gb.no_grad():
+    ...     print(gb.is_grad_enabled())
+    False
+    """
     return getattr(_state, "enabled", True)
 
 
@@ -52,6 +59,19 @@ class Function:
     ``backward(self, grad_output) -> tuple`` with one gradient (or ``None``) per
     input. ``self.needs_input_grad`` tells ``backward`` which gradients are
     wanted, so a box can skip work (``Linear`` skips dX for raw data).
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> class Square(gb.Function):
+    ...     def forward(self, a):
+    ...         self.a = a  # the cache, private to this call
+    ...         return a * a
+    ...     def backward(self, g):
+    ...         return (g * 2 * self.a,)
+    >>> x = gb.Tensor([3.0], requires_grad=True)
+    >>> Square.apply(x).sum().backward(); x.grad
+    array([6.], dtype=float32)
     """
 
     # set by apply(); documented here so that subclasses know they exist

@@ -15,7 +15,12 @@ from .tensor import Tensor
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    """‖a - b‖ / (‖a‖ + ‖b‖), and 0 when both are zero."""
+    """‖a - b‖ / (‖a‖ + ‖b‖), and 0 when both are zero.
+
+    >>> import numpy as np, gradbox as gb
+    >>> gb.relative_error(np.array([1.0]), np.array([3.0]))
+    0.5
+    """
     denom = np.linalg.norm(a) + np.linalg.norm(b)
     return float(np.linalg.norm(a - b) / denom) if denom > 0 else 0.0
 

@@ -174,6 +174,12 @@ def pow(a, exponent):  # noqa: A001 - mirrors the operator's name
 
 
 def matmul(a, b):
+    """Matrix product ``a @ b``; d/da = G bᵀ and d/db = aᵀ G for the upstream gradient G.
+
+    >>> import gradbox as gb
+    >>> gb.matmul(gb.Tensor([[1.0, 2.0]]), gb.Tensor([[3.0], [4.0]])).data
+    array([[11.]], dtype=float32)
+    """
     a, b = _pair(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: expected operands with at least 1 dimension, received {a.shape} and {b.shape}")
@@ -271,11 +277,23 @@ class Cast(Function):
 
 
 def sum(a, axis=None, keepdims=False):  # noqa: A001
+    """Sum over ``axis`` (all axes when None); d/da sum(a) = 1: the upstream gradient is copied back.
+
+    >>> import gradbox as gb
+    >>> gb.sum(gb.Tensor([[1.0, 2.0], [3.0, 4.0]]), axis=1).data
+    array([3., 7.], dtype=float32)
+    """
     a = as_tensor(a)
     return Sum.apply(a, axis=_norm_axis(axis, a.ndim, "sum"), keepdims=bool(keepdims))
 
 
 def mean(a, axis=None, keepdims=False):
+    """Mean over ``axis`` (all axes when None); d/da mean(a) = 1/n for each of the n entries.
+
+    >>> import gradbox as gb
+    >>> gb.mean(gb.Tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0).data
+    array([2., 3.], dtype=float32)
+    """
     a = as_tensor(a)
     axes = _norm_axis(axis, a.ndim, "mean")
     count = a.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
@@ -285,6 +303,13 @@ def mean(a, axis=None, keepdims=False):
 
 
 def max(a, axis=None, keepdims=False):  # noqa: A001
+    """Maximum over ``axis`` (all axes when None); the gradient goes to the maximum entries (ties share it).
+
+    >>> import gradbox as gb
+    >>> x = gb.Tensor([1.0, 3.0, 2.0], requires_grad=True)
+    >>> gb.max(x).backward(); x.grad
+    array([0., 1., 0.], dtype=float32)
+    """
     a = as_tensor(a)
     axes = _norm_axis(axis, a.ndim, "max")
     if a.size == 0:
@@ -293,6 +318,12 @@ def max(a, axis=None, keepdims=False):  # noqa: A001
 
 
 def reshape(a, shape):
+    """The same entries in a new ``shape`` (one -1 allowed); the gradient is reshaped back.
+
+    >>> import gradbox as gb
+    >>> gb.reshape(gb.Tensor([1.0, 2.0, 3.0, 4.0]), (2, 2)).shape
+    (2, 2)
+    """
     a = as_tensor(a)
     shape = tuple(int(s) for s in shape)
     try:
@@ -303,6 +334,12 @@ def reshape(a, shape):
 
 
 def transpose(a, axes=None):
+    """Permute the axes (reverse them when ``axes`` is None); the gradient takes the inverse permutation.
+
+    >>> import gradbox as gb
+    >>> gb.transpose(gb.Tensor([[1.0, 2.0, 3.0]])).shape
+    (3, 1)
+    """
     a = as_tensor(a)
     if axes is not None:
         axes = tuple(int(x) for x in axes)
@@ -489,47 +526,110 @@ def _axis1(axis, ndim, op):
 
 
 def exp(a):
+    """e^a elementwise; d/da exp(a) = exp(a) (the cached output).
+
+    >>> import gradbox as gb
+    >>> gb.exp(gb.Tensor([0.0])).data
+    array([1.], dtype=float32)
+    """
     return Exp.apply(_float(a, "exp"))
 
 
 def log(a):
+    """Natural logarithm elementwise; d/da log(a) = 1/a.
+
+    >>> import gradbox as gb
+    >>> gb.log(gb.Tensor([1.0])).data
+    array([0.], dtype=float32)
+    """
     return Log.apply(_float(a, "log"))
 
 
 def relu(a):
+    """max(a, 0) elementwise; d/da relu(a) = 1 where a > 0, else 0.
+
+    >>> import gradbox as gb
+    >>> gb.relu(gb.Tensor([-1.0, 2.0])).data
+    array([0., 2.], dtype=float32)
+    """
     return ReLU.apply(_float(a, "relu"))
 
 
 def leaky_relu(a, negative_slope=0.01):
+    """a where a > 0, else negative_slope·a; d/da = 1 where a > 0, else negative_slope.
+
+    Parameters
+    ----------
+    negative_slope : float in [0, 1)
+
+    >>> import gradbox as gb
+    >>> gb.leaky_relu(gb.Tensor([-1.0, 2.0]), 0.5).data
+    array([-0.5,  2. ], dtype=float32)
+    """
     if not 0 <= negative_slope < 1:
         raise ValueError(f"leaky_relu(negative_slope): expected a value in [0, 1), received {negative_slope}")
     return LeakyReLU.apply(_float(a, "leaky_relu"), slope=float(negative_slope))
 
 
 def sigmoid(a):
+    """σ(a) = 1 / (1 + e^-a) elementwise, stable for any a; d/da σ(a) = σ(a)(1 - σ(a)).
+
+    >>> import gradbox as gb
+    >>> gb.sigmoid(gb.Tensor([0.0])).data
+    array([0.5], dtype=float32)
+    """
     return Sigmoid.apply(_float(a, "sigmoid"))
 
 
 def log_sigmoid(a):
+    """log σ(a) = min(a, 0) - log(1 + e^-|a|), finite for any a; d/da log σ(a) = σ(-a).
+
+    >>> import gradbox as gb
+    >>> round(gb.log_sigmoid(gb.Tensor([0.0])).item(), 4)
+    -0.6931
+    """
     return LogSigmoid.apply(_float(a, "log_sigmoid"))
 
 
 def tanh(a):
+    """tanh(a) elementwise; d/da tanh(a) = 1 - tanh(a)².
+
+    >>> import gradbox as gb
+    >>> round(gb.tanh(gb.Tensor([1.0])).item(), 4)
+    0.7616
+    """
     return Tanh.apply(_float(a, "tanh"))
 
 
 def softmax(a, axis=-1):
+    """s_i = e^{a_i} / Σ_j e^{a_j} along ``axis``, computed stably; ds_i/da_j = s_i(δ_ij - s_j).
+
+    >>> import gradbox as gb
+    >>> round(gb.softmax(gb.Tensor([[1.0, 1.0]]))[0, 1].item(), 4)
+    0.5
+    """
     a = _float(a, "softmax")
     return Softmax.apply(a, axis=_axis1(axis, a.ndim, "softmax"))
 
 
 def log_softmax(a, axis=-1):
+    """a - log Σ_j e^{a_j} along ``axis``, computed stably; backward: G - softmax(a)·ΣG.
+
+    >>> import gradbox as gb
+    >>> round(gb.log_softmax(gb.Tensor([0.0, 0.0]))[0].item(), 4)
+    -0.6931
+    """
     a = _float(a, "log_softmax")
     return LogSoftmax.apply(a, axis=_axis1(axis, a.ndim, "log_softmax"))
 
 
 def maximum(a, b):
-    """The max gate: the upstream gradient goes to the larger input."""
+    """Elementwise maximum of two tensors. The max gate: the upstream gradient goes to the larger input.
+
+    >>> import gradbox as gb
+    >>> gb.maximum(gb.Tensor([1.0, 5.0]), 3.0).data
+    array([3., 5.], dtype=float32)
+    """
     a, b = _pair(a, b)
     _check_broadcast("maximum", a, b)
     return Maximum.apply(a, b)

@@ -4,8 +4,8 @@ import importlib
 
 import pytest
 
-MODULES = ["gradbox.function", "gradbox.tensor", "gradbox.nn.layers", "gradbox.nn.loss", "gradbox.optim",
-           "gradbox.gradcheck"]
+MODULES = ["gradbox", "gradbox.function", "gradbox.tensor", "gradbox.ops", "gradbox.nn.module", "gradbox.nn.layers",
+           "gradbox.nn.loss", "gradbox.optim", "gradbox.gradcheck", "gradbox.random", "gradbox.errors"]
 
 
 @pytest.mark.parametrize("name", MODULES)

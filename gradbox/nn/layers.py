@@ -134,7 +134,18 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
-    """g(z) = max(0, z); g'(z) = 1 if z > 0 else 0. Shape: any."""
+    """g(z) = max(0, z); g'(z) = 1 if z > 0 else 0.
+
+    Shape
+    -----
+    - Input: any; Output: the same shape
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> gb.nn.ReLU()(gb.Tensor([-1.0, 2.0])).data
+    array([0., 2.], dtype=float32)
+    """
 
     fn = staticmethod(ops.relu)
     box = ops.ReLU
@@ -144,14 +155,36 @@ class ReLU(_Activation):
 
 
 class Sigmoid(_Activation):
-    """g(z) = 1 / (1 + e^-z); g'(z) = g(z)(1 - g(z)). Stable for any z. Shape: any."""
+    """g(z) = 1 / (1 + e^-z); g'(z) = g(z)(1 - g(z)). Stable for any z.
+
+    Shape
+    -----
+    - Input: any; Output: the same shape
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> gb.nn.Sigmoid()(gb.Tensor([0.0])).data
+    array([0.5], dtype=float32)
+    """
 
     fn = staticmethod(ops.sigmoid)
     box = ops.Sigmoid
 
 
 class Tanh(_Activation):
-    """g(z) = tanh(z); g'(z) = 1 - tanh(z)^2. Shape: any."""
+    """g(z) = tanh(z); g'(z) = 1 - tanh(z)^2.
+
+    Shape
+    -----
+    - Input: any; Output: the same shape
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> round(gb.nn.Tanh()(gb.Tensor([1.0])).item(), 4)
+    0.7616
+    """
 
     fn = staticmethod(ops.tanh)
     box = ops.Tanh
@@ -161,7 +194,22 @@ class Tanh(_Activation):
 
 
 class LeakyReLU(Module):
-    """g(z) = z if z > 0 else negative_slope·z. Shape: any."""
+    """g(z) = z if z > 0 else negative_slope·z; g'(z) = 1 if z > 0 else negative_slope.
+
+    Parameters
+    ----------
+    negative_slope : float in [0, 1), default 0.01
+
+    Shape
+    -----
+    - Input: any; Output: the same shape
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> gb.nn.LeakyReLU(0.5)(gb.Tensor([-1.0, 2.0])).data
+    array([-0.5,  2. ], dtype=float32)
+    """
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -180,7 +228,23 @@ class LeakyReLU(Module):
 
 
 class Softmax(Module):
-    """softmax(z)_i = e^{z_i} / Σ_j e^{z_j} along ``dim``, computed stably. Shape: any."""
+    """softmax(z)_i = e^{z_i} / Σ_j e^{z_j} along ``dim``, computed stably.
+
+    Parameters
+    ----------
+    dim : int, default -1
+        The axis whose entries become probabilities summing to 1.
+
+    Shape
+    -----
+    - Input: any, at least 1-D; Output: the same shape
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> round(gb.nn.Softmax(dim=1)(gb.Tensor([[1.0, 1.0]]))[0, 0].item(), 4)
+    0.5
+    """
 
     def __init__(self, dim=-1):
         super().__init__()
@@ -203,7 +267,24 @@ class Softmax(Module):
 class Dropout(Module):
     """Inverted dropout: zero each unit with probability ``p`` and scale the rest by 1/(1-p).
 
-    Identity in ``eval()`` mode. Shape: any.
+    Identity in ``eval()`` mode.
+
+    Parameters
+    ----------
+    p : float in [0, 1), default 0.5
+    rng : None, int or numpy.random.Generator
+        Source of the masks; ``None`` uses ``gradbox.manual_seed``'s generator.
+
+    Shape
+    -----
+    - Input: any; Output: the same shape
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> drop = gb.nn.Dropout(p=0.5, rng=0)
+    >>> drop(gb.Tensor([[1.0, 2.0, 3.0]])).shape, drop.eval()(gb.Tensor([1.0, 2.0])).data
+    ((1, 3), array([1., 2.], dtype=float32))
     """
 
     def __init__(self, p=0.5, rng=None):
@@ -227,7 +308,19 @@ class Dropout(Module):
 
 
 class Flatten(Module):
-    """Flatten all but the batch dimension: (N, *) -> (N, prod(*))."""
+    """Flatten all but the batch dimension: (N, *) -> (N, prod(*)); the gradient is reshaped back.
+
+    Shape
+    -----
+    - Input: (N, *)
+    - Output: (N, prod(*))
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> gb.nn.Flatten()(gb.Tensor([[[1.0, 2.0], [3.0, 4.0]]])).shape
+    (1, 4)
+    """
 
     def forward(self, x):
         x = x if isinstance(x, Tensor) else Tensor(x)
@@ -239,10 +332,16 @@ class Flatten(Module):
 class Sequential(Module):
     """Apply modules in order: the notes' forward pass through all layers.
 
+    Shape
+    -----
+    - Input: the first module's input; Output: the last module's output
+
+    Examples
+    --------
     >>> import gradbox as gb
     >>> model = gb.nn.Sequential(gb.nn.Linear(4, 8), gb.nn.ReLU(), gb.nn.Linear(8, 3))
-    >>> len(model)
-    3
+    >>> len(model), model(gb.Tensor([[0.0, 1.0, 2.0, 3.0]])).shape
+    (3, (1, 3))
     """
 
     def __init__(self, *modules):

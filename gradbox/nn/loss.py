@@ -16,6 +16,8 @@ class CrossEntropyLoss(Module):
     - Target: labels (N,), integers in [0, C)
     - Output: scalar
 
+    Examples
+    --------
     >>> import gradbox as gb
     >>> loss = gb.nn.CrossEntropyLoss()(gb.Tensor([[2.0, 0.5]]), [0])
     >>> round(loss.item(), 4)
@@ -36,6 +38,13 @@ class BCEWithLogitsLoss(Module):
     - Input: logits (N,) or (N, 1)
     - Target: same shape as the input (or (N,) for (N, 1) logits), values in [0, 1]
     - Output: scalar
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> loss = gb.nn.BCEWithLogitsLoss()(gb.Tensor([0.0]), gb.Tensor([1.0]))
+    >>> round(loss.item(), 4)
+    0.6931
     """
 
     def forward(self, logits, target):
@@ -48,6 +57,12 @@ class MSELoss(Module):
     Shape
     -----
     - Input: any shape; Target: the same shape; Output: scalar
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> round(gb.nn.MSELoss()(gb.Tensor([1.0, 3.0]), gb.Tensor([0.0, 0.0])).item(), 4)
+    5.0
     """
 
     def forward(self, pred, target):

@@ -9,7 +9,13 @@ from ..tensor import _FLOATS, Tensor
 
 
 class Parameter(Tensor):
-    """A tensor that a ``Module`` owns and an optimizer updates."""
+    """A tensor that a ``Module`` owns and an optimizer updates (``requires_grad`` is always True).
+
+    >>> import gradbox as gb
+    >>> p = gb.nn.Parameter([1.0, 2.0])
+    >>> p.requires_grad, p.dtype.name
+    (True, 'float32')
+    """
 
     __slots__ = ()
 
@@ -26,6 +32,19 @@ class Module:
     Attributes that are ``Parameter`` or ``Module`` are registered in the order
     they are assigned, so ``parameters()`` always yields the same order (an
     optimizer's state and a saved file depend on it).
+
+    Examples
+    --------
+    >>> import gradbox as gb
+    >>> class Scale(gb.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.w = gb.nn.Parameter([2.0])
+    ...     def forward(self, x):
+    ...         return x * self.w
+    >>> m = Scale()
+    >>> m(gb.Tensor([3.0])).data, [name for name, _ in m.named_parameters()]
+    (array([6.], dtype=float32), ['w'])
     """
 
     def __init__(self):
