@@ -138,10 +138,8 @@ class ReLU(_Activation):
 
     Shape
     -----
-    - Input: any; Output: the same shape
+    Any; the output has the input's shape.
 
-    Examples
-    --------
     >>> import gradbox as gb
     >>> gb.nn.ReLU()(gb.Tensor([-1.0, 2.0])).data
     array([0., 2.], dtype=float32)
@@ -159,10 +157,8 @@ class Sigmoid(_Activation):
 
     Shape
     -----
-    - Input: any; Output: the same shape
+    Any; the output has the input's shape.
 
-    Examples
-    --------
     >>> import gradbox as gb
     >>> gb.nn.Sigmoid()(gb.Tensor([0.0])).data
     array([0.5], dtype=float32)
@@ -177,10 +173,8 @@ class Tanh(_Activation):
 
     Shape
     -----
-    - Input: any; Output: the same shape
+    Any; the output has the input's shape.
 
-    Examples
-    --------
     >>> import gradbox as gb
     >>> round(gb.nn.Tanh()(gb.Tensor([1.0])).item(), 4)
     0.7616
@@ -202,10 +196,8 @@ class LeakyReLU(Module):
 
     Shape
     -----
-    - Input: any; Output: the same shape
+    Any; the output has the input's shape.
 
-    Examples
-    --------
     >>> import gradbox as gb
     >>> gb.nn.LeakyReLU(0.5)(gb.Tensor([-1.0, 2.0])).data
     array([-0.5,  2. ], dtype=float32)
@@ -277,10 +269,8 @@ class Dropout(Module):
 
     Shape
     -----
-    - Input: any; Output: the same shape
+    Any; the output has the input's shape.
 
-    Examples
-    --------
     >>> import gradbox as gb
     >>> drop = gb.nn.Dropout(p=0.5, rng=0)
     >>> drop(gb.Tensor([[1.0, 2.0, 3.0]])).shape, drop.eval()(gb.Tensor([1.0, 2.0])).data
