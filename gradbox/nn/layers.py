@@ -11,7 +11,7 @@ from ..random import resolve_rng
 from ..tensor import _FLOATS, Tensor
 from . import functional as F
 from .init import INITIALIZERS, get_initializer
-from .module import Module, Parameter, build_entry, entry_state_specs, layer_entry
+from .module import Module, Parameter, _Stateless, build_entry, entry_state_specs, layer_entry
 
 _SPEC_DTYPES = ("float16", "float32", "float64")
 
@@ -29,15 +29,6 @@ def _honours_forward(module, fast: str) -> bool:
         return False
     owner = {name: next((k for k in cls.__mro__ if name in k.__dict__), None) for name in ("forward", fast)}
     return owner[fast] is not None and issubclass(owner[fast], owner["forward"])
-
-
-class _Stateless(Module):
-    """A layer without parameters or buffers."""
-
-    @classmethod
-    def state_specs(cls, config):
-        cls.check_config(config)
-        return []
 
 
 class Linear(Module):
@@ -78,9 +69,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, init="he_uniform", rng=None):
         super().__init__()
-        sizes = validate("Linear", {"in_features": in_features, "out_features": out_features},
-                         self._parameter_constraints)
-        self.in_features, self.out_features = sizes["in_features"], sizes["out_features"]
+        args = validate("Linear", {"in_features": in_features, "out_features": out_features, "init": init},
+                        self._parameter_constraints)
+        self.in_features, self.out_features = args["in_features"], args["out_features"]
         dtype = np.dtype(dtype)
         if dtype not in _FLOATS[1:]:
             raise TypeError(f"Linear(dtype): expected float32 or float64, received {dtype}")

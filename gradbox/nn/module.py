@@ -351,17 +351,18 @@ class Module:
         return self.train(False)
 
     def astype(self, dtype) -> "Module":
-        """Convert every parameter to ``dtype`` in place (float32 or float64)."""
+        """Convert every parameter and floating-point buffer to ``dtype`` in place (float16, float32 or float64)."""
         dtype = np.dtype(dtype)
         if dtype not in _FLOATS:
             raise TypeError(f"astype: expected a float dtype, received {dtype}")
         for p in self.parameters():
             p.data = p.data.astype(dtype)
             p.grad = None
-        for _, module, name in list(self._persistent_buffers()):
-            b = module._buffers[name]
-            if b.dtype.kind == "f":
-                setattr(module, name, b.astype(dtype))
+        # NOTE: every floating-point buffer, persistent or not (as PyTorch's ``.double()``); integer ones stay
+        for module in self.modules():
+            for name, b in list(module._buffers.items()):
+                if b is not None and b.dtype.kind == "f":
+                    setattr(module, name, b.astype(dtype))
         return self
 
     # --- state ----------------------------------------------------------------
@@ -413,3 +414,12 @@ class Module:
         lines = [f"  ({k}): " + repr(m).replace("\n", "\n  ") for k, m in self._modules.items()]
         head = f"{type(self).__name__}({self.extra_repr()}"
         return head + ("\n" + "\n".join(lines) + "\n)" if lines else ")")
+
+
+class _Stateless(Module):
+    """A layer without parameters or buffers."""
+
+    @classmethod
+    def state_specs(cls, config):
+        cls.check_config(config)
+        return []
