@@ -12,7 +12,10 @@ One file format, never pickle. A gradbox file is::
 
 The header is ``{"format": "gradbox", "arrays": {name: {"dtype": "<f4", "shape": [...],
 "offsets": [start, end]}}, "metadata": {...}, "data_crc32": int}`` (offsets are relative to
-the start of the data) plus, for model files, ``"model": {"spec": [...], "parameters": {...}}``.
+the start of the data) plus, for model files, ``"model": {"spec": [...], "parameters": {...}}``:
+``spec`` is a list of ``{"type": <layer name>, **config}`` (a Sequential, the 0.1 format) or one such
+dict (any other model), and ``parameters`` maps every parameter and persistent buffer name to its
+array's name (two names share one array when the model shares one parameter).
 
 The loader trusts nothing: every field is checked (magic, sizes, checksums, JSON schema,
 dtype whitelist, shapes, offsets) before any array is built, and every problem raises
@@ -91,13 +94,14 @@ class ModelFile:
 
     Attributes
     ----------
-    model : gradbox.nn.Sequential
-        The rebuilt network with its weights loaded, in ``eval()`` mode.
+    model : gradbox.nn.Module
+        The rebuilt network (a ``Sequential`` for a list spec) with its weights and buffers
+        loaded, in ``eval()`` mode; parameters shared when saved are shared again.
     arrays : dict of str to ndarray
         The extra arrays saved alongside (e.g. normalisation ``mean``/``std``), in saved order.
     metadata : dict
         The user metadata saved alongside.
-    spec : list of dict
+    spec : list of dict, or dict
         The architecture as :func:`model_to_spec` wrote it.
     """
 
@@ -617,13 +621,14 @@ def _model_table(model):
 
 
 def save_model(path, model, *, arrays: Mapping | None = None, metadata: dict | None = None) -> None:
-    """Save a ``Sequential`` (architecture + weights), extra arrays and metadata to ``path`` atomically.
+    """Save a model (architecture, weights, buffers), extra arrays and metadata to ``path`` atomically.
 
     Parameters
     ----------
     path : str or os.PathLike
-    model : gradbox.nn.Sequential
-        Of the layers :func:`model_to_spec` supports.
+    model : gradbox.nn.Module
+        A ``Sequential`` or any module whose layers describe themselves (``get_config``); see
+        :func:`model_to_spec`. A parameter shared by several layers is stored once.
     arrays : mapping of str to ndarray, optional
         Extra arrays to keep with the model, e.g. ``{"mean": mu, "std": sigma}``.
     metadata : dict, optional
