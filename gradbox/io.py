@@ -712,26 +712,26 @@ def _load_tied(model, mapping, arrays, expected) -> None:
     """Copy the file's arrays into ``model``; names that share one array become one parameter."""
     from .nn.module import state_slots
 
-    slots = {name: (owner, attr, live) for name, owner, attr, live in state_slots(model)}
+    slots = {name: (owner, attr) for name, owner, attr, _ in state_slots(model)}
+    built = {name: (tuple(live.shape), live.dtype) for name, _, _, live in state_slots(model)}
     declared = {name: (shape, dtype) for name, shape, dtype in expected}
-    built = {name: (live.shape, live.dtype) for name, (_, _, live) in slots.items()}
     if built != declared:
         raise ModelFileError(f"invalid model spec: the layers built hold {str(built)[:200]}, but their specs "
                              f"declare {str(declared)[:200]}")
-    first = {}
-    for name in expected:
-        owner, attr, _ = slots[name[0]]
-        key = mapping[name[0]]
-        if key in first and first[key] != (owner, attr):
-            src_owner, src_attr = first[key]
-            # NOTE: a parameter (or buffer) shared in the saved model is shared again, as one object
-            tied = src_owner._parameters.get(src_attr) if attr in owner._parameters else src_owner._buffers[src_attr]
-            if tied is None or (attr in owner._parameters) != (src_attr in src_owner._parameters):
-                raise ModelFileError(f"model parameter {name[0]!r}: shares array {key!r} with a different kind of state")
-            setattr(owner, attr, tied)
-        else:
-            first.setdefault(key, (owner, attr))
-    for name, (owner, attr, _) in slots.items():
+    owner_of_key = {}
+    for name, (owner, attr) in slots.items():
+        key = mapping[name]
+        if key not in owner_of_key:
+            owner_of_key[key] = (name, owner, attr)
+            continue
+        # NOTE: a parameter (or buffer) shared in the saved model is shared again, as one object
+        first, src_owner, src_attr = owner_of_key[key]
+        if (attr in owner._parameters) != (src_attr in src_owner._parameters):
+            raise ModelFileError(f"model parameter {name!r}: shares array {key!r} with {first!r}, which is not "
+                                 "the same kind of state (parameter or buffer)")
+        state = src_owner._parameters if src_attr in src_owner._parameters else src_owner._buffers
+        setattr(owner, attr, state[src_attr])
+    for name, (owner, attr) in slots.items():
         live = owner._parameters[attr].data if attr in owner._parameters else owner._buffers[attr]
         np.copyto(live, arrays[mapping[name]])
 
