@@ -172,9 +172,11 @@ class MatMul(Function):
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
         xp = _xp(a)
-        if a.ndim == 1:
+        if a.ndim == 1 and b.ndim == 1:  # a dot product: the 0-d gradient becomes (1, 1)
+            g2 = g2.reshape((1, 1))
+        elif a.ndim == 1:
             g2 = xp.expand_dims(g2, -2)
-        if b.ndim == 1:
+        elif b.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
         ga = gb = None
         if self.needs_input_grad[0]:

@@ -25,8 +25,9 @@ def _to_array(data, dtype=None, name="data") -> np.ndarray:
             raise ValueError(
                 f"{name}: expected a rectangular array, received a ragged sequence (row lengths {lengths})"
             ) from None
-        # NOTE: like torch.tensor, Python floats default to float32.
-        if dtype is None and arr.dtype == np.float64:
+        # NOTE: like torch.tensor, Python floats default to float32; a NumPy float64 scalar
+        # keeps its dtype (as torch.tensor(np.float64(1.0)) does).
+        if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.generic):
             arr = arr.astype(np.float32)
     if arr.dtype.kind not in "fiub":
         raise TypeError(
@@ -188,7 +189,8 @@ class Tensor:
             grad = np.empty_like(self.data)  # NOTE: empty + fill: two C calls; np.ones_like is Python-level (~3 µs)
             grad.fill(1)
         else:
-            grad = _to_array(grad, name="grad")
+            # NOTE: dtype= at once: a Python float must not pass through float32 on its way
+            grad = _to_array(grad, dtype=self.dtype, name="grad")
             if grad.shape != self.shape:
                 raise ValueError(f"backward(grad=...): expected shape {self.shape}, received {grad.shape}")
             grad = grad.astype(self.dtype, copy=False)
