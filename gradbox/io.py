@@ -573,21 +573,18 @@ def model_to_spec(model):
     return spec
 
 
-def _spec_state(spec) -> list:
+def _check_spec(spec) -> list:
     """Validate a spec without building it; return the (name, shape, dtype) of every array it holds."""
     from .nn.module import entry_state_specs
 
     if isinstance(spec, dict):
-        return entry_state_specs(spec, "spec")
-    if not isinstance(spec, list):
+        specs = entry_state_specs(spec, "spec")
+    elif isinstance(spec, list):
+        specs = [(f"{i}.{name}", shape, dtype) for i, entry in enumerate(spec)
+                 for name, shape, dtype in entry_state_specs(entry, f"spec[{i}]")]
+    else:
         raise ValueError(f"spec: expected a list of layer dicts (or one layer dict), received {type(spec).__name__}")
-    return [(f"{i}.{name}", shape, dtype) for i, entry in enumerate(spec)
-            for name, shape, dtype in entry_state_specs(entry, f"spec[{i}]")]
-
-
-def _check_spec(spec) -> list:
-    """Validate a spec; return the expected (parameter name, shape, dtype) list."""
-    return [(name, tuple(shape), np.dtype(dtype)) for name, shape, dtype in _spec_state(spec)]
+    return [(name, tuple(shape), np.dtype(dtype)) for name, shape, dtype in specs]
 
 
 def model_from_spec(spec) -> "object":
