@@ -25,7 +25,7 @@ def _honours_forward(module, fast: str) -> bool:
     ``forward`` (issue 12, one forward per layer).
     """
     cls = type(module)
-    if cls.__call__ is not Module.__call__:
+    if cls.__call__ is not Module.__call__ or "forward" in module.__dict__:
         return False
     owner = {name: next((k for k in cls.__mro__ if name in k.__dict__), None) for name in ("forward", fast)}
     return owner[fast] is not None and issubclass(owner[fast], owner["forward"])
