@@ -564,7 +564,12 @@ def _execute(c, resume_dir, callbacks, progress, log, handle_sigint) -> Run:
     ds, (Xtr, ytr, Xva, yva, Xte, yte), scaler, shape = prepare_data(c)
     model, opt = build(c, ds.n_features, ds.n_classes, shape)
     batch = None if c["batch_size"] == "full" else c["batch_size"]
-    out, created = (resume_dir, False) if resume_dir else _claim_out(c["out"], ds.name)
+    if resume_dir:
+        out, created = resume_dir, False
+    elif _world.is_main():
+        out, created = _claim_out(c["out"], ds.name)
+    else:  # NOTE: only the main process creates the run folder (and writes into it)
+        out, created = c["out"] or "", False
     trainer = Trainer(model, "cross_entropy", opt, batch_size=batch, shuffle=True, seed=c["seed"],
                       callbacks=_callbacks(c, out, list(callbacks), progress), verbose=0)
     # NOTE: a checkpoint is a model file too, so it carries what evaluate/predict need.
