@@ -5,7 +5,6 @@ rank: ``X`` of shape (N, ...) — (N, features) for an MLP, (N, C, H, W) for a C
 """
 from __future__ import annotations
 
-import contextlib
 import numbers
 
 import numpy as np
@@ -13,34 +12,13 @@ import numpy as np
 from .. import nn
 from ..errors import NonFiniteError, all_finite, first_nonfinite
 from ..function import no_grad
+from ..nn import eval_mode  # NOTE: the one save-and-restore of training modes
 from ..tensor import Tensor
 
 __all__ = ["eval_mode", "evaluate", "predict", "predict_logits", "predict_proba"]
 
 # NOTE: samples may be vectors (N, d), sequences (N, C, L), images (N, C, H, W) or volumes.
 _RANKS = (2, 3, 4, 5)
-
-
-@contextlib.contextmanager
-def eval_mode(model):
-    """Put every module of ``model`` in eval mode for the block, then restore each one's own mode.
-
-    >>> import gradbox as gb
-    >>> m = gb.nn.Sequential(gb.nn.Dropout(0.5))
-    >>> with eval_mode(m):
-    ...     m.training
-    False
-    >>> m.training
-    True
-    """
-    # TODO(h1): replace with gradbox.nn.eval_mode once it is on main (the same semantics).
-    was = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in was:
-            object.__setattr__(m, "training", mode)
 
 
 def _model_dtype(model):
