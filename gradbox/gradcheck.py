@@ -110,51 +110,63 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0) -> GradcheckRe
     return GradcheckResult(passed, max(errors), errors, analytic, numeric)
 
 
-_U = np.finfo(np.float64).eps  # unit roundoff of the float64 check
-_max = max  # NOTE: the builtin, for the helpers below (no shadowing in this module, but explicit)
-
-
 def _central(f, flat, i, h):
-    """(f(θ+h) - f(θ-h)) / 2h for entry ``i``, and the larger |f| seen (for the rounding estimate)."""
+    """f(θ+h) and f(θ-h) for entry ``i`` of ``flat`` (changed in place and restored)."""
     orig = flat[i]
     flat[i] = orig + h
     plus = f()
     flat[i] = orig - h
     minus = f()
     flat[i] = orig
-    return (plus - minus) / (2 * h), _max(abs(plus), abs(minus))
+    return plus, minus
 
 
-def _entry(f, flat, i, a_i, eps, min_eps):
-    """One entry's central difference, with an estimate of its own numerical error (its floor).
+def _entry(f, f0, flat, i, eps, min_eps):
+    """One entry's central difference, with a measured estimate of its own error (its floor).
 
-    NOTE: the numerics. A central difference with step h errs by a truncation term (about
-    f'''(θ)·h²/6) plus a rounding term (about u·|f|/h, u = 2.2e-16: each value of f is
-    rounded). Both are measured rather than assumed: the difference with step 2h differs
-    from the one with step h by about 3x the truncation error plus the rounding noise of
-    both, so ``|n(h) - n(2h)|`` plus a modelled rounding term ``8·u·|f|/h`` is the entry's
-    error bar. A wrong backward stays wrong at every step size; numerical error does not.
+    NOTE: the numerics. A central difference n(h) = (f(θ+h) - f(θ-h)) / 2h errs by
+    truncation (about f'''(θ)·h²/6) plus rounding (each value of f is rounded; the noise
+    scales with everything the loss computes, not only |f|, so it is measured, not
+    modelled):
+      - n(h) and n(1.001·h) have the same truncation to 0.2 %: their difference is the
+        rounding noise of this entry;
+      - n(h) and n(2h) differ by 3x the truncation error (plus noise).
+    ``floor = |n(h) - n(2h)| + 2·noise`` bounds the error of n(h). A wrong backward stays
+    wrong at every step size; numerical error stays within the floor.
 
-    A kink (ReLU at 0, abs, max) inside the step makes n(h) and n(2h) disagree far more
-    than a smooth function can; then the step is shrunk tenfold (a kink lies at a finite
-    distance) until the two agree or ``min_eps`` is reached. Returns (estimate, floor, kink):
-    ``kink`` is True for an entry whose steps never agreed, reported apart, neither a
-    pass nor a failure.
+    Kinks (ReLU at 0, abs, max). One strictly inside the step makes n(h) and n(2h)
+    disagree: the step is shrunk tenfold and the entry redone (truncation falls 100x and a
+    kink at a finite distance drops out), down to ``min_eps``. A kink exactly at θ leaves
+    n(h) = n(2h) (the mean of the two one-sided slopes), so the one-sided slopes are
+    compared too, at steps h, h/10, h/100 and 1.001·h/100: on a smooth function their difference
+    (f(θ+h) - 2f(θ) + f(θ-h)) / h shrinks tenfold per step (or grows tenfold where rounding
+    dominates); at a kink it stays the jump of the slope. Returns (estimate, floor, kink); ``kink`` entries
+    are reported apart, neither a pass nor a failure.
     """
     h = eps
     best = None
     while True:
-        n1, f1 = _central(f, flat, i, h)
-        n2, f2 = _central(f, flat, i, 2 * h)
-        rounding = 8 * _U * _max(f1, f2) / h
-        spread = abs(n1 - n2)
-        floor = spread + rounding
-        # smooth: the two steps agree to the check's own tolerance, or within the rounding noise
-        smooth = spread <= 1e-7 * (abs(n1) + abs(a_i)) or spread <= 4 * rounding
+        plus, minus = _central(f, flat, i, h)
+        n1 = (plus - minus) / (2 * h)
+        p, m = _central(f, flat, i, 1.001 * h)
+        noise = abs(n1 - (p - m) / (2.002 * h))
+        p, m = _central(f, flat, i, 2 * h)
+        spread = abs(n1 - (p - m) / (4 * h))
+        floor = spread + 2 * noise
         if best is None or floor < best[1]:
             best = (n1, floor)
-        if smooth:
-            return n1, floor, False
+        if spread <= 10 * noise or spread <= 1e-7 * abs(n1):
+            # smooth between h and 2h; is θ itself a kink?
+            bends = [abs(plus - 2 * f0 + minus) / h]
+            for step in (h / 10, h / 100, 1.001 * h / 100):
+                p, m = _central(f, flat, i, step)
+                bends.append(abs(p - 2 * f0 + m) / step)
+            # NOTE: the one-sided slopes' difference shrinks tenfold per step on a smooth
+            # function and grows tenfold where rounding dominates; only a kink keeps it (to
+            # 10 %), and then also at the nearby step 1.001·h/100 (rounding noise does not)
+            at_kink = (min(bends) > 0 and bends[2] > 10 * abs(bends[2] - bends[3])
+                       and all(0.9 < b / a < 1.1 for a, b in zip(bends[:2], bends[1:3])))
+            return best[0], best[1], at_kink
         if h / 10 < min_eps:
             return best[0], best[1], True
         h /= 10
@@ -183,12 +195,13 @@ class GradientReport:
             return "kink"
         if r["rel_error"] < self.threshold:
             return "ok"
-        # NOTE: a gradient that is truly zero (a bias fed by a balanced batch) has
-        # ‖g - g̃‖ ≈ 1e-17 but a relative error near 1; the absolute floor accepts it.
-        if r["abs_error"] < self.atol:
-            return "ok (zero)"
         if "floor" in r and r["abs_error"] <= self.floor_factor * r["floor"]:
             return "ok (rounding)"
+        # NOTE: a gradient that is truly zero (a bias fed by a balanced batch) has
+        # ‖g - g̃‖ ≈ 1e-17 but a relative error near 1 (and a floor of exactly 0 when
+        # f(θ+h) = f(θ-h)); the absolute floor accepts it.
+        if r["abs_error"] < self.atol:
+            return "ok (zero)"
         return "FAIL"
 
     def row_passed(self, r) -> bool:
@@ -242,7 +255,8 @@ class GradientReport:
                          f"central differences (within {self.floor_factor:g} x floor)")
             kinks = sum(r.get("kinks", 0) for r in self.rows)
             if kinks:
-                extra += f"; {kinks} entries skipped: a kink (e.g. ReLU at 0) lies within every step size"
+                extra += (f"; {kinks} entr{'y' if kinks == 1 else 'ies'} skipped: a kink (e.g. a ReLU input at 0) "
+                          f"at the point or within every step")
             lines.append(f"PASSED: worst relative error {worst['rel_error']:.2e} in {worst['name']} "
                          f"(threshold {self.threshold:.0e}){extra}")
         return "\n".join(lines)
@@ -257,8 +271,8 @@ def check_gradients(model, loss_fn, X, y, eps=1e-5, threshold=1e-7, atol=1e-10, 
     The model is checked in float64 and in eval mode (dropout off); its own
     parameters, gradients and mode are restored afterwards.
 
-    Each entry is differenced with steps h and 2h; their disagreement (plus a modelled
-    rounding term) estimates the numerical error of the difference itself, its *floor*.
+    Each entry is differenced with steps h, 1.001·h and 2h; from their disagreements the
+    numerical error of the difference itself (rounding and truncation), its *floor*, is measured.
     A parameter passes when its relative error is below ``threshold`` (the notes' 1e-7);
     or when ‖g - g̃‖ is within ``floor_factor`` x its floor, i.e. the disagreement is the
     rounding or truncation error of the numerical derivative (a trained model's gradients
@@ -317,6 +331,7 @@ def check_gradients(model, loss_fn, X, y, eps=1e-5, threshold=1e-7, atol=1e-10, 
             with no_grad():
                 return float(loss_fn(model(Tensor(X64)), y).data)
 
+        f0 = f()
         rows = []
         for name, p in named:
             idx = range(p.size)
@@ -326,7 +341,7 @@ def check_gradients(model, loss_fn, X, y, eps=1e-5, threshold=1e-7, atol=1e-10, 
             flat = p.data.reshape(-1)  # NOTE: a view of the float64 copy: entries change in place, restored
             a, n, floor, kink = [], [], [], []
             for i in idx:
-                n_i, floor_i, kink_i = _entry(f, flat, int(i), float(a_all[i]), eps, min_eps)
+                n_i, floor_i, kink_i = _entry(f, f0, flat, int(i), eps, min_eps)
                 a.append(a_all[i]), n.append(n_i), floor.append(floor_i), kink.append(kink_i)
             a, n, floor, kink = (np.asarray(v, dtype=dt) for v, dt in
                                  ((a, np.float64), (n, np.float64), (floor, np.float64), (kink, bool)))
