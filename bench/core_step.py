@@ -5,7 +5,10 @@ The old tree's package is imported in the same process as ``gradbox_old`` (a tem
 and the two versions run alternately in short blocks, so that the load of a shared machine
 falls on both alike. Prints the median of the per-block ratios new/old.
 
-    python bench/core_step.py OLD_TREE [blocks]
+    python bench/core_step.py OLD_TREE [blocks] [--tiny]
+
+``--tiny`` runs a 4-8-3 MLP on one sample instead: the per-op overhead (Python, not
+arithmetic) dominates there, so it shows the bookkeeping's cost magnified.
 
 OLD_TREE is a directory holding a ``gradbox`` package (e.g. ``git archive <commit> gradbox``).
 """
@@ -20,10 +23,12 @@ import time
 import numpy as np
 
 
-def build(gb):
+def build(gb, sizes):
     nn = gb.nn
-    model = nn.Sequential(nn.Linear(784, 256, rng=0), nn.ReLU(), nn.Linear(256, 128, rng=1), nn.ReLU(),
-                          nn.Linear(128, 10, rng=2))
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(a, b, rng=i), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1])
     return model, nn.CrossEntropyLoss(), list(model.parameters())
 
 
@@ -38,8 +43,11 @@ def block(setup, X, y, steps):
 
 
 def main():
-    old_tree = sys.argv[1]
-    blocks = int(sys.argv[2]) if len(sys.argv) > 2 else 40
+    args = [a for a in sys.argv[1:] if a != "--tiny"]
+    tiny = "--tiny" in sys.argv
+    old_tree = args[0]
+    blocks = int(args[1]) if len(args) > 1 else 40
+    sizes, batch = ((4, 8, 3), 1) if tiny else ((784, 256, 128, 10), 128)
     tmp = tempfile.mkdtemp()
     shutil.copytree(os.path.join(old_tree, "gradbox"), os.path.join(tmp, "gradbox_old"))
     sys.path.insert(0, tmp)
@@ -47,9 +55,9 @@ def main():
     import gradbox as new
 
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(128, 784)).astype(np.float32)
-    y = rng.integers(0, 10, size=128)
-    so, sn = build(old), build(new)
+    X = rng.normal(size=(batch, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], size=batch)
+    so, sn = build(old, sizes), build(new, sizes)
     for _ in range(3):  # warm up both
         block(so, X, y, 10), block(sn, X, y, 10)
     ratios, to, tn = [], [], []
@@ -62,6 +70,7 @@ def main():
         to.append(o)
         tn.append(n)
     shutil.rmtree(tmp)
+    print(f"MLP {'-'.join(map(str, sizes))}, batch {batch}")
     print(f"old median {statistics.median(to) * 1e6:.1f} us/step, new median {statistics.median(tn) * 1e6:.1f} us/step")
     q = statistics.quantiles(ratios, n=4)
     print(f"median ratio new/old over {blocks} paired blocks of 10 steps: {statistics.median(ratios):.4f} "
