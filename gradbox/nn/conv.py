@@ -1,0 +1,143 @@
+"""``Conv2d``: a 2-D convolution layer (NCHW, weights (out, in, kh, kw)), as PyTorch's."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..random import resolve_rng
+from ..tensor import _FLOATS, Tensor
+from . import _conv_functional as CF
+from .init import INITIALIZERS
+from .module import Module, Parameter
+
+
+def _conv_fans(shape: tuple) -> tuple:
+    """PyTorch's fans of an (out, in, kh, kw) weight: fan_in = in·kh·kw, fan_out = out·kh·kw."""
+    receptive = int(np.prod(shape[2:]))
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _init_conv_weight(weight: Parameter, init: str, rng) -> None:
+    """Fill a conv weight with He/Xavier scales from the conv fans (or N(0, 0.01²) for "normal").
+
+    NOTE: ``nn.init`` in 0.1 accepts (out, in) weights only; this keeps the conv fans in one place
+    until it handles any rank.
+    """
+    if init not in INITIALIZERS:
+        raise ValueError(f"Conv2d(init): expected one of {sorted(INITIALIZERS)}, received {init!r}")
+    fan_in, fan_out = _conv_fans(weight.shape)
+    shape = weight.shape
+    if init == "normal":
+        sample = rng.normal(0.0, 0.01, shape)
+    elif init == "he_normal":
+        sample = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
+    elif init == "he_uniform":
+        bound = math.sqrt(6.0 / fan_in)
+        sample = rng.uniform(-bound, bound, shape)
+    elif init == "xavier_normal":
+        sample = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), shape)
+    else:  # xavier_uniform
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        sample = rng.uniform(-bound, bound, shape)
+    weight.data[...] = sample.astype(weight.dtype, copy=False)
+
+
+def _positive(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"Conv2d({name}): expected a positive int, received {value!r}")
+    return int(value)
+
+
+class Conv2d(Module):
+    """2-D convolution over an NCHW batch: ``Z = W * X + b``, one box (im2col and one GEMM).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        The notes' n_C[l-1] and n_C[l].
+    kernel_size : int or (int, int)
+        f, or (kh, kw).
+    stride : int or (int, int)
+    padding : int or (int, int)
+        Zeros added on each side of height and width.
+    bias : bool
+        Learn one bias per output channel (initialised to zero).
+    dtype : float32 or float64
+    init : str
+        ``"he_uniform"`` (default), ``"he_normal"``, ``"xavier_uniform"``, ``"xavier_normal"`` or
+        ``"normal"``, with PyTorch's conv fans: fan_in = in_channels·kh·kw, fan_out = out_channels·kh·kw.
+    rng : None, int or numpy.random.Generator
+
+    Attributes
+    ----------
+    weight : Parameter of shape (out_channels, in_channels, kh, kw)
+    bias : Parameter of shape (out_channels,) or None
+
+    Shape
+    -----
+    - Input: (N, in_channels, H, W)
+    - Output: (N, out_channels, OH, OW) with OH = ⌊(H + 2·padding - kh)/stride⌋ + 1 (likewise OW)
+
+    Notes
+    -----
+    Forward: ``cols = im2col(X)``, ``Z = W·cols + b`` (W reshaped to (out, in·kh·kw)).
+    Backward: ``dW = dZ·colsᵀ``, ``db = Σ dZ``, ``dcols = Wᵀ·dZ`` then ``dX = col2im(dcols)``;
+    dX is skipped when the input needs no gradient (the first layer).
+
+    Examples
+    --------
+    >>> import gradbox as gb, numpy as np
+    >>> conv = gb.nn.Conv2d(1, 6, 5, padding=2, rng=0)
+    >>> conv(np.zeros((2, 1, 28, 28), dtype=np.float32)).shape
+    (2, 6, 28, 28)
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 dtype=np.float32, init="he_uniform", rng=None):
+        super().__init__()
+        who = "Conv2d"
+        self.in_channels = _positive(in_channels, "in_channels")
+        self.out_channels = _positive(out_channels, "out_channels")
+        self.kernel_size = CF._pair(kernel_size, "kernel_size", who, 1)
+        self.stride = CF._pair(stride, "stride", who, 1)
+        self.padding = CF._pair(padding, "padding", who, 0)
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOATS[1:]:
+            raise TypeError(f"Conv2d(dtype): expected float32 or float64, received {dtype}")
+        self.init = init
+        self.weight = Parameter(np.empty((self.out_channels, self.in_channels) + self.kernel_size, dtype=dtype))
+        _init_conv_weight(self.weight, init, resolve_rng(rng))
+        self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype)) if bias else None
+
+    def get_config(self) -> dict:
+        return {
+            "in_channels": self.in_channels, "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
+            "bias": self.bias is not None, "dtype": self.weight.dtype.name,
+        }
+
+    def _who(self) -> str:
+        return f"Conv2d(in_channels={self.in_channels})"
+
+    def forward(self, x):
+        who = self._who()
+        x = x if isinstance(x, Tensor) else Tensor(np.ascontiguousarray(x))
+        x = CF._check_image(x, who, self.in_channels)
+        CF._check_window(x.shape, self.kernel_size, self.padding, who)
+        if x.dtype != self.weight.dtype:
+            raise TypeError(f"{who}: expected input of dtype {self.weight.dtype}, received {x.dtype} "
+                            f"(convert with .astype(np.{self.weight.dtype}))")
+        inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        return CF.Conv2dFunction.apply(*inputs, stride=self.stride, padding=self.padding)
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """(C, H, W) of one sample's output for one sample's input shape (C, H, W)."""
+        _, h, w = input_shape
+        return (self.out_channels,
+                CF.conv_output_size(h, self.kernel_size[0], self.stride[0], self.padding[0]),
+                CF.conv_output_size(w, self.kernel_size[1], self.stride[1], self.padding[1]))
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, bias={self.bias is not None}")
