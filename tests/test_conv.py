@@ -278,3 +278,13 @@ def test_float32_training_step_runs():
         losses.append(float(loss.data))
     assert all(p.grad.dtype == np.float32 for p in model.parameters())
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("name", ["gradbox.nn._conv_functional", "gradbox.nn.conv", "gradbox.nn.pooling",
+                                  "gradbox.nn.normalization"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0

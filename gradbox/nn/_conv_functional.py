@@ -245,7 +245,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
     >>> x = gb.Tensor(np.ones((1, 1, 3, 3)))
     >>> gb.nn.functional.conv2d(x, gb.Tensor(np.ones((1, 1, 2, 2)))).data[0, 0]
     array([[4., 4.],
-           [4., 4.]], dtype=float32)
+           [4., 4.]])
     """
     who = "conv2d"
     weight = weight if isinstance(weight, Tensor) else Tensor(weight)
@@ -338,7 +338,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
     >>> import gradbox as gb, numpy as np
     >>> gb.nn.functional.max_pool2d(gb.Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).data[0, 0]
     array([[ 5.,  7.],
-           [13., 15.]], dtype=float32)
+           [13., 15.]])
     """
     x, kernel, stride, padding = _pool_args(x, kernel_size, stride, padding, "max_pool2d")
     return MaxPool2dFunction.apply(x, kernel=kernel, stride=stride, padding=padding)
@@ -394,7 +394,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
     >>> import gradbox as gb, numpy as np
     >>> gb.nn.functional.avg_pool2d(gb.Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).data[0, 0]
     array([[ 2.5,  4.5],
-           [10.5, 12.5]], dtype=float32)
+           [10.5, 12.5]])
     """
     x, kernel, stride, padding = _pool_args(x, kernel_size, stride, padding, "avg_pool2d")
     return AvgPool2dFunction.apply(x, kernel=kernel, stride=stride, padding=padding)
