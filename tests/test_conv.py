@@ -288,3 +288,50 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+# --- the compiled kernels (numba) -------------------------------------------------------------------
+def run_ops(seed, fast):
+    """Outputs and gradients of every op on a float32 configuration, on one path."""
+    previous = F.use_fast_kernels(fast)
+    try:
+        rng, xs, ws, stride, padding = conv_config(seed)
+        x, w, b = (rng.normal(size=s).astype(np.float32) for s in (xs, ws, ws[:1]))
+        X, W, B = (Tensor(a, requires_grad=True) for a in (x, w, b))
+        out = F.conv2d(X, W, B, stride=stride, padding=padding)
+        out.backward(rng.normal(size=out.shape).astype(np.float32))
+        results = [out.data, X.grad, W.grad, B.grad]
+        rng, xs, kernel, stride, padding = pool_config(seed)
+        x = rng.normal(size=xs).astype(np.float32)
+        for fn in (F.max_pool2d, F.avg_pool2d):
+            X = Tensor(x, requires_grad=True)
+            out = fn(X, kernel, stride, padding)
+            out.backward(rng.normal(size=out.shape).astype(np.float32))
+            results += [out.data, X.grad]
+        return results
+    finally:
+        F.use_fast_kernels(previous)
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def test_fast_kernels_equal_numpy_path_in_float32(seed):
+    pytest.importorskip("numba")
+    for fast, slow in zip(run_ops(seed, True), run_ops(seed, False)):
+        assert fast.dtype == slow.dtype == np.float32
+        np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(slow).max())))
+
+
+def test_kernels_load_lazily_and_switch_off_by_environment():
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("numba")
+    code = ("import sys, numpy as np, gradbox as gb; assert 'gradbox._conv_kernels' not in sys.modules; "
+            "assert 'numba' not in sys.modules; "
+            "gb.nn.functional.max_pool2d(np.ones((1, 1, 2, 2)), 2); print('gradbox._conv_kernels' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for value, loaded in (("1", "True"), ("0", "False")):
+        env["GRADBOX_FAST"] = value
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert out.stdout.strip() == loaded, out.stderr
