@@ -19,28 +19,44 @@ _jit = numba.njit(cache=True, error_model="numpy", boundscheck=False)
 
 
 @_jit
+def _valid(o_size, k, s, p, size):
+    """The output positions [lo, hi) whose input index o·s + k - p lies inside [0, size)."""
+    lo = 0
+    while lo < o_size and lo * s + k - p < 0:
+        lo += 1
+    hi = o_size
+    while hi > lo and (hi - 1) * s + k - p >= size:
+        hi -= 1
+    return lo, hi
+
+
+@_jit
 def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
     n, c, h, w = x.shape
     L = oh * ow
     for ci in range(c):
         for i in range(kh):
+            ylo, yhi = _valid(oh, i, sh, ph, h)
             for j in range(kw):
-                row = np.uintp((ci * kh + i) * kw + j)
+                xlo, xhi = _valid(ow, j, sw, pw, w)
+                row = cols[(ci * kh + i) * kw + j]
                 for ni in range(n):
-                    base = np.uintp(ni * L)
+                    img = x[ni, ci]
+                    base = ni * L
                     for oy in range(oh):
-                        iy = oy * sh + i - ph
-                        dst = base + np.uintp(oy * ow)
-                        if iy < 0 or iy >= h:
+                        dst = base + oy * ow
+                        if oy < ylo or oy >= yhi:
                             for ox in range(ow):
-                                cols[row, dst + np.uintp(ox)] = 0
+                                row[np.uintp(dst + ox)] = 0
                             continue
-                        for ox in range(ow):
-                            ix = ox * sw + j - pw
-                            if ix < 0 or ix >= w:
-                                cols[row, dst + np.uintp(ox)] = 0
-                            else:
-                                cols[row, dst + np.uintp(ox)] = x[np.uintp(ni), np.uintp(ci), np.uintp(iy), np.uintp(ix)]
+                        src = img[np.uintp(oy * sh + i - ph)]
+                        for ox in range(xlo):
+                            row[np.uintp(dst + ox)] = 0
+                        # NOTE: the interior without bounds tests: a plain strided copy LLVM can vectorise
+                        for ox in range(xlo, xhi):
+                            row[np.uintp(dst + ox)] = src[np.uintp(ox * sw + j - pw)]
+                        for ox in range(xhi, ow):
+                            row[np.uintp(dst + ox)] = 0
 
 
 @_jit
@@ -49,19 +65,18 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
     L = oh * ow
     for ci in range(c):
         for i in range(kh):
+            ylo, yhi = _valid(oh, i, sh, ph, h)
             for j in range(kw):
-                row = np.uintp((ci * kh + i) * kw + j)
+                xlo, xhi = _valid(ow, j, sw, pw, w)
+                row = cols[(ci * kh + i) * kw + j]
                 for ni in range(n):
-                    base = np.uintp(ni * L)
-                    for oy in range(oh):
-                        iy = oy * sh + i - ph
-                        if iy < 0 or iy >= h:
-                            continue
-                        src = base + np.uintp(oy * ow)
-                        for ox in range(ow):
-                            ix = ox * sw + j - pw
-                            if ix >= 0 and ix < w:
-                                dx[np.uintp(ni), np.uintp(ci), np.uintp(iy), np.uintp(ix)] += cols[row, src + np.uintp(ox)]
+                    img = dx[ni, ci]
+                    base = ni * L
+                    for oy in range(ylo, yhi):
+                        dst = img[np.uintp(oy * sh + i - ph)]
+                        src = base + oy * ow
+                        for ox in range(xlo, xhi):
+                            dst[np.uintp(ox * sw + j - pw)] += row[np.uintp(src + ox)]
 
 
 @_jit
@@ -70,21 +85,21 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, out, arg):
     oh, ow = out.shape[2], out.shape[3]
     for ni in range(n):
         for ci in range(c):
+            img = x[ni, ci]
             for oy in range(oh):
+                y0 = oy * sh - ph
+                ya, yb = max(y0, 0), min(y0 + kh, h)
                 for ox in range(ow):
-                    best = -np.inf
-                    where = -1
-                    for i in range(kh):
-                        iy = oy * sh + i - ph
-                        if iy < 0 or iy >= h:
-                            continue
-                        for j in range(kw):
-                            ix = ox * sw + j - pw
-                            if ix < 0 or ix >= w:
-                                continue
-                            v = x[np.uintp(ni), np.uintp(ci), np.uintp(iy), np.uintp(ix)]
+                    x0 = ox * sw - pw
+                    xa, xb = max(x0, 0), min(x0 + kw, w)
+                    best = img[np.uintp(ya), np.uintp(xa)]
+                    where = ya * w + xa
+                    for iy in range(ya, yb):
+                        r = img[np.uintp(iy)]
+                        for ix in range(xa, xb):
+                            v = r[np.uintp(ix)]
                             # NOTE: strictly greater: the first maximum in row-major order wins ties, as PyTorch
-                            if v > best or where < 0:
+                            if v > best:
                                 best = v
                                 where = iy * w + ix
                     out[ni, ci, oy, ox] = best
