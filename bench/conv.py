@@ -148,7 +148,7 @@ class TorchRunner:
     def grads(self, X, y):
         loss = self.torch.nn.functional.cross_entropy(self.model(self.torch.from_numpy(X)), self.torch.from_numpy(y))
         loss.backward()
-        return float(loss), [p.grad.detach().numpy() for p in self.model.parameters()]
+        return loss.item(), [p.grad.detach().numpy() for p in self.model.parameters()]
 
 
 class DlfsRunner:
