@@ -335,3 +335,43 @@ def test_kernels_load_lazily_and_switch_off_by_environment():
         env["GRADBOX_FAST"] = value
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         assert out.stdout.strip() == loaded, out.stderr
+
+
+# --- model files --------------------------------------------------------------------------------------
+def test_model_file_round_trip_of_a_cnn_with_batch_norm(tmp_path):
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, rng=0), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, (3, 2), stride=(1, 2), bias=False, init="xavier_normal", rng=1), nn.BatchNorm2d(6, momentum=0.2),
+        nn.ReLU(), nn.AvgPool2d(2, stride=1, padding=1), nn.Flatten(), nn.Linear(6 * 3 * 3, 8, rng=2),
+        nn.BatchNorm1d(8, eps=1e-3), nn.ReLU(), nn.Linear(8, 3, rng=3),
+    )
+    X = np.random.default_rng(0).normal(2.0, 1.5, size=(16, 1, 8, 8)).astype(np.float32)
+    for _ in range(3):
+        model(X)  # training steps move the running statistics away from 0 and 1
+    path = tmp_path / "cnn.gbx"
+    gb.io.save_model(path, model)
+    loaded = gb.io.load_model(path).model
+    assert [type(m) for m in loaded] == [type(m) for m in model]
+    assert [m.get_config() for m in loaded] == [m.get_config() for m in model]
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    assert list(ours) == list(theirs) and "1.running_var" in ours and int(theirs["1.num_batches_tracked"]) == 3
+    for k in ours:
+        np.testing.assert_array_equal(ours[k], theirs[k])
+        assert ours[k].dtype == theirs[k].dtype
+    model.eval(), loaded.eval()
+    with gb.no_grad():
+        np.testing.assert_array_equal(model(X).data, loaded(X).data)
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"type": "Conv2d", "in_channels": 0, "out_channels": 2, "kernel_size": 3}, r"Conv2d\(in_channels\)"),
+    ({"type": "Conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": [3, 3, 3]}, r"Conv2d\(kernel_size\)"),
+    ({"type": "MaxPool2d", "kernel_size": 2, "stride": True}, r"MaxPool2d\(stride\)"),
+    ({"type": "BatchNorm2d", "num_features": 4, "momentum": 1.5}, r"BatchNorm2d\(momentum\)"),
+    ({"type": "BatchNorm1d", "num_features": 4, "dtype": "int8"}, r"BatchNorm1d\(dtype\)"),
+])
+def test_bad_layer_configs_are_refused(entry, match):
+    from gradbox.nn.module import entry_state_specs
+
+    with pytest.raises(ValueError, match=match):
+        entry_state_specs(entry, "model[0]")

@@ -1,52 +1,29 @@
 """``Conv2d``: a 2-D convolution layer (NCHW, weights (out, in, kh, kw)), as PyTorch's."""
 from __future__ import annotations
 
-import math
+import numbers
 
 import numpy as np
 
+from .._validation import Constraint, boolean, one_of, positive_int, validate
 from ..random import resolve_rng
 from ..tensor import _FLOATS, Tensor
 from . import _conv_functional as CF
-from .init import INITIALIZERS
+from .init import INITIALIZERS, get_initializer
 from .module import Module, Parameter
 
 
-def _conv_fans(shape: tuple) -> tuple:
-    """PyTorch's fans of an (out, in, kh, kw) weight: fan_in = in·kh·kw, fan_out = out·kh·kw."""
-    receptive = int(np.prod(shape[2:]))
-    return shape[1] * receptive, shape[0] * receptive
+def _int_or_pair(minimum: int):
+    """A ``_validation`` constraint: an int >= minimum, or a pair (tuple or JSON list) of them."""
+    def test(v):
+        items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+        return len(items) in ((1,) if not isinstance(v, (tuple, list)) else (2,)) and all(
+            isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= minimum for i in items)
+    kind = "positive" if minimum > 0 else "non-negative"
+    return Constraint(f"a {kind} int or a pair of them", test)
 
 
-def _init_conv_weight(weight: Parameter, init: str, rng) -> None:
-    """Fill a conv weight with He/Xavier scales from the conv fans (or N(0, 0.01²) for "normal").
-
-    NOTE: ``nn.init`` in 0.1 accepts (out, in) weights only; this keeps the conv fans in one place
-    until it handles any rank.
-    """
-    if init not in INITIALIZERS:
-        raise ValueError(f"Conv2d(init): expected one of {sorted(INITIALIZERS)}, received {init!r}")
-    fan_in, fan_out = _conv_fans(weight.shape)
-    shape = weight.shape
-    if init == "normal":
-        sample = rng.normal(0.0, 0.01, shape)
-    elif init == "he_normal":
-        sample = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
-    elif init == "he_uniform":
-        bound = math.sqrt(6.0 / fan_in)
-        sample = rng.uniform(-bound, bound, shape)
-    elif init == "xavier_normal":
-        sample = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), shape)
-    else:  # xavier_uniform
-        bound = math.sqrt(6.0 / (fan_in + fan_out))
-        sample = rng.uniform(-bound, bound, shape)
-    weight.data[...] = sample.astype(weight.dtype, copy=False)
-
-
-def _positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"Conv2d({name}): expected a positive int, received {value!r}")
-    return int(value)
+_DTYPES = ("float32", "float64")
 
 
 class Conv2d(Module):
@@ -93,12 +70,19 @@ class Conv2d(Module):
     (2, 6, 28, 28)
     """
 
+    _parameter_constraints = {
+        "in_channels": positive_int, "out_channels": positive_int, "kernel_size": _int_or_pair(1),
+        "stride": _int_or_pair(1), "padding": _int_or_pair(0), "bias": boolean, "dtype": one_of(*_DTYPES),
+        "init": one_of(*sorted(INITIALIZERS)),
+    }
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  dtype=np.float32, init="he_uniform", rng=None):
         super().__init__()
         who = "Conv2d"
-        self.in_channels = _positive(in_channels, "in_channels")
-        self.out_channels = _positive(out_channels, "out_channels")
+        args = validate(who, {"in_channels": in_channels, "out_channels": out_channels, "init": init},
+                        self._parameter_constraints)
+        self.in_channels, self.out_channels = args["in_channels"], args["out_channels"]
         self.kernel_size = CF._pair(kernel_size, "kernel_size", who, 1)
         self.stride = CF._pair(stride, "stride", who, 1)
         self.padding = CF._pair(padding, "padding", who, 0)
@@ -107,15 +91,28 @@ class Conv2d(Module):
             raise TypeError(f"Conv2d(dtype): expected float32 or float64, received {dtype}")
         self.init = init
         self.weight = Parameter(np.empty((self.out_channels, self.in_channels) + self.kernel_size, dtype=dtype))
-        _init_conv_weight(self.weight, init, resolve_rng(rng))
+        # NOTE: nn.init uses PyTorch's conv fans: fan_in = in·kh·kw, fan_out = out·kh·kw
+        get_initializer(init)(self.weight, rng=resolve_rng(rng))
         self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype)) if bias else None
 
     def get_config(self) -> dict:
-        return {
+        config = {
             "in_channels": self.in_channels, "out_channels": self.out_channels,
             "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
             "bias": self.bias is not None, "dtype": self.weight.dtype.name,
         }
+        if self.init != "he_uniform":
+            config["init"] = self.init
+        return config
+
+    @classmethod
+    def state_specs(cls, config):
+        config = cls.check_config(config)
+        kh, kw = CF._pair(config["kernel_size"], "kernel_size", cls.__name__, 1)
+        dtype = np.dtype(config.get("dtype", "float32"))
+        o = config["out_channels"]
+        return [("weight", (o, config["in_channels"], kh, kw), dtype)] + \
+            ([("bias", (o,), dtype)] if config.get("bias", True) else [])
 
     def _who(self) -> str:
         return f"Conv2d(in_channels={self.in_channels})"

@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from .._validation import interval, one_of, positive_float, positive_int
 from ..tensor import _FLOATS, Tensor
 from . import _conv_functional as CF
 from .module import Module, Parameter
@@ -13,6 +14,8 @@ from .module import Module, Parameter
 class _BatchNorm(Module):
     ranks: tuple = ()
     layout: str = ""
+    _parameter_constraints = {"num_features": positive_int, "eps": positive_float,
+                              "momentum": interval("real", 0, 1), "dtype": one_of("float32", "float64")}
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
@@ -37,6 +40,13 @@ class _BatchNorm(Module):
     def get_config(self) -> dict:
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
                 "dtype": self.weight.dtype.name}
+
+    @classmethod
+    def state_specs(cls, config):
+        config = cls.check_config(config)
+        c, dtype = config["num_features"], np.dtype(config.get("dtype", "float32"))
+        return [("weight", (c,), dtype), ("bias", (c,), dtype), ("running_mean", (c,), dtype),
+                ("running_var", (c,), dtype), ("num_batches_tracked", (), np.dtype(np.int64))]
 
     def forward(self, x):
         who = f"{type(self).__name__}(num_features={self.num_features})"

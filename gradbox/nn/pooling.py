@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from . import _conv_functional as CF
+from .conv import _int_or_pair
 from .module import Module
 
 
 class _Pool2d(Module):
     function = None
+    _parameter_constraints = {"kernel_size": _int_or_pair(1), "stride": _int_or_pair(1), "padding": _int_or_pair(0)}
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
@@ -20,6 +22,11 @@ class _Pool2d(Module):
 
     def get_config(self) -> dict:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+
+    @classmethod
+    def state_specs(cls, config):
+        cls.check_config(config)
+        return []
 
     def forward(self, x):
         who = f"{type(self).__name__}(kernel_size={self.kernel_size})"
