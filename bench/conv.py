@@ -2,6 +2,7 @@
 
     python bench/conv.py                      # 5 rounds, prints the table (markdown)
     python bench/conv.py --rounds 3 --slot 1 --json out.json
+  python bench/conv.py --threads 1          # one BLAS/torch thread each (less hurt by outside load)
 
 Workloads (float32, synthetic data, SGD lr 0.01, one training step = forward, loss, backward, update):
   lenet32 / lenet128: LeNet-5 (Conv 1->6 5x5 pad 2, ReLU, max pool 2, Conv 6->16 5x5, ReLU, pool, 400-120-84-10)
@@ -121,7 +122,7 @@ class TorchRunner:
     def __init__(self, net, dtype):
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
         self.torch = torch
         layers, params = [], iter(weights(net, dtype))
         for spec in NETS[net][1]:
@@ -143,7 +144,7 @@ class TorchRunner:
         loss = self.torch.nn.functional.cross_entropy(self.model(self.torch.from_numpy(X)), self.torch.from_numpy(y))
         loss.backward()
         self.opt.step()
-        return float(loss)
+        return loss.item()
 
     def grads(self, X, y):
         loss = self.torch.nn.functional.cross_entropy(self.model(self.torch.from_numpy(X)), self.torch.from_numpy(y))
@@ -224,8 +225,11 @@ def sgemm_rate(seconds=0.3) -> float:
 
 
 class Worker:
-    def __init__(self, contender):
-        env = dict(os.environ, PYTHONPATH=ROOT, GRADBOX_FAST="1" if contender == "gradbox+fast" else "0")
+    def __init__(self, contender, threads=2):
+        env = dict(os.environ, PYTHONPATH=ROOT, GRADBOX_FAST="1" if contender == "gradbox+fast" else "0",
+                   BENCH_THREADS=str(threads))
+        if threads != 2:
+            env["OPENBLAS_NUM_THREADS"] = str(threads)  # NumPy's BLAS, for gradbox and the DLfS reference
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", contender], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
@@ -253,13 +257,15 @@ def main(argv=None):
     ap.add_argument("--slot", type=float, default=1.0, help="seconds per contender per workload per round")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--threads", type=int, default=2,
+                    help="BLAS/torch threads per contender (1 suffers less on an oversubscribed machine)")
     ap.add_argument("--json")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
         return serve(args.serve)
     workloads, contenders = args.workloads.split(","), args.contenders.split(",")
-    workers = {c: Worker(c) for c in contenders}
+    workers = {c: Worker(c, args.threads) for c in contenders}
     try:
         # 1. equality in float64 with PyTorch
         checks = {}
@@ -320,7 +326,7 @@ def main(argv=None):
         print(f"| {row['workload']} | {row['contender']} | {row['samples_per_s']:.0f} | {fmt(row['ratio_to_torch'])} "
               f"| {fmt(row['ratio_to_dlfs'])} | {100 * row['peak_share']:.0f}% |")
     print(f"\nsgemm peak (1024^3 float32, median of {len(peaks)}): {peak / 1e9:.1f} GFLOP/s; rounds: {args.rounds}, "
-          f"slot {args.slot} s; float64 check vs torch: worst {max(checks.values()):.1e}")
+          f"slot {args.slot} s; {args.threads} thread(s) each; float64 check vs torch: worst {max(checks.values()):.1e}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "peak_flops": peak, "checks": checks, "rounds": args.rounds}, f, indent=1)

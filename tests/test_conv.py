@@ -175,6 +175,13 @@ def test_conv2d_kernel_larger_than_padded_input():
         nn.Conv2d(1, 2, 5, padding=1, rng=0)(np.zeros((1, 1, 2, 2), np.float32))
 
 
+def test_conv2d_refuses_non_finite_raw_input():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 2] = np.nan
+    with pytest.raises(gb.NonFiniteError, match=r"Conv2d\(in_channels=1\): expected finite input, received"):
+        nn.Conv2d(1, 2, 3, rng=0)(x)
+
+
 def test_conv2d_dtype_mismatch():
     with pytest.raises(TypeError, match="expected input of dtype float32, received float64"):
         nn.Conv2d(1, 2, 3, rng=0)(np.zeros((1, 1, 4, 4)))

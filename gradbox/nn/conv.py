@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from ..errors import NonFiniteError, all_finite, first_nonfinite
 from .._validation import Constraint, boolean, one_of, positive_int, validate
 from ..random import resolve_rng
 from ..tensor import _FLOATS, Tensor
@@ -119,8 +120,12 @@ class Conv2d(Module):
 
     def forward(self, x):
         who = self._who()
-        x = x if isinstance(x, Tensor) else Tensor(np.ascontiguousarray(x))
+        raw = not isinstance(x, Tensor)
+        x = Tensor(np.ascontiguousarray(x)) if raw else x
         x = CF._check_image(x, who, self.in_channels)
+        if raw and not all_finite(x.data):
+            # NOTE: raw arrays are user data entering the graph: checked once here, as Linear does
+            raise NonFiniteError(f"{who}: expected finite input, received {first_nonfinite(x.data)}")
         CF._check_window(x.shape, self.kernel_size, self.padding, who)
         if x.dtype != self.weight.dtype:
             raise TypeError(f"{who}: expected input of dtype {self.weight.dtype}, received {x.dtype} "
