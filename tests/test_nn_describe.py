@@ -27,6 +27,12 @@ EXAMPLES = {
     "Dropout": lambda: nn.Dropout(0.3),
     "Sequential": lambda: nn.Sequential(nn.Linear(2, 4, rng=0), nn.Tanh(), nn.Sequential(nn.Linear(4, 1, rng=1))),
     "CrossEntropyLoss": nn.CrossEntropyLoss, "BCEWithLogitsLoss": nn.BCEWithLogitsLoss, "MSELoss": nn.MSELoss,
+    # issue 13 (convolutional layers)
+    "Conv2d": lambda: nn.Conv2d(3, 4, (3, 2), stride=2, padding=(1, 0), bias=False, dtype=np.float64,
+                                init="xavier_normal", rng=0),
+    "MaxPool2d": lambda: nn.MaxPool2d(3, stride=2, padding=1), "AvgPool2d": lambda: nn.AvgPool2d((2, 3)),
+    "BatchNorm1d": lambda: nn.BatchNorm1d(5, eps=1e-3, momentum=0.2),
+    "BatchNorm2d": lambda: nn.BatchNorm2d(4, dtype=np.float64),
 }
 
 
