@@ -348,9 +348,33 @@ def test_conv_and_batch_norm_need_the_layers_or_say_so():
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            clf = MLPClassifier((16,), batch_norm=True, max_iter=30, random_state=0).fit(X, y)
+            clf = MLPClassifier((16,), batch_norm=True, learning_rate_init=0.01, max_iter=30, random_state=0).fit(X, y)
         assert any(type(m).__name__ == "BatchNorm1d" for m in clf.model_)
         assert clf.score(X, y) > 0.8
     if getattr(nn, "Conv2d", None) is None:
         with pytest.raises(ValueError, match="conv: expected a gradbox with nn.Conv2d"):
             MLPClassifier((8,), conv=[(4, 3)]).fit(np.zeros((20, 1, 8, 8)), np.arange(20) % 2)
+
+
+@pytest.mark.skipif(getattr(nn, "Conv2d", None) is None, reason="gradbox without nn.Conv2d")
+def test_conv_blocks_on_digit_images():
+    X, y = load_digits(return_X_y=True)
+    X = X.reshape(-1, 1, 8, 8) / 16.0
+    clf = MLPClassifier((32,), conv=[(8, 3)], batch_norm=True, learning_rate_init=0.01, max_iter=8, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X[:1200], y[:1200])
+    kinds = [type(m).__name__ for m in clf.model_]
+    assert kinds[:5] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Flatten"]
+    assert clf.n_features_in_ == 1 and clf.score(X[1200:], y[1200:]) > 0.85
+
+
+def test_docstring_examples():
+    import doctest
+
+    import gradbox.sklearn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = doctest.testmod(gradbox.sklearn, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
