@@ -477,7 +477,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     >>> import numpy as np
     >>> from gradbox.sklearn import MLPRegressor
     >>> X = np.linspace(-1, 1, 50).reshape(-1, 1); y = 2 * X.ravel() + 1
-    >>> reg = MLPRegressor(hidden_layer_sizes=(8,), learning_rate_init=0.05, random_state=0).fit(X, y)
+    >>> reg = MLPRegressor(hidden_layer_sizes=(8,), learning_rate_init=0.01, random_state=0).fit(X, y)
     >>> round(reg.score(X, y), 2) > 0.95
     True
     """
