@@ -305,3 +305,22 @@ def test_preprocessing_from_a_standardizer_or_a_pair(tmp_path):
 def test_docstring_examples():
     result = doctest.testmod(gonnx, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_readme_onnx_example_runs(tmp_path, digits_model_file, monkeypatch, capsys):
+    """The README's export-then-onnxruntime lines: the export through export_model_file (what
+    `gradbox export MODEL --format onnx --out FILE` runs), then the Python lines as written."""
+    import os
+    import re
+
+    pytest.importorskip("onnxruntime")
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    section = readme[readme.index("## scikit-learn and ONNX"):]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    assert "gradbox export runs/a/model.gbx --format onnx --out digits.onnx" in block
+    code = re.search(r'python -c "\n(.*?)"\n', block, flags=re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    gonnx.export_model_file(digits_model_file[0], "digits.onnx")
+    exec(compile(code, "README.md[onnx example]", "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("[") and len(out.strip("[]").split()) == 5

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-sklearn = pytest.importorskip("sklearn")
+sklearn = pytest.importorskip("sklearn", minversion="1.6")  # validate_data, __sklearn_tags__
 
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_digits, make_classification  # noqa: E402
@@ -378,3 +378,19 @@ def test_docstring_examples():
         warnings.simplefilter("ignore", ConvergenceWarning)
         result = doctest.testmod(gradbox.sklearn, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_readme_grid_search_example_runs(capsys):
+    """The README's scikit-learn example (a ```py block: tests/test_readme.py runs only the examples that
+    need nothing beyond NumPy) runs as written and prints the search's result."""
+    import os
+    import re
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    section = readme[readme.index("## scikit-learn and ONNX"):]
+    block = re.search(r"```py\n(.*?)```", section, flags=re.S).group(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        exec(compile(block, "README.md[scikit-learn example]", "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr().out
+    assert "mlpclassifier__hidden_layer_sizes" in out and float(out.split()[-1]) > 0.85
