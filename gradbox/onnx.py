@@ -219,17 +219,20 @@ def _stored_preprocessing(model_file):
     return mean, scale
 
 
-def _check_preprocessing(preprocessing, n_features):
+def _check_preprocessing(preprocessing, sample_shape):
+    """(mean, scale) as float64 arrays of one sample's shape: standardisation is per feature, counted
+    flat, as ``gradbox predict`` applies it before shaping images (N, C, H, W)."""
     if preprocessing is None:
         return None
     mean, scale = (preprocessing.mean_, preprocessing.scale_) if hasattr(preprocessing, "scale_") else preprocessing
     mean, scale = np.asarray(mean, dtype=np.float64).reshape(-1), np.asarray(scale, dtype=np.float64).reshape(-1)
-    if mean.shape != scale.shape or (n_features is not None and mean.shape[0] != n_features):
+    n_features = int(np.prod(sample_shape))
+    if mean.shape != scale.shape or mean.shape[0] != n_features:
         raise ValueError(f"preprocessing: expected mean and scale of {n_features} features (the input's), "
                          f"received shapes {mean.shape} and {scale.shape}")
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
         raise ValueError("preprocessing: expected finite mean and positive finite scale")
-    return mean, scale
+    return mean.reshape(sample_shape), scale.reshape(sample_shape)
 
 
 def _input_shape(layers, input_shape):
@@ -324,8 +327,7 @@ def export(model, path, input_shape=None, opset=None, preprocessing=None, metada
     finally:
         for m, mode in was:
             object.__setattr__(m, "training", mode)
-    n_features = shape[1] if len(shape) == 2 else None
-    pre = _check_preprocessing(preprocessing, n_features)
+    pre = _check_preprocessing(preprocessing, shape[1:])
 
     g = _Graph(onnx, dtype)
     elem = getattr(onnx.TensorProto, _DTYPES[dtype])

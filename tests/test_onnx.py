@@ -324,3 +324,17 @@ def test_readme_onnx_example_runs(tmp_path, digits_model_file, monkeypatch, caps
     exec(compile(code, "README.md[onnx example]", "exec"), {"__name__": "__readme__"})
     out = capsys.readouterr().out.strip()
     assert out.startswith("[") and len(out.strip("[]").split()) == 5
+
+
+def test_preprocessing_of_shaped_inputs_is_per_flat_feature(tmp_path):
+    """As `gradbox predict` does for image models: standardise the flat features, then shape them."""
+    rng = np.random.default_rng(0)
+    raw = rng.normal(2.0, 3.0, size=(20, 3, 4))
+    mean, scale = raw.reshape(20, -1).mean(0), raw.reshape(20, -1).std(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3, rng=0))
+    gonnx.export(model, tmp_path / "m.onnx", input_shape=(None, 3, 4), preprocessing=(mean, scale))
+    got = gonnx.run(tmp_path / "m.onnx", raw.astype(np.float32))["logits"]
+    want = _gradbox(model, ((raw.reshape(20, -1) - mean) / scale).reshape(20, 3, 4).astype(np.float32))[0]
+    np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
+    with pytest.raises(ValueError, match="of 12 features"):
+        gonnx.export(model, tmp_path / "m.onnx", input_shape=(None, 3, 4), preprocessing=(mean[:4], scale[:4]))
