@@ -87,7 +87,7 @@ class _SklearnSchedule(Callback):
     def on_epoch_end(self, epoch, logs=None):
         est = self.est
         est.n_iter_ += 1
-        est.t_ += est._n_batch_samples
+        est.t_ += est._n_train
         est.loss_curve_.append(float(logs["loss"]))
         if est.verbose:
             print(f"Iteration {est.n_iter_}, loss = {est.loss_curve_[-1]:.8f}")
@@ -231,10 +231,9 @@ class _BaseMLP(BaseEstimator):
                 layers.append(nn.Dropout(self.dropout, rng=np.random.default_rng(rng.integers(2**63))))
             width = size
         layers.append(nn.Linear(width, n_outputs, dtype=dtype, init=init, rng=rng))
-        model = nn.Sequential(*layers)
-        if any(b.dtype.kind == "f" and b.dtype != dtype for b in model.buffers()):
-            model.astype(dtype)
-        return model
+        # NOTE: normalisation layers are built in their default float32; one conversion covers every
+        # parameter and buffer
+        return nn.Sequential(*layers).astype(dtype)
 
     def _make_optimizer(self):
         if self.solver == "adam":
@@ -295,7 +294,7 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be "
                               "clipped", UserWarning)
             batch_size = min(self.batch_size, n)
-        self._n_batch_samples = n
+        self._n_train = n  # samples per epoch, for t_
         weights = [m.weight for m in self.model_.modules() if isinstance(m, nn.Linear)]
         loss = (_PenalizedCrossEntropy if self._is_classifier else _PenalizedHalfSquaredError)(weights, self.alpha)
         schedule = _SklearnSchedule(self, validation, incremental)
