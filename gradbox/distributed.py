@@ -1,0 +1,416 @@
+"""Data-parallel training on MPI (mpi4py), with Horovod's names.
+
+``pip install "gradbox[mpi]"`` (mpi4py and the ``mpich`` wheel, which brings ``mpiexec``), then
+``mpiexec -n K python script.py``. mpi4py is imported on first use only: ``import gradbox`` and
+single-process runs never load it.
+
+Semantics (PyTorch DDP's and Horovod's): the batch size is the *global* batch. Every rank draws
+the same shuffled order from the seed (``ShardedSampler``) and takes its shard of each global
+batch; before each update the gradients are averaged with weights proportional to shard size, in
+one buffer-based ``Allreduce`` (``DistributedOptimizer``). The result equals one process with the
+same batch size, up to float rounding, whatever K is.
+
+>>> import gradbox as gb
+>>> from gradbox import distributed as dist
+>>> model = gb.nn.Sequential(gb.nn.Linear(4, 3))
+>>> dist.init()                                # doctest: +SKIP
+>>> dist.broadcast_parameters(model, root=0)   # doctest: +SKIP
+>>> opt = dist.DistributedOptimizer(gb.optim.SGD(model.parameters(), lr=0.1), sampler=sampler)  # doctest: +SKIP
+>>> dist.ShardedSampler(10, batch_size=4, rank=1, size=2).shard(range(4))
+array([2, 3])
+"""
+from __future__ import annotations
+
+import hashlib
+import numbers
+import os
+import sys
+
+import numpy as np
+
+_INSTALL_HINT = "pip install 'gradbox[mpi]'"
+
+# Environment variables by which launchers announce the world size (MPICH/Hydra and other PMI
+# launchers, Open MPI, Slurm's srun): read without importing mpi4py, so that a single-process
+# run never pays for (or depends on) MPI.
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+_comm = None           # the communicator once init() ran
+_prev_excepthook = None
+
+
+def _mpi():
+    """``mpi4py.MPI``, or an ImportError that says how to install it."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError(f"gradbox.distributed: expected mpi4py ({_INSTALL_HINT}), received {exc}") from None
+    return MPI
+
+
+def launched_size() -> int:
+    """The world size a launcher (``mpiexec``, ``srun``) announced in the environment; 1 when none.
+
+    Cheap: reads environment variables only and never imports mpi4py.
+    """
+    for var in _SIZE_VARS:
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def available() -> bool:
+    """True when mpi4py can be imported (the ``mpi`` extra is installed)."""
+    try:
+        _mpi()
+    except ImportError:
+        return False
+    return True
+
+
+def init(comm=None, *, require_parallel=False):
+    """Start (or join) the MPI world and return its communicator.
+
+    Parameters
+    ----------
+    comm : mpi4py communicator or None
+        Default ``MPI.COMM_WORLD``.
+    require_parallel : bool
+        Raise ``RuntimeError`` when the world has one process: distributed training was asked
+        for explicitly, and a forgotten ``mpiexec -n K`` would otherwise train alone unnoticed.
+
+    In a world of more than one process, an uncaught exception on any rank prints
+    ``gradbox: rank R failed: ...`` and aborts every rank (``MPI_Abort``), so that a failing rank
+    ends the job within seconds instead of leaving the others blocked in a collective.
+    Calling ``init`` again is harmless.
+    """
+    global _comm, _prev_excepthook
+    MPI = _mpi()
+    if comm is None:
+        comm = MPI.COMM_WORLD
+    _comm = comm
+    k = comm.Get_size()
+    if require_parallel and k == 1:
+        raise RuntimeError(
+            "distributed: expected an MPI world of more than one process (launch with "
+            f"`mpiexec -n K ...`), received a world of size 1 (launcher announced {launched_size()})")
+    if k > 1 and _prev_excepthook is None:
+        _prev_excepthook = sys.excepthook
+        sys.excepthook = _abort_on_exception
+    return comm
+
+
+def _abort_on_exception(exc_type, exc, tb):
+    # NOTE: without this, a rank that raises runs MPI_Finalize at exit while the others wait in
+    # the next Allreduce for ever (measured: mpiexec still running after 60 s). The traceback
+    # first (Python's own hook), then one line naming the rank, then the abort.
+    if _prev_excepthook is not None and not issubclass(exc_type, KeyboardInterrupt):
+        _prev_excepthook(exc_type, exc, tb)
+    abort(f"{exc_type.__name__}: {exc}", code=1)
+
+
+def abort(message: str, code: int = 1):
+    """Print ``gradbox: rank R failed: <message>`` on stderr and end every rank of the job.
+
+    For error handlers that exit non-zero (``sys.exit`` bypasses the exception hook): on one rank
+    of many, a plain exit would leave the other ranks blocked in a collective.
+    """
+    r = rank()
+    print(f"gradbox: rank {r} failed: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    if _comm is not None and _comm.Get_size() > 1:
+        _comm.Abort(int(code) or 1)
+    raise SystemExit(int(code) or 1)
+
+
+def comm():
+    """The communicator: ``init()``'s, or the world's when launched under ``mpiexec -n K>1``, else None."""
+    if _comm is None and launched_size() > 1:
+        init()
+    return _comm
+
+
+def rank() -> int:
+    """This process's rank (0 when not running under MPI)."""
+    c = comm()
+    return 0 if c is None else c.Get_rank()
+
+
+def size() -> int:
+    """The number of processes (1 when not running under MPI)."""
+    c = comm()
+    return 1 if c is None else c.Get_size()
+
+
+def is_main() -> bool:
+    """True on the one process that prints and writes files (rank 0)."""
+    return rank() == 0
+
+
+def _require_comm(who):
+    c = comm()
+    if c is None:
+        c = init()
+    return c
+
+
+def allreduce(array, average=False):
+    """Sum (or average) a NumPy array over all ranks; returns a new array (``Allreduce``, no pickling)."""
+    c = _require_comm("allreduce")
+    a = np.ascontiguousarray(array)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"allreduce(array): expected a numeric array, received dtype {a.dtype}")
+    out = np.empty_like(a)
+    c.Allreduce(a, out)
+    if average:
+        out = out / c.Get_size()
+    return out
+
+
+def broadcast_parameters(model, root=0):
+    """Copy every parameter and buffer of ``model`` from rank ``root`` to all ranks, in place.
+
+    The ranks first compare the model's structure (names, shapes, dtypes): a mismatch raises
+    ``ValueError`` on every rank rather than a truncated broadcast.
+    """
+    c = _require_comm("broadcast_parameters")
+    if not isinstance(root, numbers.Integral) or isinstance(root, bool) or not 0 <= root < c.Get_size():
+        raise ValueError(f"broadcast_parameters(root): expected a rank in [0, {c.Get_size()}), received {root!r}")
+    arrays = [(n, p.data) for n, p in model.named_parameters()] + list(model.named_buffers())
+    signature = repr([(n, a.shape, str(a.dtype)) for n, a in arrays]).encode()
+    digests = c.allgather(hashlib.blake2b(signature, digest_size=16).hexdigest())
+    if len(set(digests)) != 1:
+        bad = [r for r, d in enumerate(digests) if d != digests[root]]
+        raise ValueError(f"broadcast_parameters(model): expected the same model structure on every rank, "
+                         f"received a different one on rank(s) {bad} than on rank {root}")
+    for name, a in arrays:
+        if not a.flags.c_contiguous or not a.flags.writeable:
+            raise ValueError(f"broadcast_parameters(model): expected writeable contiguous arrays, "
+                             f"received {name!r} that is not")
+        c.Bcast(a, root=root)
+
+
+def _data_digest(arrays) -> str:
+    """A cheap fingerprint of the training data: shapes, dtypes and up to ~4 MB of evenly spaced rows."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.asarray(a)
+        h.update(repr((a.shape, str(a.dtype))).encode())
+        if a.ndim == 0 or len(a) == 0:
+            h.update(np.ascontiguousarray(a).tobytes())
+            continue
+        row_bytes = max(1, a.nbytes // len(a))
+        step = max(1, (len(a) * row_bytes) // (4 << 20))
+        h.update(np.ascontiguousarray(a[::step]).tobytes())
+        h.update(np.ascontiguousarray(a[-1]).tobytes())
+    return h.hexdigest()
+
+
+def check_same_data(*arrays, name="X, y"):
+    """Raise ``ValueError`` on every rank unless all ranks hold the same data (compared by a cheap hash).
+
+    Every rank must load the same dataset: each takes its shard of the global batches by index.
+    """
+    c = _require_comm("check_same_data")
+    digests = c.allgather(_data_digest(arrays))
+    if len(set(digests)) != 1:
+        bad = [r for r, d in enumerate(digests) if d != digests[0]]
+        raise ValueError(f"distributed: expected the same training data ({name}) on every rank, received "
+                         f"different data on rank(s) {bad} than on rank 0 (each rank must load the same dataset)")
+
+
+def seed_rank_stream(seed):
+    """Reseed gradbox's default generator (dropout, initialisers) from ``(seed, rank)``.
+
+    Call it after ``broadcast_parameters``: dropout masks then come from independent per-rank
+    streams, reproducible from the seed and the rank.
+    """
+    from .random import set_rng_state
+
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed_rank_stream(seed): expected a non-negative int, received {seed!r}")
+    g = np.random.default_rng(np.random.SeedSequence([int(seed), rank()]))
+    set_rng_state(g.bit_generator.state)
+
+
+def _shard_bounds(n, k, r):
+    """[start, stop) of rank r's part when n items are split into k nearly equal contiguous parts
+    (the first n % k parts one longer, as ``numpy.array_split``)."""
+    base, extra = divmod(n, k)
+    start = r * base + min(r, extra)
+    return start, start + base + (1 if r < extra else 0)
+
+
+class ShardedSampler:
+    """The order of samples for data-parallel training: global batches, sharded by rank.
+
+    Every rank draws the same permutation of ``range(n)`` per epoch from ``seed`` (as the
+    single-process ``Trainer`` does: ``numpy.random.default_rng(seed).permutation(n)``), cuts it
+    into global batches of ``batch_size`` (the last may be short), and takes its contiguous part
+    of each batch. Parts differ by at most one sample when ``size`` does not divide the batch,
+    and may be empty when the batch is smaller than the world.
+
+    Parameters
+    ----------
+    n : int
+        Number of training samples.
+    batch_size : int
+        The global batch.
+    shuffle : bool
+    seed : int, Generator or None
+    rank, size : int or None
+        Default: this process's (``rank()``, ``size()``).
+
+    Attributes
+    ----------
+    shard_size, batch_len : int
+        Sizes of the last shard taken and of its global batch (``DistributedOptimizer`` weighs
+        the gradients by them).
+
+    >>> s = ShardedSampler(10, batch_size=4, shuffle=False, rank=2, size=3)
+    >>> [b.tolist() for b in s]
+    [[3], [7], []]
+    """
+
+    def __init__(self, n, batch_size, *, shuffle=True, seed=None, rank=None, size=None):
+        for arg, v in (("n", n), ("batch_size", batch_size)):
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"ShardedSampler({arg}): expected a positive int, received {v!r}")
+        self.n, self.batch_size, self.shuffle = int(n), int(min(batch_size, n)), bool(shuffle)
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.size = globals()["size"]() if size is None else int(size)
+        self.rank = globals()["rank"]() if rank is None else int(rank)
+        if self.size < 1 or not 0 <= self.rank < self.size:
+            raise ValueError(f"ShardedSampler(rank, size): expected 0 <= rank < size, "
+                             f"received rank={self.rank}, size={self.size}")
+        self.shard_size = 0
+        self.batch_len = 0
+
+    def __len__(self):
+        """Steps per epoch."""
+        return -(-self.n // self.batch_size)
+
+    def permutation(self):
+        """The next epoch's global order (the same on every rank)."""
+        return self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+
+    def shard(self, batch):
+        """This rank's part of one global batch of indices (records ``shard_size`` and ``batch_len``)."""
+        batch = np.asarray(batch)
+        start, stop = _shard_bounds(len(batch), self.size, self.rank)
+        self.shard_size, self.batch_len = stop - start, len(batch)
+        return batch[start:stop]
+
+    def batches(self, perm):
+        """Yield this rank's shard of each global batch of ``perm``."""
+        bs = self.batch_size
+        for s in range(0, len(perm), bs):
+            yield self.shard(perm[s:s + bs])
+
+    def __iter__(self):
+        """One epoch: this rank's shards of a fresh permutation."""
+        return self.batches(self.permutation())
+
+
+class DistributedOptimizer:
+    """Average gradients over all ranks before every update of ``optimizer``.
+
+    One upper-case (buffer-based, no pickling) ``Allreduce`` per step over one flat buffer that
+    is allocated once: each rank writes ``shard_size * grad`` for every parameter (zeros where it
+    has no gradient), one flag per parameter saying it has one, and its ``shard_size``; after the
+    sum, every gradient is divided by the total shard size, so the average is weighted by shard
+    size and equals the gradient of the mean loss over the global batch. A parameter that has a
+    gradient on any rank gets the averaged one on all ranks; one that has none anywhere keeps
+    ``grad = None`` (so ``step`` skips it everywhere, consistently).
+
+    The gradients become views into the flat buffer: no copy out of it.
+
+    Parameters
+    ----------
+    optimizer : gradbox.optim.Optimizer
+    sampler : ShardedSampler or None
+        Its ``shard_size`` weighs this rank's gradient. Without a sampler every rank weighs 1
+        (Horovod's plain average): right only when every shard has the same size.
+    comm : mpi4py communicator or None
+
+    The averaging runs in the optimizer's pre-step hook (``register_step_pre_hook``) where the
+    optimizer has one, so code that calls ``optimizer.step()`` on the wrapped optimizer (a
+    ``Trainer``) averages too. Otherwise ``DistributedOptimizer.step()`` averages, then steps.
+    Other attributes (``lr``, ``zero_grad``, ``state_dict``, ...) are the optimizer's.
+    """
+
+    def __init__(self, optimizer, sampler=None, comm=None):
+        from .optim import Optimizer
+
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"DistributedOptimizer(optimizer): expected a gradbox.optim.Optimizer, "
+                            f"received {type(optimizer).__name__}")
+        if sampler is not None and not hasattr(sampler, "shard_size"):
+            raise TypeError(f"DistributedOptimizer(sampler): expected a ShardedSampler, "
+                            f"received {type(sampler).__name__}")
+        self.optimizer = optimizer
+        self.sampler = sampler
+        self.comm = comm if comm is not None else _require_comm("DistributedOptimizer")
+        self._MPI = _mpi()
+        params = optimizer.params
+        dtypes = {p.data.dtype for p in params}
+        self.dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float64)
+        sizes = [p.data.size for p in params]
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        n_grad = int(self._offsets[-1])
+        # layout: [all gradients | one flag per parameter | this rank's shard size]
+        self._buffer = np.zeros(n_grad + len(params) + 1, dtype=self.dtype)
+        self._grads = self._buffer[:n_grad]
+        self._flags = self._buffer[n_grad:n_grad + len(params)]
+        self._views = [self._buffer[a:b].reshape(p.data.shape) for a, b, p
+                       in zip(self._offsets[:-1], self._offsets[1:], params)]
+        self._handle = None
+        self._active = True
+        if hasattr(optimizer, "register_step_pre_hook"):
+            self._handle = optimizer.register_step_pre_hook(self._pre_step)
+
+    def __getattr__(self, name):
+        # NOTE: only reached for names this wrapper lacks: the optimizer's hyperparameters and methods.
+        if name == "optimizer":
+            raise AttributeError(name)
+        return getattr(self.optimizer, name)
+
+    def _pre_step(self, optimizer, args, kwargs):
+        self.synchronize()
+        return None
+
+    def synchronize(self):
+        """Average the gradients across ranks now (the pre-step hook calls this)."""
+        weight = 1.0 if self.sampler is None else float(self.sampler.shard_size)
+        flags = self._flags
+        for i, (p, view) in enumerate(zip(self.optimizer.params, self._views)):
+            g = p.grad
+            if g is None or weight == 0.0:
+                view.fill(0)
+                flags[i] = 0
+            else:
+                if g is not view:
+                    np.multiply(g, weight, out=view)
+                elif weight != 1.0:
+                    view *= weight
+                flags[i] = 1
+        self._buffer[-1] = weight
+        self.comm.Allreduce(self._MPI.IN_PLACE, self._buffer)
+        total = float(self._buffer[-1])
+        if total > 0:
+            self._grads *= 1.0 / total
+        for p, view, flag in zip(self.optimizer.params, self._views, flags):
+            p.grad = view if flag > 0 else None
+
+    def step(self):
+        if self._handle is None and self._active:
+            self.synchronize()
+        return self.optimizer.step()
+
+    def remove(self):
+        """Stop averaging (removes the pre-step hook)."""
+        self._active = False
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
