@@ -222,3 +222,11 @@ def test_world_of_one_when_parallel_was_required():
     assert r.returncode == 0, r.stderr[-2000:]
     assert "expected an MPI world of more than one process" in r.stdout
     assert "received a world of size 1" in r.stdout
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_broadcast_flags_weights_streams_under_mpiexec(k):
+    r = mpirun(k, "units.py", timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("OK ")]
+    assert names == ["broadcast", "flags", "weights", "allreduce", "streams", "structure"]
