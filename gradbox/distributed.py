@@ -338,6 +338,9 @@ class DistributedOptimizer:
     optimizer has one, so code that calls ``optimizer.step()`` on the wrapped optimizer (a
     ``Trainer``) averages too. Otherwise ``DistributedOptimizer.step()`` averages, then steps.
     Other attributes (``lr``, ``zero_grad``, ``state_dict``, ...) are the optimizer's.
+
+    The same exchange carries a stop request (``request_stop()``; ``stop_requested``), so that
+    all ranks stop after the same step.
     """
 
     def __init__(self, optimizer, sampler=None, comm=None):
@@ -359,14 +362,16 @@ class DistributedOptimizer:
         sizes = [p.data.size for p in params]
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         n_grad = int(self._offsets[-1])
-        # layout: [all gradients | one flag per parameter | this rank's shard size]
-        self._buffer = np.zeros(n_grad + len(params) + 1, dtype=self.dtype)
+        # layout: [all gradients | one flag per parameter | this rank's shard size | its stop request]
+        self._buffer = np.zeros(n_grad + len(params) + 2, dtype=self.dtype)
         self._grads = self._buffer[:n_grad]
         self._flags = self._buffer[n_grad:n_grad + len(params)]
         self._views = [self._buffer[a:b].reshape(p.data.shape) for a, b, p
                        in zip(self._offsets[:-1], self._offsets[1:], params)]
         self._handle = None
         self._active = True
+        self._stop_local = False
+        self.stop_requested = False
         if hasattr(optimizer, "register_step_pre_hook"):
             self._handle = optimizer.register_step_pre_hook(self._pre_step)
 
@@ -395,13 +400,24 @@ class DistributedOptimizer:
                 elif weight != 1.0:
                     view *= weight
                 flags[i] = 1
-        self._buffer[-1] = weight
+        self._buffer[-2] = weight
+        self._buffer[-1] = 1.0 if self._stop_local else 0.0
         self.comm.Allreduce(self._MPI.IN_PLACE, self._buffer)
-        total = float(self._buffer[-1])
+        total = float(self._buffer[-2])
+        self.stop_requested = bool(self._buffer[-1] > 0)
         if total > 0:
             self._grads *= 1.0 / total
         for p, view, flag in zip(self.optimizer.params, self._views, flags):
             p.grad = view if flag > 0 else None
+
+    def request_stop(self):
+        """Ask every rank to stop: from the next exchange on, ``stop_requested`` is True on all ranks.
+
+        Safe in a signal handler (it sets a flag). ``mpiexec`` forwards SIGINT and SIGTERM to every
+        rank, but each sees it at its own moment; the flag travels in the gradient exchange, so all
+        ranks agree on the step after which they stop (and can write one consistent checkpoint).
+        """
+        self._stop_local = True
 
     def step(self):
         if self._handle is None and self._active:

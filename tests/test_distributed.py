@@ -229,4 +229,4 @@ def test_broadcast_flags_weights_streams_under_mpiexec(k):
     r = mpirun(k, "units.py", timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     names = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("OK ")]
-    assert names == ["broadcast", "flags", "weights", "allreduce", "streams", "structure"]
+    assert names == ["broadcast", "flags", "weights", "stop", "allreduce", "streams", "structure"]

@@ -52,6 +52,15 @@ assert np.allclose(w.grad, (3 * 1.0 + 1 * 2.0) / 4), w.grad
 if r == 0:
     print("OK weights", flush=True)
 
+# a stop requested on one rank is seen by all after the same exchange
+assert not opt.stop_requested
+if r == k - 1:
+    opt.request_stop()
+opt.synchronize()
+assert opt.stop_requested
+if r == 0:
+    print("OK stop", flush=True)
+
 # metrics helper
 s = dist.allreduce(np.array([1.0, r]))
 assert np.allclose(s, [k, k * (k - 1) / 2]) and np.allclose(dist.allreduce(np.ones(2), average=True), 1.0)
