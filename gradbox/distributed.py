@@ -334,10 +334,11 @@ class DistributedOptimizer:
         (Horovod's plain average): right only when every shard has the same size.
     comm : mpi4py communicator or None
 
-    The averaging runs in the optimizer's pre-step hook (``register_step_pre_hook``) where the
-    optimizer has one, so code that calls ``optimizer.step()`` on the wrapped optimizer (a
-    ``Trainer``) averages too. Otherwise ``DistributedOptimizer.step()`` averages, then steps.
-    Other attributes (``lr``, ``zero_grad``, ``state_dict``, ...) are the optimizer's.
+    The averaging runs in the optimizer's pre-step hook (``register_step_pre_hook``), so code that
+    holds the wrapped optimizer and calls its ``step()`` (a ``Trainer``) averages too; ``step()``
+    here is the optimizer's. Other attributes (``lr``, ``zero_grad``, ``state_dict``, ...) are the
+    optimizer's too. ``step(closure)`` is refused: the hook runs before the closure computes the
+    gradients, so it would average the previous ones.
 
     The same exchange carries a stop request (``request_stop()``; ``stop_requested``), so that
     all ranks stop after the same step.
@@ -368,12 +369,9 @@ class DistributedOptimizer:
         self._flags = self._buffer[n_grad:n_grad + len(params)]
         self._views = [self._buffer[a:b].reshape(p.data.shape) for a, b, p
                        in zip(self._offsets[:-1], self._offsets[1:], params)]
-        self._handle = None
-        self._active = True
         self._stop_local = False
         self.stop_requested = False
-        if hasattr(optimizer, "register_step_pre_hook"):
-            self._handle = optimizer.register_step_pre_hook(self._pre_step)
+        self._handle = optimizer.register_step_pre_hook(self._pre_step)
 
     def __getattr__(self, name):
         # NOTE: only reached for names this wrapper lacks: the optimizer's hyperparameters and methods.
@@ -382,6 +380,9 @@ class DistributedOptimizer:
         return getattr(self.optimizer, name)
 
     def _pre_step(self, optimizer, args, kwargs):
+        if args or kwargs.get("closure") is not None:
+            raise ValueError(f"{type(optimizer).__name__}.step(closure): expected no closure under "
+                             "DistributedOptimizer (gradients are averaged before the step), received one")
         self.synchronize()
         return None
 
@@ -419,14 +420,11 @@ class DistributedOptimizer:
         """
         self._stop_local = True
 
-    def step(self):
-        if self._handle is None and self._active:
-            self.synchronize()
-        return self.optimizer.step()
+    def step(self, *args, **kwargs):
+        return self.optimizer.step(*args, **kwargs)
 
     def remove(self):
         """Stop averaging (removes the pre-step hook)."""
-        self._active = False
         if self._handle is not None:
             self._handle.remove()
             self._handle = None

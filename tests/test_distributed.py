@@ -151,6 +151,14 @@ def test_parameter_without_gradient_stays_without():
     np.testing.assert_array_equal(a.data, -np.ones(3))
 
 
+def test_closure_is_refused():
+    MPI = pytest.importorskip("mpi4py.MPI")
+    w = gb.nn.Parameter(np.ones(2))
+    opt = dist.DistributedOptimizer(gb.optim.SGD([w], lr=1.0), comm=MPI.COMM_SELF)
+    with pytest.raises(ValueError, match=r"SGD.step\(closure\): expected no closure under DistributedOptimizer"):
+        opt.step(lambda: None)
+
+
 def test_distributed_optimizer_rejects_non_optimizer():
     pytest.importorskip("mpi4py.MPI")
     with pytest.raises(TypeError, match="expected a gradbox.optim.Optimizer, received list"):
@@ -229,4 +237,4 @@ def test_broadcast_flags_weights_streams_under_mpiexec(k):
     r = mpirun(k, "units.py", timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     names = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("OK ")]
-    assert names == ["broadcast", "flags", "weights", "stop", "allreduce", "streams", "structure"]
+    assert names == ["broadcast", "flags", "hook", "weights", "stop", "allreduce", "streams", "structure"]

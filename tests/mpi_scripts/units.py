@@ -36,6 +36,19 @@ assert c.grad is None
 if r == 0:
     print("OK flags", flush=True)
 
+# the hook: the wrapped optimizer's own step() averages too
+p = gb.nn.Parameter(np.zeros(2))
+opt = dist.DistributedOptimizer(gb.optim.SGD([p], lr=1.0))
+(p * float(r)).sum().backward()
+opt.optimizer.step()
+assert np.allclose(p.data, -(k - 1) / 2), p.data
+opt.remove()
+p.grad = np.full(2, float(r))
+opt.optimizer.step()  # no longer averaged
+assert np.allclose(p.data, -(k - 1) / 2 - r), p.data
+if r == 0:
+    print("OK hook", flush=True)
+
 # weights: shard sizes 3 and 1 (and 0 elsewhere) give the weighted mean of the per-rank gradients
 
 
