@@ -341,10 +341,12 @@ class DistributedOptimizer:
     gradients, so it would average the previous ones.
 
     The same exchange carries a stop request (``request_stop()``; ``stop_requested``), so that
-    all ranks stop after the same step.
+    all ranks stop after the same step, and ``n_extras`` numbers of the caller's (``extras``, set
+    before ``step()``; their sum over ranks in ``extras_sum`` after it, in the gradients' dtype):
+    a trainer's running loss and accuracy sums, without a second collective per step.
     """
 
-    def __init__(self, optimizer, sampler=None, comm=None):
+    def __init__(self, optimizer, sampler=None, comm=None, *, n_extras=0):
         from .optim import Optimizer
 
         if not isinstance(optimizer, Optimizer):
@@ -363,10 +365,16 @@ class DistributedOptimizer:
         sizes = [p.data.size for p in params]
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         n_grad = int(self._offsets[-1])
-        # layout: [all gradients | one flag per parameter | this rank's shard size | its stop request]
-        self._buffer = np.zeros(n_grad + len(params) + 2, dtype=self.dtype)
+        if not isinstance(n_extras, numbers.Integral) or isinstance(n_extras, bool) or n_extras < 0:
+            raise ValueError(f"DistributedOptimizer(n_extras): expected a non-negative int, received {n_extras!r}")
+        n_flags, n_extras = len(params), int(n_extras)
+        # layout: [all gradients | one flag per parameter | extras | this rank's shard size | its stop request]
+        self._buffer = np.zeros(n_grad + n_flags + n_extras + 2, dtype=self.dtype)
         self._grads = self._buffer[:n_grad]
-        self._flags = self._buffer[n_grad:n_grad + len(params)]
+        self._flags = self._buffer[n_grad:n_grad + n_flags]
+        self._extras = self._buffer[n_grad + n_flags:n_grad + n_flags + n_extras]
+        self.extras = np.zeros(n_extras)       # this rank's values, set before step()
+        self.extras_sum = np.zeros(n_extras)   # their sum over ranks, after step()
         self._views = [self._buffer[a:b].reshape(p.data.shape) for a, b, p
                        in zip(self._offsets[:-1], self._offsets[1:], params)]
         self._stop_local = False
@@ -401,11 +409,13 @@ class DistributedOptimizer:
                 elif weight != 1.0:
                     view *= weight
                 flags[i] = 1
+        self._extras[...] = self.extras
         self._buffer[-2] = weight
         self._buffer[-1] = 1.0 if self._stop_local else 0.0
         self.comm.Allreduce(self._MPI.IN_PLACE, self._buffer)
         total = float(self._buffer[-2])
         self.stop_requested = bool(self._buffer[-1] > 0)
+        self.extras_sum = self._extras.astype(np.float64)
         if total > 0:
             self._grads *= 1.0 / total
         for p, view, flag in zip(self.optimizer.params, self._views, flags):
@@ -428,3 +438,75 @@ class DistributedOptimizer:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+
+
+def sync_generator(rng, root=0):
+    """Give ``rng`` (a ``numpy.random.Generator``) rank ``root``'s state on every rank, in place.
+
+    A trainer seeded with ``seed=None`` draws its own entropy on each rank; the shuffled order must
+    nevertheless be one order.
+    """
+    c = _require_comm("sync_generator")
+    rng.bit_generator.state = c.bcast(rng.bit_generator.state, root=root)
+    return rng
+
+
+class DataParallel:
+    """What a training loop needs to run data-parallel, set up in one call (``fit()`` uses it).
+
+    On construction: the ranks check that they hold the same data (``check_same_data``), take
+    rank 0's parameters and buffers (``broadcast_parameters``), agree on the shuffle generator
+    (``sync_generator``), and derive per-rank dropout streams from the seed and the rank
+    (``seed_rank_stream``); then ``sampler`` shards the global batches and ``optimizer`` (a
+    ``DistributedOptimizer`` hooked onto ``optimizer``) averages the gradients, carrying three
+    extras per step: the summed loss, correct count and sample count of the global batch.
+
+    Parameters
+    ----------
+    model, optimizer : Module, Optimizer
+    X, y : arrays
+        The training data, the same on every rank.
+    batch_size : int
+        The global batch.
+    shuffle : bool
+    rng : numpy.random.Generator or None
+        The shuffle generator (a trainer's own, so its checkpointed state is the global order's);
+        default one from ``seed``.
+    seed : int or None
+        For the dropout streams (rank 0 draws one when None).
+    require_parallel : bool
+        Raise when the world has one process.
+    """
+
+    def __init__(self, model, optimizer, X, y, *, batch_size, shuffle=True, rng=None, seed=None,
+                 require_parallel=False, comm=None):
+        self.comm = init(comm, require_parallel=require_parallel)
+        check_same_data(X, y)
+        broadcast_parameters(model)
+        self.rng = sync_generator(rng if rng is not None else np.random.default_rng(seed))
+        if seed is None:
+            seed = self.comm.bcast(int(np.random.default_rng().integers(2**31)) if self.comm.Get_rank() == 0
+                                   else None, root=0)
+        self.seed = int(seed)
+        seed_rank_stream(self.seed)
+        self.sampler = ShardedSampler(len(X), batch_size, shuffle=shuffle, seed=self.rng,
+                                      rank=self.comm.Get_rank(), size=self.comm.Get_size())
+        self.optimizer = DistributedOptimizer(optimizer, sampler=self.sampler, comm=self.comm, n_extras=3)
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+
+    def shard(self, batch):
+        """This rank's part of a global batch of indices."""
+        return self.sampler.shard(batch)
+
+    def set_metrics(self, loss_sum, correct, seen):
+        """This rank's contribution to the step's metrics (sent with the gradients)."""
+        self.optimizer.extras[:] = (loss_sum, correct, seen)
+
+    def step_metrics(self):
+        """(loss_sum, correct, seen) of the global batch, after the step."""
+        s = self.optimizer.extras_sum
+        return float(s[0]), int(round(s[1])), int(round(s[2]))
+
+    def close(self):
+        """Stop averaging (removes the optimizer's hook)."""
+        self.optimizer.remove()

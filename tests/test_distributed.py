@@ -238,3 +238,27 @@ def test_broadcast_flags_weights_streams_under_mpiexec(k):
     assert r.returncode == 0, r.stderr[-2000:]
     names = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("OK ")]
     assert names == ["broadcast", "flags", "hook", "weights", "stop", "allreduce", "streams", "structure"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_checkpoint_under_three_resume_under_two_equals_one_process(tmp_path, name):
+    import json
+
+    from gradbox.train import Trainer
+
+    first, final = tmp_path / "ck", tmp_path / "final"
+    r = mpirun(3, "fit_like.py", name, 3, 17, "-", first)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(str(np.load(f"{first}.npz")["meta"]))["world_size"] == 3
+    r = mpirun(2, "fit_like.py", name, 3, 0, first, final)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = np.load(f"{final}.npz")
+    meta = json.loads(str(got["meta"]))
+    X, y = common.dataset()
+    model = common.model()
+    history = Trainer(model, None, common.optimizer(name, model.parameters()), batch_size=10, seed=7,
+                      verbose=0, metrics=()).fit(X, y, epochs=3)
+    err = max(float(np.abs(got[f"model.{k}"] - v).max()) for k, v in model.state_dict().items())
+    print(f"{name}: K=3 to step 17, resumed under K=2: max |difference| {err:.2e}")
+    assert err < 1e-10 and meta["world_size"] == 2
+    np.testing.assert_allclose(meta["history"], history.as_dict()["loss"], rtol=1e-12)
