@@ -440,6 +440,26 @@ class DistributedOptimizer:
             self._handle = None
 
 
+def wanted(distributed=None) -> bool:
+    """Whether a training call runs data-parallel, from its ``distributed`` argument.
+
+    ``None`` (automatic): yes when a launcher started more than one process (``launched_size()``),
+    which then needs mpi4py (``ImportError`` naming the extra: K lone copies would each train
+    alone and write the same files). ``True``: yes, and a world of one process is an error.
+    ``False``: no.
+    """
+    if distributed is None:
+        if launched_size() <= 1:
+            return False
+        _mpi()
+        return size() > 1
+    if not isinstance(distributed, bool):
+        raise TypeError(f"distributed: expected True, False or None (automatic), received {distributed!r}")
+    if distributed:
+        init(require_parallel=True)
+    return distributed
+
+
 def sync_generator(rng, root=0):
     """Give ``rng`` (a ``numpy.random.Generator``) rank ``root``'s state on every rank, in place.
 

@@ -112,6 +112,19 @@ def test_single_process_without_a_launcher(monkeypatch):
     assert dist.launched_size() == 4
 
 
+def test_wanted(monkeypatch):
+    for var in dist._SIZE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(dist, "_comm", None)
+    assert dist.wanted(None) is False and dist.wanted(False) is False
+    with pytest.raises(TypeError, match="distributed: expected True, False or None"):
+        dist.wanted("yes")
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r"pip install 'gradbox\[mpi\]'"):
+        dist.wanted(None)  # launched as 2 processes without mpi4py: not silently 2 lone runs
+
+
 def test_missing_mpi4py_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # NOTE: makes `from mpi4py import MPI` raise ImportError
     monkeypatch.setattr(dist, "_comm", None)

@@ -8,7 +8,7 @@ from gradbox import distributed as dist
 mode = sys.argv[1]
 if mode == "single":
     try:
-        dist.init(require_parallel=True)
+        dist.wanted(True)
     except RuntimeError as exc:
         print("ERROR:", exc)
         sys.exit(0)
