@@ -530,3 +530,56 @@ class DataParallel:
     def close(self):
         """Stop averaging (removes the optimizer's hook)."""
         self.optimizer.remove()
+
+
+class BatchStatsSync:
+    """Batch statistics over the global batch, for batch normalisation under data parallelism.
+
+    What PyTorch's ``SyncBatchNorm`` exchanges, as two small collectives per layer and step:
+
+    * forward, ``stats(x, axes)``: one ``Allgather`` of each rank's per-channel count, mean and sum
+      of squared deviations, merged as Chan et al. (stable in float32): the global mean and
+      (biased) variance, the global count M, and this rank's share ``w = m / M``.
+    * backward, ``grad_sums(s1, s2, w)``: one ``Allreduce`` of ``w * s1`` and ``w * s2`` (the
+      per-channel sums of dx̂ and dx̂·x̂). Each rank's gradient is that of its own shard's mean loss
+      L_r, and ``DistributedOptimizer`` weighs rank r by ``w_r``: the objective is ``Σ w_r L_r``,
+      whose dx̂ on rank r is ``w_r·dx̂_r``, hence the weighted sums. Used in place of the local sums
+      in ``dx = (1/σ)/m · (m·dx̂ - Σdx̂ - x̂·Σ(dx̂·x̂))`` with this rank's own count m (= w_r·M, which
+      brings the result back to L_r's scale), they give what one process computes on the global
+      batch.
+
+    A rank whose shard is empty must still call both (with zero counts and sums).
+    """
+
+    def __init__(self, comm=None):
+        self.comm = comm if comm is not None else _require_comm("BatchStatsSync")
+        self._MPI = _mpi()
+
+    def stats(self, x, axes):
+        """(mean, var, M, w) over every rank's ``x`` along ``axes`` (the channel axis kept)."""
+        x = np.asarray(x)
+        c = x.shape[1]
+        m = x.size // c if c else 0
+        local = np.zeros((3, c), np.float64)
+        local[0] = m
+        if m:
+            mean = x.mean(axis=axes, dtype=np.float64)
+            d = x - mean.reshape((1, -1) + (1,) * (x.ndim - 2))
+            local[1] = mean
+            local[2] = (d * d).sum(axis=axes, dtype=np.float64)
+        gathered = np.empty((self.comm.Get_size(), 3, c), np.float64)
+        self.comm.Allgather(local, gathered)
+        counts, means, m2s = gathered[:, 0], gathered[:, 1], gathered[:, 2]
+        total = counts.sum(axis=0)
+        gmean = (counts * means).sum(axis=0) / total
+        gm2 = m2s.sum(axis=0) + (counts * (means - gmean) ** 2).sum(axis=0)
+        var = gm2 / total
+        return gmean.astype(x.dtype), var.astype(x.dtype), int(total[0]), m / float(total[0])
+
+    def grad_sums(self, s1, s2, weight):
+        """The global weighted ``(Σ w·dx̂, Σ w·dx̂·x̂)`` (see the class notes)."""
+        buf = np.concatenate([np.ravel(s1), np.ravel(s2)]).astype(np.float64) * weight
+        self.comm.Allreduce(self._MPI.IN_PLACE, buf)
+        c = np.size(s1)
+        return (buf[:c].reshape(np.shape(s1)).astype(np.asarray(s1).dtype),
+                buf[c:].reshape(np.shape(s2)).astype(np.asarray(s2).dtype))

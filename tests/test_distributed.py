@@ -275,3 +275,13 @@ def test_checkpoint_under_three_resume_under_two_equals_one_process(tmp_path, na
     print(f"{name}: K=3 to step 17, resumed under K=2: max |difference| {err:.2e}")
     assert err < 1e-10 and meta["world_size"] == 2
     np.testing.assert_allclose(meta["history"], history.as_dict()["loss"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("k, n", [(2, 11), (3, 11), (3, 2)])
+def test_batch_stats_sync_equals_the_global_batch(k, n):
+    """Mean, variance and the input gradient of batch norm over shards (one empty at n=2, K=3)."""
+    r = mpirun(k, "bn_sync.py", n, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    err = float(r.stdout.split("max error")[1])
+    print(f"batch-norm sync K={k} N={n}: {err:.1e}")
+    assert err < 1e-12
