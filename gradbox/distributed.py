@@ -246,17 +246,22 @@ class ShardedSampler:
     """The order of samples for data-parallel training: global batches, sharded by rank.
 
     Every rank draws the same permutation of ``range(n)`` per epoch from ``seed`` (as the
-    single-process ``Trainer`` does: ``numpy.random.default_rng(seed).permutation(n)``), cuts it
-    into global batches of ``batch_size`` (the last may be short), and takes its contiguous part
-    of each batch. Parts differ by at most one sample when ``size`` does not divide the batch,
-    and may be empty when the batch is smaller than the world.
+    single-process ``Trainer``'s ``RandomSampler``: ``numpy.random.default_rng(seed).permutation(n)``),
+    cuts it into global batches of ``batch_size`` (the last may be short), and takes its
+    contiguous part of each batch. Parts differ by at most one sample when ``size`` does not
+    divide the batch, and may be empty when the batch is smaller than the world.
+
+    It follows the trainer's sampler protocol (``set_epoch``, ``batches(n, batch_size, start)``,
+    ``end_epoch``, ``state_dict``, ``load_state_dict``; see ``gradbox.train.sampler``). Its state
+    is the global order and the generator, the same on every rank and for every K: a checkpoint
+    taken under K ranks resumes under any other.
 
     Parameters
     ----------
-    n : int
-        Number of training samples.
-    batch_size : int
-        The global batch.
+    n : int or None
+        Number of training samples (otherwise taken from the first ``batches`` call).
+    batch_size : int or None
+        The global batch (for iterating the sampler itself; ``batches`` takes its own).
     shuffle : bool
     seed : int, Generator or None
     rank, size : int or None
@@ -273,28 +278,63 @@ class ShardedSampler:
     [[3], [7], []]
     """
 
-    def __init__(self, n, batch_size, *, shuffle=True, seed=None, rank=None, size=None):
+    def __init__(self, n=None, batch_size=None, *, shuffle=True, seed=None, rank=None, size=None):
         for arg, v in (("n", n), ("batch_size", batch_size)):
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v <= 0:
+            if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool) or v <= 0):
                 raise ValueError(f"ShardedSampler({arg}): expected a positive int, received {v!r}")
-        self.n, self.batch_size, self.shuffle = int(n), int(min(batch_size, n)), bool(shuffle)
+        self.n = None if n is None else int(n)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.shuffle = bool(shuffle)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.size = globals()["size"]() if size is None else int(size)
         self.rank = globals()["rank"]() if rank is None else int(rank)
         if self.size < 1 or not 0 <= self.rank < self.size:
             raise ValueError(f"ShardedSampler(rank, size): expected 0 <= rank < size, "
                              f"received rank={self.rank}, size={self.size}")
+        self.epoch = 0
+        self.order = None  # this epoch's global order, drawn on first use
         self.shard_size = 0
         self.batch_len = 0
 
     def __len__(self):
         """Steps per epoch."""
-        return -(-self.n // self.batch_size)
+        if self.n is None or self.batch_size is None:
+            raise TypeError("len(ShardedSampler): expected n and batch_size to be set")
+        return -(-self.n // min(self.batch_size, self.n))
 
-    def permutation(self):
-        """The next epoch's global order (the same on every rank)."""
-        return self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+    # --- the trainer's sampler protocol ------------------------------------------------------
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
 
+    def end_epoch(self):
+        self.order = None
+
+    def _draw(self, n):
+        if self.order is None:
+            self.n = int(n)
+            self.order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        elif len(self.order) != n:
+            raise ValueError(f"resume: the checkpoint was taken on {len(self.order)} training samples, received {n}")
+        return self.order
+
+    def batches(self, n, batch_size, start=0):
+        """This rank's shards of the global batches ``start, start + 1, ...`` of the current epoch."""
+        order = self._draw(n)
+        bs = min(int(batch_size), int(n))
+        for s in range(start, -(-n // bs)):
+            yield self.shard(order[s * bs:(s + 1) * bs])
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state, "order": None if self.order is None else self.order.copy()}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+        order = state.get("order")
+        self.order = None if order is None else np.asarray(order, dtype=np.int64)
+        if self.order is not None:
+            self.n = len(self.order)
+
+    # --- direct use ----------------------------------------------------------------------------
     def shard(self, batch):
         """This rank's part of one global batch of indices (records ``shard_size`` and ``batch_len``)."""
         batch = np.asarray(batch)
@@ -302,15 +342,17 @@ class ShardedSampler:
         self.shard_size, self.batch_len = stop - start, len(batch)
         return batch[start:stop]
 
-    def batches(self, perm):
-        """Yield this rank's shard of each global batch of ``perm``."""
-        bs = self.batch_size
-        for s in range(0, len(perm), bs):
-            yield self.shard(perm[s:s + bs])
+    def permutation(self):
+        """Start a new epoch and return its global order (the same on every rank)."""
+        self.end_epoch()
+        return self._draw(self.n)
 
     def __iter__(self):
-        """One epoch: this rank's shards of a fresh permutation."""
-        return self.batches(self.permutation())
+        """One new epoch: this rank's shards of a fresh permutation."""
+        if self.n is None or self.batch_size is None:
+            raise TypeError("iter(ShardedSampler): expected n and batch_size to be set")
+        self.end_epoch()
+        return self.batches(self.n, self.batch_size)
 
 
 class DistributedOptimizer:

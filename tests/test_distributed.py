@@ -88,6 +88,25 @@ def test_sampler_records_shard_and_batch_sizes():
     assert all(a == b for a, b, _ in sizes)
 
 
+def test_sampler_protocol_state_is_independent_of_k():
+    """A state taken mid-epoch under K=3 continues the same global order under K=2."""
+    a = dist.ShardedSampler(seed=4, rank=0, size=3)
+    a.set_epoch(1)
+    first = list(a.batches(23, 5))
+    state = a.state_dict()
+    parts = []
+    for r in range(2):
+        b = dist.ShardedSampler(seed=999, rank=r, size=2)
+        b.load_state_dict(state)
+        parts.append(list(b.batches(23, 5, start=2)))
+    order = np.random.default_rng(4).permutation(23)
+    for step in range(2, 5):
+        np.testing.assert_array_equal(np.concatenate([p[step - 2] for p in parts]), order[step * 5:(step + 1) * 5])
+    np.testing.assert_array_equal(first[0], order[:2])
+    a.end_epoch()
+    assert a.state_dict()["order"] is None
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"n": 0, "batch_size": 3}, "ShardedSampler\\(n\\): expected a positive int, received 0"),
     ({"n": 5, "batch_size": 2.5}, "ShardedSampler\\(batch_size\\)"),
