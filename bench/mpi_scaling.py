@@ -101,7 +101,7 @@ def worker_allreduce(sizes, reps):
 
     MPI = dist._mpi()
     comm = dist.init()
-    out = {}
+    out, med = {}, {}
     for n in sizes:
         buf = np.ones(int(n), np.float32)
         for _ in range(3):
@@ -113,10 +113,11 @@ def worker_allreduce(sizes, reps):
             t0 = time.perf_counter()
             comm.Allreduce(MPI.IN_PLACE, buf)
             times.append(time.perf_counter() - t0)
-        t = comm.allreduce(statistics.median(times), op=MPI.MAX)
-        out[int(n)] = t
+        # NOTE: the minimum is the uncontended cost (what the model needs); the median shows the load
+        out[int(n)] = comm.allreduce(min(times), op=MPI.MAX)
+        med[int(n)] = comm.allreduce(statistics.median(times), op=MPI.MAX)
     if dist.is_main():
-        print(json.dumps({"allreduce_s": out}))
+        print(json.dumps({"allreduce_s": out, "allreduce_median_s": med}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,15 +212,18 @@ def main(argv=None):
     print(f"MLP {'-'.join(map(str, LAYERS))}: {n_params():,} float32 parameters; {os.cpu_count()} cores, "
           f"load average before {os.getloadavg()[0]:.1f}", flush=True)
     print("allreduce between 2 local processes ...", flush=True)
-    times = {int(k): v for k, v in _child(["--worker", "allreduce"], 2, 1)["allreduce_s"].items()}
+    ar = _child(["--worker", "allreduce"], 2, 1)
+    times = {int(k): v for k, v in ar["allreduce_s"].items()}
+    medians = {int(k): v for k, v in ar["allreduce_median_s"].items()}
     alpha, beta = fit_alpha_beta(times)
     print("throughput, interleaved rounds ...", flush=True)
     thr = measure_throughput((1024, 256), args.rounds, args.samples)
-    report = {"allreduce_s": times, "alpha_s": alpha, "beta_s_per_byte": beta, "throughput": thr,
+    report = {"allreduce_s": times, "allreduce_median_s": medians, "alpha_s": alpha, "beta_s_per_byte": beta, "throughput": thr,
               "n_params": n_params()}
-    print("\n## allreduce (float32, 2 local processes, median)")
+    print("\n## allreduce (float32, 2 local processes; minimum and median over repetitions)")
     for n, t in sorted(times.items()):
-        print(f"  {n:>10,d} floats {4 * n / 1e6:8.3f} MB  {t * 1e3:8.3f} ms   fit {1e3 * (alpha + beta * 4 * n):8.3f} ms")
+        print(f"  {n:>10,d} floats {4 * n / 1e6:8.3f} MB  min {t * 1e3:8.3f} ms  median {medians[n] * 1e3:8.3f} ms"
+              f"   fit {1e3 * (alpha + beta * 4 * n):8.3f} ms")
     print(f"  fit: alpha = {alpha * 1e6:.1f} us, beta = {beta * 1e9:.3f} ns/byte "
           f"({1 / beta / 1e9:.2f} GB/s effective)")
     print("\n## throughput ratios (median over rounds [min, max])")
