@@ -68,7 +68,10 @@ def short_list(a, digits=4) -> list:
 def heat_entry(a2d, marked=None) -> dict:
     a2d = np.asarray(a2d, dtype=np.float64)
     finite = a2d[np.isfinite(a2d)]
-    vmax = float(np.abs(finite).max()) if finite.size else 0.0
+    # NOTE: the colour scale ends at the 99th percentile of |value|, so one outlier does not wash out the rest.
+    vmax = float(np.percentile(np.abs(finite), 99)) if finite.size else 0.0
+    if vmax == 0.0 and finite.size:
+        vmax = float(np.abs(finite).max())
     entry = {"rows": int(a2d.shape[0]), "cols": int(a2d.shape[1]), "vmax": vmax, "v": short_list(a2d)}
     if marked:
         entry["marked"] = [int(i) for i in marked]

@@ -147,9 +147,12 @@ MAIN_JS = """
       img.data[4 * i] = 0; img.data[4 * i + 1] = 0; img.data[4 * i + 2] = 0;
     });
     ctx.putImageData(img, 0, 0);
-    var scale = Math.max(1, Math.min(Math.floor(Number(cv.getAttribute('data-px') || 360) / Math.max(h.cols, h.rows)), 24));
-    cv.style.width = (h.cols * scale) + 'px';
-    cv.style.height = (h.rows * scale) + 'px';
+    // Each axis scaled on its own (cells need not be square), so a (256, 16) slice is still readable.
+    var px = Number(cv.getAttribute('data-px') || 360);
+    var sx = Math.max(1, Math.min(Math.floor(px / h.cols), 24));
+    var sy = Math.max(1, Math.min(Math.floor(0.75 * px / h.rows), 24));
+    cv.style.width = (h.cols * sx) + 'px';
+    cv.style.height = (h.rows * sy) + 'px';
   }
   Array.prototype.slice.call(document.querySelectorAll('canvas.gb-heat')).forEach(drawHeat);
   fromHash();

@@ -23,7 +23,7 @@ from .i18n import check_lang, t
 __all__ = ["GraphPage", "build_graph_page", "graph_page", "write_graph_page", "EXAMPLES"]
 
 EXAMPLES = viz.EXAMPLES
-COL_W, ROW_H, LEFT, TOP = 190, 96, 70, 40
+COL_W, ROW_H, LEFT, TOP = 240, 100, 90, 40
 
 
 class GraphPage:
@@ -158,7 +158,7 @@ def build_graph_page(example="purchase", lang="en") -> GraphPage:
         return H.num(_scalar_value(a)) if scalar else f"{H.shape(np.shape(a))} ‖·‖ {H.num(np.linalg.norm(a))}"
 
     svg = []
-    width = (max(p[0] for p in pos.values()) + 2) * COL_W + LEFT
+    width = (max(p[0] for p in pos.values()) + 1) * COL_W + LEFT + 150
     height = (max(p[1] for p in pos.values()) + 1) * ROW_H + TOP + 20
     xy = {k: (LEFT + x * COL_W, TOP + y * ROW_H) for k, (x, y) in pos.items()}
     for n in nodes:  # edges first, under the nodes
@@ -187,7 +187,7 @@ def build_graph_page(example="purchase", lang="en") -> GraphPage:
             if n.grad is not None and n.requires_grad:
                 last = max((step_of[id(c)] for c in nodes if c._ctx is not None and any(p is n for p in c._ctx.parents)),
                            default=1)
-                svg.append(f'<g class="gb-g" data-reveal="{last}"><text x="{x + 10}" y="{y + 30}" font-size="12" '
+                svg.append(f'<g class="gb-g" data-reveal="{last}"><text x="{x + 10}" y="{y + 32}" font-size="12" '
                            f'text-anchor="middle" fill="#c0392b">∂/∂{H.esc(name)} = {H.esc(fmt(n.grad))}</text></g>')
         else:
             sym = viz._SYMBOLS.get(n._ctx.name, n._ctx.name)
@@ -227,7 +227,8 @@ def build_graph_page(example="purchase", lang="en") -> GraphPage:
         sym = viz._SYMBOLS.get(op, op)
         rows, sj = [], {"gate": ids[id(g)], "op": op, "inputs": []}
         for p, up, local, down in _gate_terms(g, scalar):
-            pname = _label(p) if p._ctx is None else (p.name or viz._SYMBOLS.get(p._ctx.name, p._ctx.name))
+            pname = _label(p) if p._ctx is None else (
+                p.name or f"{viz._SYMBOLS.get(p._ctx.name, p._ctx.name)} = {fmt(p.data)}")
             if scalar:
                 sj["inputs"].append({"node": ids[id(p)], "upstream": up, "local": local, "downstream": down})
                 eq = "—" if local is None else f"{H.num(up)} × {H.num(local)} = {H.num(down)}"
@@ -245,7 +246,7 @@ def build_graph_page(example="purchase", lang="en") -> GraphPage:
         sections.append(f'<section class="gb-step" data-frag="step={k}" data-index="{k}">'
                         f'<h2>{H.esc(t(lang, "gate_step", k=k - 1, n=len(gates), op=f"{sym} ({op})"))}</h2>'
                         f'<p class="note">{H.esc(t(lang, "chain_rule"))}</p><table>{head}{"".join(rows)}</table></section>')
-    header = (f"<h1>{H.esc(t(lang, 'title_graph'))}: {H.esc(example)}</h1><p class=sub>{H.esc(title)}</p>"
+    header = (f"<h1>{H.esc(t(lang, 'title_graph'))}: {H.esc(example)}</h1><p class=sub>{H.esc(title if lang == 'en' else t(lang, 'graph_intro'))}</p>"
               f"{H.controls(lang, 'keys_hint_graph')}")
     body = f'<div class="grid"><figure>{figure}</figure></div>' + "\n".join(sections)
     return GraphPage(H.document(lang, f"{t(lang, 'title_graph')}: {example}", header, body, data), data)
