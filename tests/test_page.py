@@ -186,3 +186,22 @@ def test_labels_tables_match():
     from gradbox.exercise import MESSAGES
     assert LABELS["en"].keys() == LABELS["ko"].keys()
     assert MESSAGES["en"].keys() == MESSAGES["ko"].keys()
+
+
+@pytest.mark.skipif(not hasattr(nn, "Conv2d"), reason="nn.Conv2d not merged yet")
+def test_conv_layers_show_filters_and_feature_maps():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(64, 10, rng=1))
+    X = np.random.default_rng(0).normal(size=(6, 1, 8, 8)).astype(np.float32)
+    y = np.arange(6) % 10
+    page = build_explain_page(model, X, y)
+    conv = page.data["layers"][0]
+    assert conv["type"] == "Conv2d" and conv["config"]["in_channels"] == 1
+    assert conv["params"]["W"]["shape"] == [4, 1, 3, 3] and conv["params"]["W"]["rel_error"] < 1e-7
+    assert [f"L1.W.f{f}" in page.data["heat"] for f in range(4)] == [True] * 4
+    assert "L1.map0" in page.data["heat"] and "L1.dmap0" in page.data["heat"]
+    html = unescape(page.html)
+    assert "Z[l] = W[l] ∗ A[l−1] + b[l]" in html and "(3, 3, 1, 4)" in html and "(6, 8, 8, 4)" in html
+    _, grads = engine_grads(model, X, y)
+    np.testing.assert_array_equal(np.asarray(conv["params"]["W"]["grad"], np.float64).astype(np.float32).reshape(4, 1, 3, 3),
+                                  grads[0])

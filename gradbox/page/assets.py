@@ -150,7 +150,7 @@ MAIN_JS = """
     // Each axis scaled on its own (cells need not be square), so a (256, 16) slice is still readable.
     var px = Number(cv.getAttribute('data-px') || 360);
     var sx = Math.max(1, Math.min(Math.floor(px / h.cols), 24));
-    var sy = Math.max(1, Math.min(Math.floor(0.75 * px / h.rows), 24));
+    var sy = cv.hasAttribute('data-square') ? sx : Math.max(1, Math.min(Math.floor(0.75 * px / h.rows), 24));
     cv.style.width = (h.cols * sx) + 'px';
     cv.style.height = (h.rows * sy) + 'px';
   }

@@ -417,7 +417,9 @@ def _jsonable(config):
 
 
 def _shape_rows(lang, rows):
-    head = (f"<tr><th></th><th>{H.esc(t(lang, 'batch_first'))}</th><th>{H.esc(t(lang, 'notes_layout'))}</th></tr>")
+    images = any(len(a) == 4 for _, a, _ in rows)
+    notes = t(lang, "notes_layout_conv" if images else "notes_layout")
+    head = (f"<tr><th></th><th>{H.esc(t(lang, 'batch_first'))}</th><th>{H.esc(notes)}</th></tr>")
     body = "".join(f"<tr><td>{H.esc(n)}</td><td>{H.shape(a)}</td><td>{H.shape(b)}</td></tr>" for n, a, b in rows)
     return f"<table>{head}{body}</table>"
 
@@ -464,9 +466,9 @@ def _forward_section(lang, l, info, m, k):
             figs.append(H.canvas(f"L{l}.A", H.esc(t(lang, "heatmap_of", name=f"A[{l}] (n[l], m)") + ", " + ex)))
     parts.append(f'<div class="grid">{"".join(figs)}</div>')
     if W is not None and W.ndim == 4:
-        filt = "".join(f'<canvas class="gb-heat" data-key="L{l}.W.f{f}" data-px="40"></canvas>'
+        filt = "".join(f'<canvas class="gb-heat" data-key="L{l}.W.f{f}" data-px="60" data-square></canvas>'
                        for f in range(min(W.shape[0], MAX_FILTERS)))
-        maps = "".join(f'<canvas class="gb-heat" data-key="L{l}.map{c}" data-px="80"></canvas>'
+        maps = "".join(f'<canvas class="gb-heat" data-key="L{l}.map{c}" data-px="96" data-square></canvas>'
                        for c in range(min(Z.shape[1], MAX_MAPS)))
         parts.append(f'<div class="grid"><figure class="gb-filters"><div class="small-multiples">{filt}</div>'
                      f"<figcaption>{H.esc(t(lang, 'filters'))}</figcaption></figure>"
@@ -543,7 +545,7 @@ def _backward_section(lang, l, info, m, k):
         figs.append(H.canvas(f"L{l}.dZ", H.esc(t(lang, "heatmap_of", name=f"dZ[{l}] (n[l], m)") + ", "
                                                + t(lang, "first_examples", k=k, m=m))))
     if Z.ndim == 4 and Z.grad is not None:
-        maps = "".join(f'<canvas class="gb-heat" data-key="L{l}.dmap{c}" data-px="80"></canvas>'
+        maps = "".join(f'<canvas class="gb-heat" data-key="L{l}.dmap{c}" data-px="96" data-square></canvas>'
                        for c in range(min(Z.shape[1], MAX_MAPS)))
         figs.append(f'<figure><div class="small-multiples">{maps}</div><figcaption>dZ[{l}]: '
                     f'{H.esc(t(lang, "feature_maps"))}</figcaption></figure>')
