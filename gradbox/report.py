@@ -187,37 +187,39 @@ def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
 
     params = list(model.parameters())
     saved_grads = [p.grad for p in params]
-    modes = [(mod, mod.training) for mod in model.modules()]
     try:
-        model.eval()
-        for p in params:
-            p.grad = None
-        x = Tensor(X_arr.astype(dtype, copy=False))
-        outputs = []
-        # NOTE: layer by layer, so that every intermediate Z and A keeps its gradient.
-        for mod in modules:
-            x = mod(x)
-            if x.requires_grad:
-                x.retain_grad()
-            outputs.append(x)
-        if loss_fn is None:
-            loss_fn, loss_name, target = _default_loss(x, y_arr)
-        else:
-            loss_name, target = getattr(loss_fn, "__name__", type(loss_fn).__name__), y
-        loss = loss_fn(x, target)
-        if not isinstance(loss, Tensor) or loss.size != 1:
-            raise ValueError("explain(loss_fn): expected a scalar Tensor loss, received "
-                             f"{type(loss).__name__} of shape {getattr(loss, 'shape', None)}")
-        loss.backward()
-        rows = _rows(modules, outputs, lr, m)
+        with nn.eval_mode(model):
+            loss, loss_name, rows = _one_pass(modules, params, X_arr.astype(dtype, copy=False), y, loss_fn, lr)
     finally:
         for p, g in zip(params, saved_grads):
             p.grad = g
-        for mod, mode in modes:
-            object.__setattr__(mod, "training", mode)
     warnings, checks = _diagnose(rows, lr)
     return ExplainReport(rows=rows, warnings=warnings, loss=float(loss.data), loss_name=loss_name, lr=float(lr),
                          batch_size=m, checks_passed=checks)
+
+
+def _one_pass(modules, params, X_arr, y, loss_fn, lr):
+    """The forward and backward pass, layer by layer; returns (loss, loss name, rows)."""
+    for p in params:
+        p.grad = None
+    x = Tensor(X_arr)
+    outputs = []
+    # NOTE: layer by layer, so that every intermediate Z and A keeps its gradient.
+    for mod in modules:
+        x = mod(x)
+        if x.requires_grad:
+            x.retain_grad()
+        outputs.append(x)
+    if loss_fn is None:
+        loss_fn, loss_name, target = _default_loss(x, y.data if isinstance(y, Tensor) else np.asarray(y))
+    else:
+        loss_name, target = getattr(loss_fn, "__name__", type(loss_fn).__name__), y
+    loss = loss_fn(x, target)
+    if not isinstance(loss, Tensor) or loss.size != 1:
+        raise ValueError("explain(loss_fn): expected a scalar Tensor loss, received "
+                         f"{type(loss).__name__} of shape {getattr(loss, 'shape', None)}")
+    loss.backward()
+    return loss, loss_name, _rows(modules, outputs, lr, X_arr.shape[0])
 
 
 def _rows(modules, outputs, lr, m):

@@ -145,8 +145,8 @@ def test_fused_without_numba_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     def missing():
         raise ImportError("No module named 'numba'")
 
-    monkeypatch.setattr(gb.optim, "_KERNELS", None)
-    monkeypatch.setattr(gb.optim, "_load_kernels", missing)
+    monkeypatch.setattr(gb.optim.optimizer, "_KERNELS", None)
+    monkeypatch.setattr(gb.optim.optimizer, "_load_kernels", missing)
     rc, _, err = run(["train", *SMALL, "--fused", "--out", str(tmp_path / "r")], capsys)
     assert_one_line_error(rc, err, 1, "expected a working numba (pip install \"gradbox[fast]\")")
     cfg = tmp_path / "bad.toml"

@@ -144,8 +144,8 @@ def test_without_a_working_numba_fused_true_says_why_and_the_default_works(monke
     def broken():
         raise error
 
-    monkeypatch.setattr(optim, "_KERNELS", None)
-    monkeypatch.setattr(optim, "_load_kernels", broken)
+    monkeypatch.setattr(optim.optimizer, "_KERNELS", None)
+    monkeypatch.setattr(optim.optimizer, "_load_kernels", broken)
     assert optim.Adam([gb.nn.Parameter([1.0])]).fused is False
     with pytest.raises(ImportError, match=r"SGD\(fused=True\): expected a working numba \(pip install "
                                           r"\"gradbox\[fast\]\"\), received " + type(error).__name__):
@@ -160,7 +160,7 @@ def test_without_a_working_numba_fused_true_says_why_and_the_default_works(monke
 def test_numba_without_jit_is_not_used(monkeypatch):
     import numba
 
-    monkeypatch.setattr(optim, "_KERNELS", None)
+    monkeypatch.setattr(optim.optimizer, "_KERNELS", None)
     monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
     with pytest.raises(ImportError, match="NUMBA_DISABLE_JIT"):
         optim.SGD([gb.nn.Parameter([1.0])], fused=True)

@@ -327,6 +327,13 @@ def _model_parts():
     return _split(_model_file())
 
 
+def _deep_spec(depth):
+    spec = {"type": "Sequential", "layers": [{"type": "NoSuchLayer"}]}
+    for _ in range(depth):
+        spec = {"type": "Sequential", "layers": [spec]}
+    return spec
+
+
 MODEL_CASES = {
     "no model": (lambda h: h.pop("model"), "no model"),
     "model list": (lambda h: h.update(model=[1]), "no model"),
@@ -346,7 +353,10 @@ MODEL_CASES = {
     "mapping absent array": (lambda m: m["parameters"].update({"0.bias": "nope"}), "missing"),
     "mapping not str": (lambda m: m["parameters"].update({"0.bias": 3}), "missing"),
     "mapping shared": (lambda m: m["parameters"].update({"2.weight": "model.0.weight"}), "2.weight"),
-    "spec not list": (lambda m: m.update(spec={"type": "ReLU"}), "invalid model spec"),
+    # NOTE: a one-dict spec is a non-Sequential model (here a ReLU, which holds no parameters)
+    "spec not list": (lambda m: m.update(spec={"type": "ReLU"}), "model parameters: expected []"),
+    "spec a string": (lambda m: m.update(spec="ReLU"), "invalid model spec"),
+    "spec nested deep": (lambda m: m.update(spec=_deep_spec(200)), "invalid model spec"),
     "extra key": (lambda m: m.update(code="print(1)"), "no model"),
 }
 
