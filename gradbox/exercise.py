@@ -73,6 +73,7 @@ MESSAGES = {
         "wrong": "{name} wrong",
         "shape": "expected shape {notation} = {expected}, received {received}",
         "relerr": "rel. err {err}",
+        "values_ok": "the values are right (rel. err {err})",
         "hint_missing_1_over_m": "did you forget 1/m?",
         "hint_keepdims": "did you forget keepdims=True?",
         "hint_keepdims_1_over_m": "did you forget 1/m and keepdims=True?",
@@ -108,6 +109,7 @@ MESSAGES = {
         "wrong": "{name} 오답",
         "shape": "기대한 형상 {notation} = {expected}, 받은 형상 {received}",
         "relerr": "상대 오차 {err}",
+        "values_ok": "값 자체는 맞습니다 (상대 오차 {err})",
         "hint_missing_1_over_m": "1/m을 빠뜨리지 않았나요?",
         "hint_keepdims": "keepdims=True를 빠뜨리지 않았나요?",
         "hint_keepdims_1_over_m": "1/m과 keepdims=True를 빠뜨리지 않았나요?",
@@ -181,7 +183,8 @@ class OutputResult:
             parts.append(_msg(lang, "shape", notation=self.notation or _shape(self.expected_shape),
                               expected=_shape(self.expected_shape), received=_shape(self.received_shape)))
         if self.rel_error is not None:
-            parts.append(_msg(lang, "relerr", err=_err(self.rel_error)))
+            values_ok = self.rel_error < TOL and parts and self.problem is None
+            parts.append(_msg(lang, "values_ok" if values_ok else "relerr", err=_err(self.rel_error)))
         text = _msg(lang, "wrong", name=self.name) + (": " + "; ".join(parts) if parts else "")
         if self.hint:
             text += " — " + _msg(lang, f"hint_{self.hint}", **self.hint_args)

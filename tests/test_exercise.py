@@ -253,3 +253,32 @@ def test_course4_functions_checked():
 
     report = exercise.check_exercise(types.SimpleNamespace(conv_forward=conv_forward_no_pad))
     assert not report.ok and "pad" in str(report)
+
+
+README_LEARNER = '''
+import numpy as np
+
+def linear_forward(A, W, b):
+    Z = np.dot(W, A) + b
+    return Z, (A, W, b)
+
+def relu_backward(dA, cache):
+    dZ = np.array(dA, copy=True)
+    dZ[cache <= 0] = 0
+    return dZ
+
+def linear_backward(dZ, cache):
+    A_prev, W, b = cache
+    m = A_prev.shape[1]
+    dW = np.dot(dZ, A_prev.T) / m
+    db = np.sum(dZ, axis=1) / m          # planted mistake: keepdims=True forgotten
+    dA_prev = np.dot(W.T, dZ)
+    return dA_prev, dW, db
+'''
+
+
+def test_readme_shows_the_real_report(tmp_path, capsys):
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    shown = readme.split("forgets `keepdims=True` it prints, and exits 1:\n\n```\n", 1)[1].split("```", 1)[0]
+    assert exercise.main([_write(tmp_path, README_LEARNER)]) == 1
+    assert capsys.readouterr().out == shown
