@@ -174,7 +174,7 @@ def test_other_graphs_build(example, lang):
     assert ("역전파" in page.html) == (lang == "ko")
 
 
-@pytest.mark.parametrize("name", ["gradbox.page.explain_page", "gradbox.page.graph_page", "gradbox.page.i18n",
+@pytest.mark.parametrize("name", ["gradbox.page.explain_page", "gradbox.page.graph_page", "gradbox.page.i18n", "gradbox.page.history",
                                   "gradbox.exercise"])
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
@@ -205,3 +205,19 @@ def test_conv_layers_show_filters_and_feature_maps():
     _, grads = engine_grads(model, X, y)
     np.testing.assert_array_equal(np.asarray(conv["params"]["W"]["grad"], np.float64).astype(np.float32).reshape(4, 1, 3, 3),
                                   grads[0])
+
+
+def test_history_with_gradient_norms_per_layer():
+    from gradbox.page import GradNormHistory
+    model = build_mlp(8, [6], 3, rng=0)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 8)).astype(np.float32), rng.integers(0, 3, size=40)
+    rec = GradNormHistory()
+    h = gb.fit(model, X, y, epochs=3, batch_size=10, callbacks=[rec], verbose=0, validation_data=(X[:10], y[:10]))
+    assert set(rec.history) == {f"grad_norm.{n}" for n, _ in model.named_parameters()}
+    assert all(len(v) == 3 and all(x > 0 for x in v) for v in rec.history.values())
+    page = build_explain_page(model, X[:10], y[:10], history={**h.as_dict(), **rec.history})
+    assert page.data["history"]["loss"] == h.history["loss"]
+    html = page.html
+    assert html.count("<polyline") == 2 + 4 + 2     # loss, val_loss; W1, b1, W2, b2; accuracy, val_accuracy
+    assert ">W1</text>" in html and ">val_loss</text>" in html

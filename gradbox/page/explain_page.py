@@ -301,7 +301,8 @@ def build_explain_page(model, X, y, loss_fn=None, lr=0.01, lang="en", history=No
     steps = fwd + [_cost_section(lang, data, loss_fn, outputs[-1], L)] + bwd[::-1] + [_update_section(lang, data)]
     chips = chips_f + [_chip("phase=cost", t(lang, "cost"), "")] + chips_b[::-1] + [_chip("phase=update", t(lang, "update"), "")]
     if data["history"]:
-        steps.append(_history_section(lang, data["history"], names))
+        symbols = {pj["name"]: pj["symbol"] for layer in data["layers"] for pj in layer["params"].values()}
+        steps.append(_history_section(lang, data["history"], symbols))
         chips.append(_chip("phase=history", t(lang, "history"), ""))
     arrow = '<span class="gb-arrow">→</span>'
     desc = " → ".join(i["desc"] for i in data["layers"])
@@ -616,9 +617,13 @@ def svg_lines(series: dict, title: str, xlabel: str, log=False, width=560, heigh
     return "".join(out)
 
 
-def _history_section(lang, hist, names):
+def _history_section(lang, hist, symbols):
     losses = {k: v for k, v in hist.items() if "loss" in k}
-    norms = {k.split("grad_norm", 1)[1].lstrip("._/") or k: v for k, v in hist.items() if k.startswith("grad_norm")}
+    norms = {}
+    for k, v in hist.items():
+        if k.startswith("grad_norm"):
+            pname = k.split("grad_norm", 1)[1].lstrip("._/") or k
+            norms[symbols.get(pname, pname)] = v
     parts = [f'<section class="gb-step" id="history" data-frag="phase=history"><h2>{H.esc(t(lang, "history"))}</h2>',
              '<div class="grid">']
     if losses:
