@@ -632,6 +632,6 @@ def _history_section(lang, hist, symbols):
         parts.append(f"<figure>{svg_lines(norms, t(lang, 'grad_norms'), t(lang, 'epoch'), log=True)}</figure>")
     others = {k: v for k, v in hist.items() if k not in losses and not k.startswith("grad_norm") and k != "time"}
     if others:
-        parts.append(f"<figure>{svg_lines(others, ', '.join(others), t(lang, 'epoch'))}</figure>")
+        parts.append(f"<figure>{svg_lines(others, t(lang, 'other_metrics'), t(lang, 'epoch'))}</figure>")
     parts.append("</div></section>")
     return "\n".join(parts)
