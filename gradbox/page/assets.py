@@ -107,7 +107,10 @@ MAIN_JS = """
     document.querySelector('main').setAttribute('data-active', frag);
     var pos = document.getElementById('gb-pos');
     if (pos) { pos.textContent = (i + 1) + ' / ' + steps.length; }
-    if (!fromHash && location.hash !== '#' + frag) { location.hash = frag; }
+    if (!fromHash && location.hash !== '#' + frag) {
+      // NOTE: inside a notebook's sandboxed frame changing the address may be refused; the page still works.
+      try { location.hash = frag; } catch (e) { /* stay on this box */ }
+    }
   }
   function fromHash() {
     var i = findStep(parseFrag(location.hash));

@@ -350,9 +350,7 @@ def _layer_info(l, blk, modules, inputs, outputs, grads, names, rel_errors, lr, 
     main = modules[blk["main"]]
     act = modules[blk["act"]] if blk["act"] is not None and blk["act"] != blk["main"] else None
     A_prev, Z = inputs[blk["main"]], outputs[blk["main"]]
-    A = outputs[blk["members"][-1]] if act is not None else Z
-    if act is not None:
-        A = outputs[blk["act"]]
+    A = outputs[blk["act"]] if act is not None else Z
     own = list(main.named_parameters())
     W = dict(own).get("weight")
     b = dict(own).get("bias")
