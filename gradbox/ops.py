@@ -1,7 +1,9 @@
 """Primitive boxes. Each is a ``Function`` with the notes' forward and backward.
 
 Every backward returns ``upstream gradient x local gradient`` for each input,
-summed back over broadcast dimensions (``unbroadcast``).
+summed back over broadcast dimensions (``unbroadcast``). Boxes compute with the array
+module of their inputs (``_xp``: NumPy for NumPy arrays, else ``backend.get_array_module``),
+so that another array library with NumPy's API can follow without touching the ops.
 """
 from __future__ import annotations
 
