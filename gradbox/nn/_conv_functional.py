@@ -425,16 +425,11 @@ class BatchNormFunction(Function):
     returns_fresh_grads = True
 
     def forward(self, x, weight, bias, mean, var, eps, training):
+        # NOTE: mean and var arrive as constants: the batch's (training) or the running ones (eval);
+        # ``training`` picks the backward formula (in training they are functions of x).
         axes = _channel_axes(x.ndim)
-        if training:
-            mean = x.mean(axis=axes)
-            centred = x - _per_channel(mean, x.ndim)
-            var = np.mean(centred * centred, axis=axes)
-            self.batch_stats = (mean, var)
-        else:
-            centred = x - _per_channel(mean.astype(x.dtype, copy=False), x.ndim)
         inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
-        xhat = centred
+        xhat = x - _per_channel(mean.astype(x.dtype, copy=False), x.ndim)
         xhat *= _per_channel(inv_std, x.ndim)
         self.xhat, self.inv_std, self.weight, self.training, self.axes = xhat, inv_std, weight, training, axes
         y = xhat * _per_channel(weight, x.ndim)
@@ -501,8 +496,8 @@ def batch_norm(x, running_mean, running_var, weight, bias, training=False, momen
     if training:
         if m <= 1:
             raise ValueError(f"{who}: expected more than 1 value per channel when training, received input {x.shape}")
-        out = BatchNormFunction.apply(x, weight, bias, mean=None, var=None, eps=eps, training=True)
-        mean, var = out._ctx.batch_stats if out._ctx is not None else _batch_stats(x.data)
+        mean, var = _batch_stats(x.data)
+        out = BatchNormFunction.apply(x, weight, bias, mean=mean, var=var, eps=eps, training=True)
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean
@@ -517,7 +512,7 @@ def batch_norm(x, running_mean, running_var, weight, bias, training=False, momen
 
 
 def _batch_stats(x):
-    """The batch mean and biased variance per channel (when no graph kept the box's own)."""
+    """The batch mean and biased variance per channel."""
     axes = _channel_axes(x.ndim)
     mean = x.mean(axis=axes)
     centred = x - _per_channel(mean, x.ndim)
