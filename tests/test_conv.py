@@ -433,3 +433,29 @@ def test_pooling_gradients_route_every_upstream_value(geometry, seed):
         else:
             share = F.avg_pool2d(np.ones(xs), kernel, stride, padding).data
             assert np.isclose(X.grad.sum(), (g * share).sum())
+
+
+def test_switching_kernels_between_forward_and_backward():
+    """A max pool's backward follows the path its forward took (they store the argmax differently)."""
+    pytest.importorskip("numba")
+    x = distinct(np.random.default_rng(0), (2, 3, 6, 6))
+    grads = []
+    for first in (True, False):
+        previous = F.use_fast_kernels(first)
+        try:
+            X = Tensor(x, requires_grad=True)
+            out = F.max_pool2d(X, 3, 2, 1)
+            F.use_fast_kernels(not first)
+            out.backward(np.ones(out.shape))
+            grads.append(X.grad)
+        finally:
+            F.use_fast_kernels(previous)
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_float16_uses_the_numpy_path():
+    x = np.random.default_rng(0).normal(size=(1, 2, 5, 5)).astype(np.float16)
+    w = np.random.default_rng(1).normal(size=(3, 2, 3, 3)).astype(np.float16)
+    out = F.conv2d(x, w, padding=1)
+    assert out.dtype == np.float16 and out.shape == (1, 3, 5, 5)
+    assert F.max_pool2d(x, 2).dtype == np.float16

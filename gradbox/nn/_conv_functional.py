@@ -51,9 +51,13 @@ def use_fast_kernels(enabled: bool = True) -> bool:
     return previous
 
 
-def _kernels():
-    """The numba kernel module, or None (switched off, or numba missing). Imported on first use."""
-    if not _FAST["wanted"]:
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _kernels(dtype):
+    """The numba kernel module for arrays of ``dtype``, or None (switched off, numba missing, or a dtype
+    the kernels are not compiled for, such as float16). Imported on first use."""
+    if not _FAST["wanted"] or dtype not in _KERNEL_DTYPES:
         return None
     mod = _FAST["mod"]
     if mod is None:
@@ -145,7 +149,7 @@ def im2col(x: np.ndarray, kernel, stride=1, padding=0) -> np.ndarray:
 
 
 def _im2col(x, kernel, stride, padding):
-    fast = _kernels()
+    fast = _kernels(x.dtype)
     if fast is not None:
         return fast.im2col(x, kernel, stride, padding)
     win = _windows(_pad(x, padding), kernel, stride)
@@ -172,7 +176,7 @@ def col2im(cols: np.ndarray, x_shape, kernel, stride=1, padding=0) -> np.ndarray
 
 
 def _col2im(cols, x_shape, kernel, stride, padding):
-    fast = _kernels()
+    fast = _kernels(cols.dtype)
     if fast is not None:
         return fast.col2im(cols, x_shape, kernel, stride, padding)
     n, c, h, w = x_shape
@@ -289,7 +293,8 @@ class MaxPool2dFunction(Function):
 
     def forward(self, x, kernel, stride, padding):
         self.geometry = (x.shape, kernel, stride, padding)
-        fast = _kernels()
+        # NOTE: the backward follows the forward's path: the two store the argmax differently
+        self.fast = fast = _kernels(x.dtype)
         if fast is not None:
             out, self.argmax = fast.max_pool(x, kernel, stride, padding)
             return out
@@ -310,7 +315,7 @@ class MaxPool2dFunction(Function):
 
     def backward(self, g):
         x_shape, kernel, stride, padding = self.geometry
-        fast = _kernels()
+        fast = self.fast
         if fast is not None:
             return (fast.max_pool_backward(g, self.argmax, x_shape, kernel, stride, padding),)
         n, c, h, w = x_shape
@@ -354,7 +359,7 @@ class AvgPool2dFunction(Function):
 
     def forward(self, x, kernel, stride, padding):
         self.geometry = (x.shape, kernel, stride, padding)
-        fast = _kernels()
+        fast = _kernels(x.dtype)
         if fast is not None:
             return fast.avg_pool(x, kernel, stride, padding)
         win = _windows(_pad(x, padding), kernel, stride)
@@ -367,7 +372,7 @@ class AvgPool2dFunction(Function):
 
     def backward(self, g):
         x_shape, kernel, stride, padding = self.geometry
-        fast = _kernels()
+        fast = _kernels(g.dtype)
         if fast is not None:
             return (fast.avg_pool_backward(g, x_shape, kernel, stride, padding),)
         n, c, h, w = x_shape
