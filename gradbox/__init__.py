@@ -11,10 +11,10 @@ from .errors import NonFiniteError
 from .function import Function, is_grad_enabled, no_grad
 from .gradcheck import check_gradients, gradcheck, relative_error
 from .ops import (
-    exp, leaky_relu, log, log_sigmoid, log_softmax, matmul, maximum, mean, relu, reshape, sigmoid,
-    softmax, tanh, transpose,
+    broadcast_to, clip, cos, exp, leaky_relu, log, log_sigmoid, log_softmax, matmul, maximum, mean, relu,
+    reshape, sigmoid, sin, softmax, sum_to, tanh, transpose,
 )
-from .ops import max, sum  # noqa: A004 - the names users expect, as in torch
+from .ops import abs, max, min, pow, sum  # noqa: A004 - the names users expect, as in torch
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 
@@ -52,5 +52,6 @@ __all__ = [
     "Tensor", "tensor", "Function", "NonFiniteError", "no_grad", "is_grad_enabled", "nn", "optim",
     "gradcheck", "check_gradients", "relative_error", "manual_seed", "get_rng_state", "set_rng_state",
     "exp", "log", "relu", "leaky_relu", "sigmoid", "log_sigmoid", "tanh", "softmax", "log_softmax",
-    "maximum", "matmul", "sum", "mean", "max", "reshape", "transpose", *_LAZY,
+    "maximum", "matmul", "sum", "mean", "max", "reshape", "transpose",
+    "sum_to", "broadcast_to", "min", "clip", "abs", "sin", "cos", "pow", *_LAZY,
 ]

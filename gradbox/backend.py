@@ -22,8 +22,13 @@ def get_array_module(*arrays):
     """
     cupy = sys.modules.get("cupy")
     if cupy is not None:
+        from .tensor import Tensor
+
         for a in arrays:
-            a = getattr(a, "data", a)
+            # NOTE: unwrap Tensors only: arrays have a ``.data`` of their own (a buffer, or
+            # CuPy's MemoryPointer), which must not be mistaken for a Tensor's values.
+            if isinstance(a, Tensor):
+                a = a._data
             if isinstance(a, cupy.ndarray):
                 return cupy
     return np

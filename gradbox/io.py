@@ -12,7 +12,10 @@ One file format, never pickle. A gradbox file is::
 
 The header is ``{"format": "gradbox", "arrays": {name: {"dtype": "<f4", "shape": [...],
 "offsets": [start, end]}}, "metadata": {...}, "data_crc32": int}`` (offsets are relative to
-the start of the data) plus, for model files, ``"model": {"spec": [...], "parameters": {...}}``.
+the start of the data) plus, for model files, ``"model": {"spec": [...], "parameters": {...}}``:
+``spec`` is a list of ``{"type": <layer name>, **config}`` (a Sequential, the 0.1 format) or one such
+dict (any other model), and ``parameters`` maps every parameter and persistent buffer name to its
+array's name (two names share one array when the model shares one parameter).
 
 The loader trusts nothing: every field is checked (magic, sizes, checksums, JSON schema,
 dtype whitelist, shapes, offsets) before any array is built, and every problem raises
@@ -32,7 +35,6 @@ import contextlib
 import errno
 import json
 import math
-import numbers
 import os
 import stat
 import struct
@@ -92,13 +94,14 @@ class ModelFile:
 
     Attributes
     ----------
-    model : gradbox.nn.Sequential
-        The rebuilt network with its weights loaded, in ``eval()`` mode.
+    model : gradbox.nn.Module
+        The rebuilt network (a ``Sequential`` for a list spec) with its weights and buffers
+        loaded, in ``eval()`` mode; parameters shared when saved are shared again.
     arrays : dict of str to ndarray
         The extra arrays saved alongside (e.g. normalisation ``mean``/``std``), in saved order.
     metadata : dict
         The user metadata saved alongside.
-    spec : list of dict
+    spec : list of dict, or dict
         The architecture as :func:`model_to_spec` wrote it.
     """
 
@@ -106,6 +109,38 @@ class ModelFile:
     arrays: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     spec: list = field(default_factory=list)
+
+    # NOTE: the model file's own preprocessing (stored mean/scale, input shape, classes) is applied
+    # here, so Python users get exactly what `gradbox predict` / `gradbox evaluate` print.
+    @property
+    def classes(self) -> list:
+        """The class labels the model was trained on (``0..C-1`` when the file records none)."""
+        from .train.inference import model_classes
+
+        return model_classes(self)
+
+    def preprocess(self, X, where: str = "X"):
+        """Raw features -> the model's input: stored standardisation, input shape and dtype applied."""
+        from .train.inference import model_inputs
+
+        return model_inputs(self, X, where)
+
+    def predict_proba(self, X):
+        """Class probabilities (N, C) of raw samples ``X``."""
+        from .train.inference import predict_proba
+
+        return predict_proba(self.model, self.preprocess(X))
+
+    def predict(self, X):
+        """Predicted class labels of raw samples ``X`` (the recorded class names, as ``gradbox predict``)."""
+        classes = self.classes
+        return np.array([classes[i] for i in self.predict_proba(X).argmax(axis=1)])
+
+    def evaluate(self, X, y) -> dict:
+        """Loss, accuracy and confusion matrix on raw samples ``X`` with labels ``y`` (class indices)."""
+        from .train.inference import evaluate_model_file
+
+        return evaluate_model_file(self, X, y)
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -304,11 +339,6 @@ def _too_complex(raw: bytes) -> str | None:
     if values > MAX_JSON_VALUES:
         return f"expected at most {MAX_JSON_VALUES} JSON values, received up to {values}"
     return None
-
-
-def _serialize(arrays, metadata=None, model=None) -> bytes:
-    """The whole file as bytes (used by tests and small files)."""
-    return b"".join(bytes(p) for p in _serialize_parts(arrays, metadata, model))
 
 
 def _write(path, parts) -> None:
@@ -542,121 +572,89 @@ def load(path) -> dict:
 
 
 # --------------------------------------------------------------------------- models
-_LAYER_KEYS = {
-    "Linear": {"in_features", "out_features", "bias", "dtype"},
-    "ReLU": set(), "Sigmoid": set(), "Tanh": set(),
-    "LeakyReLU": {"negative_slope"}, "Softmax": {"dim"}, "Dropout": {"p"}, "Flatten": set(),
-}
-_SPEC_DTYPES = ("float16", "float32", "float64")
+# NOTE: no layer type is named here. A spec entry is ``{"type": <registry name>, **get_config()}``
+# (gradbox.nn.module.LAYERS); a Sequential model is the list of its layers' entries (the 0.1
+# format), any other model one entry. Each layer class validates its own config and declares
+# the arrays it holds (``state_specs``), so a file's sizes are checked before anything is built.
+def model_to_spec(model):
+    """Describe a model as JSON-friendly layer dicts: a list for a ``Sequential``, one dict otherwise.
 
-
-def model_to_spec(model) -> list:
-    """Describe a ``Sequential`` as a JSON-friendly list of layer dicts.
-
-    Supports ``Linear``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``Softmax``,
-    ``Dropout`` and ``Flatten``; anything else raises ``TypeError``.
+    Every layer type in the registry (``gradbox.nn.module.LAYERS``) describes itself with
+    ``get_config()``; a user's layer whose constructor needs arguments must define it.
 
     >>> import gradbox as gb
     >>> model_to_spec(gb.nn.Sequential(gb.nn.Linear(2, 3, rng=0), gb.nn.ReLU()))
     [{'type': 'Linear', 'in_features': 2, 'out_features': 3, 'bias': True, 'dtype': 'float32'}, {'type': 'ReLU'}]
     """
-    from . import nn
+    from .nn.layers import Sequential
+    from .nn.module import Module, layer_entry
 
-    if type(model) is not nn.Sequential:
-        raise TypeError(f"model: expected a gradbox.nn.Sequential, received {type(model).__name__} "
-                        "(wrap a single layer as Sequential(layer))")
+    if not isinstance(model, Module):
+        raise TypeError(f"model: expected a gradbox.nn.Module, received {type(model).__name__}")
+    if type(model) is not Sequential:
+        return layer_entry(model)
     spec = []
     for i, m in enumerate(model):
-        kind = type(m).__name__
-        if kind not in _LAYER_KEYS or type(m) is not getattr(nn, kind):
-            raise TypeError(f"model[{i}]: expected one of {sorted(_LAYER_KEYS)} (subclasses and custom modules "
-                            f"cannot be saved), received {type(m).__module__}.{type(m).__qualname__}")
-        entry = {"type": kind}
-        if kind == "Linear":
-            entry.update(in_features=m.in_features, out_features=m.out_features, bias=m.bias is not None,
-                         dtype=str(m.weight.dtype))
-        elif kind == "LeakyReLU":
-            entry["negative_slope"] = m.negative_slope
-        elif kind == "Softmax":
-            entry["dim"] = m.dim
-        elif kind == "Dropout":
-            entry["p"] = m.p
-        spec.append(entry)
+        try:
+            spec.append(layer_entry(m))
+        except TypeError as exc:
+            raise TypeError(f"model[{i}]: {exc}") from None
     return spec
 
 
 def _check_spec(spec) -> list:
-    """Validate a spec; return the expected (parameter name, shape, dtype) list."""
-    if not isinstance(spec, list):
-        raise ValueError(f"spec: expected a list of layer dicts, received {type(spec).__name__}")
-    params = []
-    for i, entry in enumerate(spec):
-        where = f"spec[{i}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-            raise ValueError(f"{where}: expected a dict with a 'type' string, received {str(entry)[:80]}")
-        kind = entry["type"]
-        if kind not in _LAYER_KEYS:
-            raise TypeError(f"{where}['type']: expected one of {sorted(_LAYER_KEYS)}, received {kind!r}")
-        extra = set(entry) - {"type"} - _LAYER_KEYS[kind]
-        missing = {"in_features", "out_features"} - set(entry) if kind == "Linear" else set()
-        if extra or missing:
-            raise ValueError(f"{where} ({kind}): unexpected keys {sorted(extra)}, missing keys {sorted(missing)}")
-        if kind == "Linear":
-            n_in, n_out = entry["in_features"], entry["out_features"]
-            if not (_is_int(n_in) and _is_int(n_out) and n_in > 0 and n_out > 0):
-                raise ValueError(f"{where} (Linear): expected positive int in_features/out_features, "
-                                 f"received {n_in!r}, {n_out!r}")
-            if not isinstance(entry.get("bias", True), bool):
-                raise ValueError(f"{where} (Linear): expected bias true/false, received {entry['bias']!r}")
-            if entry.get("dtype", "float32") not in _SPEC_DTYPES:
-                raise ValueError(f"{where} (Linear): expected dtype in {_SPEC_DTYPES}, received {entry['dtype']!r}")
-            dtype = np.dtype(entry.get("dtype", "float32"))
-            params.append((f"{i}.weight", (n_out, n_in), dtype))
-            if entry.get("bias", True):
-                params.append((f"{i}.bias", (n_out,), dtype))
-        else:
-            for key in _LAYER_KEYS[kind]:
-                if key in entry and (not isinstance(entry[key], numbers.Real) or isinstance(entry[key], bool)):
-                    raise ValueError(f"{where} ({kind}): expected a number for {key!r}, received {entry[key]!r}")
-            if kind == "Softmax" and "dim" in entry and not _is_int(entry["dim"]):
-                raise ValueError(f"{where} (Softmax): expected an int dim, received {entry['dim']!r}")
-    return params
+    """Validate a spec without building it; return the (name, shape, dtype) of every array it holds."""
+    from .nn.module import entry_state_specs
+
+    if isinstance(spec, dict):
+        specs = entry_state_specs(spec, "spec")
+    elif isinstance(spec, list):
+        specs = [(f"{i}.{name}", shape, dtype) for i, entry in enumerate(spec)
+                 for name, shape, dtype in entry_state_specs(entry, f"spec[{i}]")]
+    else:
+        raise ValueError(f"spec: expected a list of layer dicts (or one layer dict), received {type(spec).__name__}")
+    return [(name, tuple(shape), np.dtype(dtype)) for name, shape, dtype in specs]
 
 
 def model_from_spec(spec) -> "object":
-    """Build an (untrained) ``Sequential`` from :func:`model_to_spec`'s output.
+    """Build an (untrained) model from :func:`model_to_spec`'s output.
 
     >>> import gradbox as gb
     >>> model_from_spec([{"type": "Linear", "in_features": 2, "out_features": 1}, {"type": "Sigmoid"}])[0].weight.shape
     (1, 2)
     """
-    from . import nn
+    from .nn.layers import Sequential
+    from .nn.module import build_entry
 
     _check_spec(spec)
-    layers = []
-    for entry in spec:
-        kind, kw = entry["type"], {k: v for k, v in entry.items() if k != "type"}
-        if kind == "Linear":
-            dtype = np.dtype(kw.pop("dtype", "float32"))
-            # NOTE: a fixed seed, so rebuilding a model does not consume the global generator.
-            layer = nn.Linear(kw["in_features"], kw["out_features"], bias=kw.get("bias", True),
-                              dtype=np.float32 if dtype == np.float16 else dtype, rng=0)
-            if dtype == np.float16:
-                layer.astype(np.float16)
-        else:
-            layer = getattr(nn, kind)(**kw)
-        layers.append(layer)
-    return nn.Sequential(*layers)
+    if isinstance(spec, dict):
+        return build_entry(spec, "spec")
+    return Sequential(*(build_entry(entry, f"spec[{i}]") for i, entry in enumerate(spec)))
+
+
+def _model_table(model):
+    """(arrays by file key, {state name: file key}): a shared parameter is stored once, and every
+    name it has points at that one array (so the loader can tie them again)."""
+    from .nn.module import state_slots
+
+    table, mapping, keys = {}, {}, {}
+    for name, _, _, value in state_slots(model):
+        key = keys.setdefault(id(value), f"model.{name}")
+        if key not in table:
+            table[key] = np.array(value.data if isinstance(value, Tensor) else value)
+        mapping[name] = key
+    return table, mapping
 
 
 def save_model(path, model, *, arrays: Mapping | None = None, metadata: dict | None = None) -> None:
-    """Save a ``Sequential`` (architecture + weights), extra arrays and metadata to ``path`` atomically.
+    """Save a model (architecture, weights, buffers), extra arrays and metadata to ``path`` atomically.
 
     Parameters
     ----------
     path : str or os.PathLike
-    model : gradbox.nn.Sequential
-        Of the layers :func:`model_to_spec` supports.
+    model : gradbox.nn.Module
+        A ``Sequential`` or any module whose layers describe themselves (``get_config``); see
+        :func:`model_to_spec`. A parameter shared by several layers is stored once.
     arrays : mapping of str to ndarray, optional
         Extra arrays to keep with the model, e.g. ``{"mean": mu, "std": sigma}``.
     metadata : dict, optional
@@ -678,24 +676,19 @@ def save_model(path, model, *, arrays: Mapping | None = None, metadata: dict | N
     {'acc': 0.9}
     """
     spec = model_to_spec(model)
-    state = model.state_dict()
-    for name, value in state.items():
-        if not np.isfinite(value).all():
+    state, mapping = _model_table(model)
+    for key, value in state.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
             bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
             raise ValueError(f"model: expected finite weights, received {bad} NaN/inf values in parameter "
-                             f"{name!r} (the model diverged; nothing was written)")
+                             f"{key[len('model.'):]!r} (the model diverged; nothing was written)")
     if arrays is not None and not isinstance(arrays, Mapping):
         raise TypeError(f"arrays: expected a mapping of name to array, received {type(arrays).__name__}")
     extra = dict(arrays or {})
-    table, mapping = {}, {}
-    for name, value in state.items():
-        key = f"model.{name}"
+    for key in state:
         if key in extra:
             raise ValueError(f"arrays: expected names other than {key!r} (reserved for the model's weights)")
-        table[key] = value
-        mapping[name] = key
-    table.update(extra)
-    _write(path, _serialize_parts(table, metadata, model={"spec": spec, "parameters": mapping}))
+    _write(path, _serialize_parts({**state, **extra}, metadata, model={"spec": spec, "parameters": mapping}))
 
 
 def _model_from_header(arrays, header):
@@ -705,12 +698,13 @@ def _model_from_header(arrays, header):
     spec, mapping = info["spec"], info["parameters"]
     try:
         expected = _check_spec(spec)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ModelFileError(f"invalid model spec: {exc}") from None
-    if not isinstance(mapping, dict) or list(mapping) != [n for n, _, _ in expected]:
+    names = [n for n, _, _ in expected]
+    if not isinstance(mapping, dict) or sorted(mapping) != sorted(names):
         got = list(mapping) if isinstance(mapping, dict) else type(mapping).__name__
-        raise ModelFileError(f"model parameters: expected {[n for n, _, _ in expected]}, received {str(got)[:200]}")
-    state = {}
+        raise ModelFileError(f"model parameters: expected {names}, received {str(got)[:200]}")
+    # NOTE: every declared size is checked against the (already bounded) array table before a layer is built
     for name, shape, dtype in expected:
         key = mapping[name]
         value = arrays.get(key) if isinstance(key, str) else None
@@ -719,18 +713,53 @@ def _model_from_header(arrays, header):
         if value.shape != shape or value.dtype != dtype:
             raise ModelFileError(f"model parameter {name!r}: expected {shape} {dtype}, received "
                                  f"{value.shape} {value.dtype}")
-        state[name] = value
-    used = set(mapping.values())
-    if len(used) != len(mapping):
-        raise ModelFileError("model parameters: two parameters point at the same array")
-    try:
-        model = model_from_spec(spec)
-        model.load_state_dict(state)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"invalid model spec: {exc}") from None
+    model = _build_untouched_rng(spec)
+    _load_tied(model, mapping, arrays, expected)
     model.eval()
+    used = set(mapping.values())
     extras = {k: v for k, v in arrays.items() if k not in used}
     return ModelFile(model=model, arrays=extras, metadata=header["metadata"], spec=spec)
+
+
+def _build_untouched_rng(spec):
+    """``model_from_spec(spec)``; the initial weights it draws do not advance gradbox's global generator."""
+    from .random import get_rng_state, set_rng_state
+
+    state = get_rng_state()
+    try:
+        return model_from_spec(spec)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ModelFileError(f"invalid model spec: {exc}") from None
+    finally:
+        set_rng_state(state)
+
+
+def _load_tied(model, mapping, arrays, expected) -> None:
+    """Copy the file's arrays into ``model``; names that share one array become one parameter."""
+    from .nn.module import state_slots
+
+    slots = {name: (owner, attr) for name, owner, attr, _ in state_slots(model)}
+    built = {name: (tuple(live.shape), live.dtype) for name, _, _, live in state_slots(model)}
+    declared = {name: (shape, dtype) for name, shape, dtype in expected}
+    if built != declared:
+        raise ModelFileError(f"invalid model spec: the layers built hold {str(built)[:200]}, but their specs "
+                             f"declare {str(declared)[:200]}")
+    owner_of_key = {}
+    for name, (owner, attr) in slots.items():
+        key = mapping[name]
+        if key not in owner_of_key:
+            owner_of_key[key] = (name, owner, attr)
+            continue
+        # NOTE: a parameter (or buffer) shared in the saved model is shared again, as one object
+        first, src_owner, src_attr = owner_of_key[key]
+        if (attr in owner._parameters) != (src_attr in src_owner._parameters):
+            raise ModelFileError(f"model parameter {name!r}: shares array {key!r} with {first!r}, which is not "
+                                 "the same kind of state (parameter or buffer)")
+        state = src_owner._parameters if src_attr in src_owner._parameters else src_owner._buffers
+        setattr(owner, attr, state[src_attr])
+    for name, (owner, attr) in slots.items():
+        live = owner._parameters[attr].data if attr in owner._parameters else owner._buffers[attr]
+        np.copyto(live, arrays[mapping[name]])
 
 
 def load_model(path) -> ModelFile:
@@ -749,9 +778,3 @@ def load_model(path) -> ModelFile:
         return _model_from_header(arrays, header)
     except ModelFileError as exc:
         raise ModelFileError(f"{os.fspath(path)}: {exc}") from None
-
-
-def _load_model_bytes(buf) -> ModelFile:
-    """Parse a model file from bytes (used by the fuzz tests)."""
-    arrays, _, header = _parse(buf)
-    return _model_from_header(arrays, header)

@@ -9,11 +9,22 @@ import builtins
 
 import numpy as np
 
+from .backend import get_array_module
 from .function import Function, unbroadcast
 from .tensor import _FLOATS, Tensor, as_tensor
 
 
-_FLOAT_SET = frozenset(_FLOATS)  # NOTE: a hashed lookup, not up to three dtype comparisons
+_FLOAT_SET = frozenset(_FLOATS)
+_ndarray = np.ndarray
+
+
+def _xp(a):
+    """The array module of ``a`` (``backend.get_array_module``), where a box creates or computes arrays.
+
+    NOTE: NumPy's own arrays answer with one type test (about 40 ns); only other arrays
+    (a CuPy array, or an ndarray subclass registered as one) pay for the full lookup.
+    """
+    return np if a.__class__ is _ndarray else get_array_module(a)  # NOTE: a hashed lookup, not up to three dtype comparisons
 
 # NOTE: exp(-large) underflows to 0 by design; that is exact, not an error worth a warning.
 _quiet = np.errstate(under="ignore")
@@ -53,6 +64,7 @@ def _check_broadcast(op, a, b):
 
 # --- arithmetic -------------------------------------------------------------
 class Add(Function):
+    saves_inputs, saves_output = False, False
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return a + b
@@ -63,6 +75,7 @@ class Add(Function):
 
 
 class Sub(Function):
+    saves_inputs, saves_output = False, False
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return a - b
@@ -73,6 +86,7 @@ class Sub(Function):
 
 
 class Mul(Function):
+    saves_inputs, saves_output = True, False
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -85,6 +99,7 @@ class Mul(Function):
 
 
 class Div(Function):
+    saves_inputs, saves_output = True, False
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
@@ -97,6 +112,7 @@ class Div(Function):
 
 
 class Neg(Function):
+    saves_inputs, saves_output = False, False
     def forward(self, a):
         return -a
 
@@ -105,16 +121,46 @@ class Neg(Function):
 
 
 class Pow(Function):
+    saves_inputs, saves_output = True, False
     def forward(self, a, exponent):
         self.a, self.exponent = a, exponent
         return a**exponent
 
     def backward(self, g):
         a, p = self.a, self.exponent
+        if p == 0:  # NOTE: d/da a^0 = 0 everywhere, also at a = 0 where p·a^(p-1) is 0·inf (PyTorch: 0)
+            return _xp(a).zeros_like(g)
         return g * (p * a ** (p - 1))
 
 
+class PowTensor(Function):
+    """a ** b with a tensor exponent: d/da = b·a^(b-1), d/db = a^b·log(a)."""
+
+    saves_inputs, saves_output = True, True
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.out = a**b
+        return self.out
+
+    def backward(self, g):
+        a, b, out = self.a, self.b, self.out
+        xp = _xp(a)
+        ga = gb = None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if self.needs_input_grad[0]:
+                # NOTE: PyTorch's convention: where b == 0 the gradient is 0 (not 0·a^-1, NaN at a = 0)
+                ga = unbroadcast(xp.where(b == 0, 0, g * (b * a ** (b - 1))).astype(g.dtype, copy=False), a.shape)
+            if self.needs_input_grad[1]:
+                # NOTE: PyTorch's convention: where a == 0 and b >= 0 the gradient is 0 (not 0·log 0)
+                gb = unbroadcast(xp.where((a == 0) & (b >= 0), 0, g * (out * xp.log(a))).astype(g.dtype, copy=False),
+                                 b.shape)
+        return ga, gb
+
+
 class MatMul(Function):
+    saves_inputs, saves_output = True, False
     def forward(self, a, b):
         self.a, self.b = a, b
         return a @ b
@@ -125,15 +171,18 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
+        xp = _xp(a)
+        if a.ndim == 1 and b.ndim == 1:  # a dot product: the 0-d gradient becomes (1, 1)
+            g2 = g2.reshape((1, 1))
+        elif a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
+        elif b.ndim == 1:
+            g2 = xp.expand_dims(g2, -1)
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            ga = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
         if self.needs_input_grad[1]:
-            gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+            gb = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape).reshape(b.shape)
         return ga, gb
 
 
@@ -167,10 +216,27 @@ def neg(a):
 
 
 def pow(a, exponent):  # noqa: A001 - mirrors the operator's name
-    if isinstance(exponent, Tensor) or not isinstance(exponent, (int, float, np.integer, np.floating)):
-        raise TypeError(f"pow: expected a Python int or float exponent, received {type(exponent).__name__}")
-    a = as_tensor(a)
-    return Pow.apply(a, exponent=a.dtype.type(exponent) if a.dtype in _FLOATS else exponent)
+    """a ** exponent, elementwise; ``exponent`` a number or a tensor (then ``2 ** x`` works too).
+
+    d/da = exponent·a^(exponent-1); for a tensor exponent also d/dexponent = a^exponent·log(a)
+    (0 where a = 0 and exponent >= 0, as in PyTorch).
+
+    >>> import gradbox as gb
+    >>> gb.pow(2.0, gb.Tensor([1.0, 3.0])).data
+    array([2., 8.], dtype=float32)
+    """
+    if isinstance(exponent, (int, float, np.integer, np.floating)) and not isinstance(a, (int, float, np.number)):
+        if isinstance(exponent, complex):
+            raise TypeError(f"pow: expected a real exponent, received {exponent!r}")
+        a = as_tensor(a)
+        return Pow.apply(a, exponent=a.dtype.type(exponent) if a.dtype in _FLOATS else exponent)
+    if not isinstance(exponent, (Tensor, np.ndarray, int, float, np.number, list)):
+        raise TypeError(f"pow: expected a number or a tensor exponent, received {type(exponent).__name__}")
+    a, b = _pair(a, exponent)
+    if a.dtype not in _FLOAT_SET:
+        raise TypeError(f"pow: expected floating-point operands for a tensor exponent, received dtype {a.dtype}")
+    _check_broadcast("pow", a, b)
+    return PowTensor.apply(a, b)
 
 
 def matmul(a, b):
@@ -206,36 +272,79 @@ def _norm_axis(axis, ndim, op):
 
 
 class Sum(Function):
+    saves_inputs, saves_output = False, False
     def forward(self, a, axis, keepdims):
         self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
-        return np.asarray(a.sum(axis=axis, keepdims=keepdims))
+        return a.sum(axis=axis, keepdims=keepdims)  # NOTE: a 0-d result is kept an array by Function.apply
 
     def backward(self, g):
+        xp = _xp(g)
         if self.axis is not None and not self.keepdims:
-            g = np.expand_dims(g, self.axis)
-        return np.broadcast_to(g, self.shape).copy()
+            g = xp.expand_dims(g, self.axis)
+        return xp.broadcast_to(g, self.shape).copy()
+
+
+class SumTo(Function):
+    """Sum over broadcast dimensions down to ``shape`` (DeZero's ``sum_to``); the adjoint of ``broadcast_to``."""
+
+    saves_inputs, saves_output = False, False
+
+    def forward(self, a, shape):
+        self.shape = a.shape
+        return unbroadcast(a, shape)
+
+    def backward(self, g):
+        return _xp(g).broadcast_to(g, self.shape).copy()
+
+
+class BroadcastTo(Function):
+    """Repeat ``a`` along broadcast dimensions; backward sums them back (``sum_to``)."""
+
+    saves_inputs, saves_output = False, False
+
+    def forward(self, a, shape):
+        self.shape = a.shape
+        # NOTE: a copy, not NumPy's read-only view: the result is an ordinary writable array
+        return _xp(a).broadcast_to(a, shape).copy()
+
+    def backward(self, g):
+        return unbroadcast(g, self.shape)
 
 
 class Max(Function):
+    saves_inputs, saves_output = True, False
     def forward(self, a, axis, keepdims):
         self.a, self.axis, self.keepdims = a, axis, keepdims
-        self.out = out = np.asarray(a.max(axis=axis, keepdims=True))
+        self.out = out = self._extreme(a, axis)
         # NOTE: drop the kept axes of the one reduction instead of scanning ``a`` twice;
         # a copy, so that writing into the result cannot change the cache.
-        return out if keepdims else (out.reshape(()) if axis is None else np.squeeze(out, axis=axis)).copy()
+        return out if keepdims else (out.reshape(()) if axis is None else out.squeeze(axis=axis)).copy()
 
     def backward(self, g):
         if self.axis is None:
-            g = np.reshape(g, (1,) * self.a.ndim)
+            g = g.reshape((1,) * self.a.ndim)
         elif not self.keepdims:
-            g = np.expand_dims(g, self.axis)
+            g = _xp(g).expand_dims(g, self.axis)
         # NOTE: ties share the gradient equally (the max gate routes, never duplicates).
         mask = (self.a == self.out).astype(self.a.dtype)
         mask /= mask.sum(axis=self.axis, keepdims=True)
         return mask * g
 
+    @staticmethod
+    def _extreme(a, axis):
+        return a.max(axis=axis, keepdims=True)
+
+
+class Min(Max):
+    """The minimum: ``Max``'s box with the other extreme (ties share the gradient, as torch.amin)."""
+
+    @staticmethod
+    def _extreme(a, axis):
+        return a.min(axis=axis, keepdims=True)
+
 
 class Reshape(Function):
+    saves_inputs, saves_output = False, False
     def forward(self, a, shape):
         self.shape = a.shape
         return a.reshape(shape)
@@ -245,29 +354,33 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    saves_inputs, saves_output = False, False
     def forward(self, a, axes):
         self.axes = axes
-        return np.transpose(a, axes)
+        return a.transpose(axes)
 
     def backward(self, g):
         if self.axes is None:
-            return np.transpose(g)
-        return np.transpose(g, np.argsort(self.axes))
+            return g.transpose()
+        return g.transpose(tuple(np.argsort(self.axes)))  # NOTE: argsort of a tuple: host-side axes
 
 
 class GetItem(Function):
+    saves_inputs, saves_output = False, False
     def forward(self, a, index):
         self.shape, self.dtype, self.index = a.shape, a.dtype, index
-        return np.asarray(a[index])
+        return a[index]  # NOTE: one element comes back a NumPy scalar; Function.apply makes it 0-d
 
     def backward(self, g):
-        out = np.zeros(self.shape, dtype=self.dtype)
+        xp = _xp(g)
+        out = xp.zeros(self.shape, dtype=self.dtype)
         # NOTE: add.at sums repeated indices (x[[0, 0]]), which plain assignment would drop.
-        np.add.at(out, self.index, g)
+        xp.add.at(out, self.index, g)
         return out
 
 
 class Cast(Function):
+    saves_inputs, saves_output = False, False
     def forward(self, a, dtype):
         self.dtype = a.dtype
         return a.astype(dtype)
@@ -373,9 +486,10 @@ def cast(a, dtype):
 
 # --- elementwise ------------------------------------------------------------
 class Exp(Function):
+    saves_inputs, saves_output = False, True
     @_quiet
     def forward(self, a):
-        self.out = np.exp(a)
+        self.out = _xp(a).exp(a)
         return self.out
 
     def backward(self, g):
@@ -383,9 +497,10 @@ class Exp(Function):
 
 
 class Log(Function):
+    saves_inputs, saves_output = True, False
     def forward(self, a):
         self.a = a
-        return np.log(a)
+        return _xp(a).log(a)
 
     def backward(self, g):
         return g / self.a
@@ -399,12 +514,14 @@ def _relu(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     Below about 2,000 entries allocating the row costs more than it saves (one sample
     of 256: 0.85 µs against the scalar, 1.23 µs with the row), so small arrays use the scalar.
     """
-    zero = np.zeros(a.shape[-1:], a.dtype) if a.size > 2048 else a.dtype.type(0)
-    return np.maximum(a, zero, out=out)
+    xp = _xp(a)
+    zero = xp.zeros(a.shape[-1:], a.dtype) if a.size > 2048 else a.dtype.type(0)
+    return xp.maximum(a, zero, out=out)
 
 
 class ReLU(Function):
     returns_fresh_grads = True
+    saves_inputs, saves_output = False, True
 
     def forward(self, a):
         # NOTE: keep the output, not a mask: the mask (out > 0, the same as a > 0, NaN
@@ -414,12 +531,13 @@ class ReLU(Function):
 
     def backward(self, g):
         # NOTE: dtype= picks the float loop for the boolean mask: 10 vs 13 µs at 128 x 256, same values
-        return np.multiply(g, self.out > 0, dtype=g.dtype)
+        return _xp(g).multiply(g, self.out > 0, dtype=g.dtype)
 
 
 class LeakyReLU(Function):
+    saves_inputs, saves_output = False, False
     def forward(self, a, slope):
-        self.scale = np.where(a > 0, a.dtype.type(1), a.dtype.type(slope))
+        self.scale = _xp(a).where(a > 0, a.dtype.type(1), a.dtype.type(slope))
         return a * self.scale
 
     def backward(self, g):
@@ -429,11 +547,13 @@ class LeakyReLU(Function):
 @_quiet
 def _sigmoid(a):
     # NOTE: exp(-|a|) never overflows, so this is exact and finite for any input.
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+    xp = _xp(a)
+    e = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
 
 
 class Sigmoid(Function):
+    saves_inputs, saves_output = False, True
     @_quiet
     def forward(self, a):
         self.out = _sigmoid(a)
@@ -446,10 +566,12 @@ class Sigmoid(Function):
 
 
 class LogSigmoid(Function):
+    saves_inputs, saves_output = True, False
     @_quiet
     def forward(self, a):
         self.a = a
-        return np.minimum(a, 0) - np.log1p(np.exp(-np.abs(a)))
+        xp = _xp(a)
+        return xp.minimum(a, 0) - xp.log1p(xp.exp(-xp.abs(a)))
 
     @_quiet
     def backward(self, g):
@@ -457,8 +579,9 @@ class LogSigmoid(Function):
 
 
 class Tanh(Function):
+    saves_inputs, saves_output = False, True
     def forward(self, a):
-        self.out = np.tanh(a)
+        self.out = _xp(a).tanh(a)
         return self.out
 
     def backward(self, g):
@@ -467,15 +590,17 @@ class Tanh(Function):
 
 @_quiet
 def _log_softmax(a, axis):
+    xp = _xp(a)
     shifted = a - a.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 class Softmax(Function):
+    saves_inputs, saves_output = False, True
     @_quiet
     def forward(self, a, axis):
         self.axis = axis
-        self.out = np.exp(_log_softmax(a, axis))
+        self.out = _xp(a).exp(_log_softmax(a, axis))
         return self.out
 
     @_quiet
@@ -485,11 +610,12 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    saves_inputs, saves_output = False, False
     @_quiet
     def forward(self, a, axis):
         self.axis = axis
         out = _log_softmax(a, axis)
-        self.softmax = np.exp(out)
+        self.softmax = _xp(a).exp(out)
         return out
 
     @_quiet
@@ -498,9 +624,10 @@ class LogSoftmax(Function):
 
 
 class Maximum(Function):
+    saves_inputs, saves_output = True, False
     def forward(self, a, b):
         self.a, self.b = a, b
-        return np.maximum(a, b)
+        return _xp(a).maximum(a, b)
 
     def backward(self, g):
         a, b = self.a, self.b
@@ -633,3 +760,168 @@ def maximum(a, b):
     a, b = _pair(a, b)
     _check_broadcast("maximum", a, b)
     return Maximum.apply(a, b)
+
+
+# --- the ops DeZero and micrograd users reach for (issue 14) -----------------
+class Abs(Function):
+    saves_inputs, saves_output = True, False
+
+    def forward(self, a):
+        self.a = a
+        return _xp(a).abs(a)
+
+    def backward(self, g):
+        # NOTE: sign(0) = 0: the gradient at the kink is 0, as in PyTorch.
+        return g * _xp(g).sign(self.a)
+
+
+class Sin(Function):
+    saves_inputs, saves_output = True, False
+
+    def forward(self, a):
+        self.a = a
+        return _xp(a).sin(a)
+
+    def backward(self, g):
+        return g * _xp(g).cos(self.a)
+
+
+class Cos(Function):
+    saves_inputs, saves_output = True, False
+
+    def forward(self, a):
+        self.a = a
+        return _xp(a).cos(a)
+
+    def backward(self, g):
+        return -g * _xp(g).sin(self.a)
+
+
+class Clip(Function):
+    saves_inputs, saves_output = True, False
+
+    def forward(self, a, lo, hi):
+        self.a, self.lo, self.hi = a, lo, hi
+        return _xp(a).clip(a, lo, hi)
+
+    def backward(self, g):
+        # NOTE: the gradient passes where lo <= a <= hi, bounds included (PyTorch's clamp).
+        a, inside = self.a, True
+        if self.lo is not None:
+            inside = a >= self.lo
+        if self.hi is not None:
+            inside = inside & (a <= self.hi)
+        return _xp(g).multiply(g, inside, dtype=g.dtype)
+
+
+def _shape_arg(shape, op):
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        return tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}(shape): expected a tuple of ints, received {shape!r}") from None
+
+
+def sum_to(a, shape):
+    """Sum ``a`` over its broadcast dimensions down to ``shape`` (DeZero's ``sum_to``, torch's ``sum_to_size``).
+
+    The adjoint of ``broadcast_to``: its gradient is the upstream gradient broadcast back.
+
+    >>> import gradbox as gb
+    >>> gb.sum_to(gb.Tensor([[1.0, 2.0], [3.0, 4.0]]), (1, 2)).data
+    array([[4., 6.]], dtype=float32)
+    """
+    a = as_tensor(a)
+    shape = _shape_arg(shape, "sum_to")
+    ok = len(shape) <= a.ndim and all(s == n or s == 1 for s, n in zip(shape[::-1], a.shape[::-1]))
+    if not ok:
+        raise ValueError(f"sum_to(shape): expected a shape that {a.shape} broadcasts from, received {shape}")
+    return SumTo.apply(a, shape=shape)
+
+
+def broadcast_to(a, shape):
+    """Repeat ``a`` along broadcast dimensions to ``shape``, as ``np.broadcast_to``; backward is ``sum_to``.
+
+    >>> import gradbox as gb
+    >>> gb.broadcast_to(gb.Tensor([1.0, 2.0]), (2, 2)).data
+    array([[1., 2.],
+           [1., 2.]], dtype=float32)
+    """
+    a = as_tensor(a)
+    shape = _shape_arg(shape, "broadcast_to")
+    try:
+        ok = np.broadcast_shapes(a.shape, shape) == shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"broadcast_to(shape): expected a shape that {a.shape} broadcasts to, received {shape}")
+    return BroadcastTo.apply(a, shape=shape)
+
+
+def min(a, axis=None, keepdims=False):  # noqa: A001
+    """Minimum over ``axis`` (all axes when None); the gradient goes to the minimum entries (ties share it).
+
+    >>> import gradbox as gb
+    >>> x = gb.Tensor([1.0, 3.0, 2.0], requires_grad=True)
+    >>> gb.min(x).backward(); x.grad
+    array([1., 0., 0.], dtype=float32)
+    """
+    a = as_tensor(a)
+    axes = _norm_axis(axis, a.ndim, "min")
+    if a.size == 0:
+        raise ValueError(f"min: expected a non-empty tensor, received shape {a.shape}")
+    return Min.apply(a, axis=axes, keepdims=bool(keepdims))
+
+
+def clip(a, min=None, max=None):  # noqa: A002 - torch.clip's argument names
+    """Limit the entries to [min, max] (either may be None); torch's ``clip``/``clamp``.
+
+    The gradient passes where min <= a <= max, the bounds included (PyTorch's convention).
+
+    >>> import gradbox as gb
+    >>> gb.clip(gb.Tensor([-2.0, 0.5, 2.0]), -1.0, 1.0).data
+    array([-1. ,  0.5,  1. ], dtype=float32)
+    """
+    a = _float(a, "clip")
+    if min is None and max is None:
+        raise ValueError("clip: expected at least one of min and max, received neither")
+    bounds = []
+    for name, v in (("min", min), ("max", max)):
+        if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating))):
+            raise TypeError(f"clip({name}): expected a number or None, received {type(v).__name__}")
+        bounds.append(None if v is None else a.dtype.type(v))
+    lo, hi = bounds
+    if lo is not None and hi is not None and not lo <= hi:
+        raise ValueError(f"clip: expected min <= max, received min={min} and max={max}")
+    return Clip.apply(a, lo=lo, hi=hi)
+
+
+def abs(a):  # noqa: A001
+    """|a| elementwise; d/da |a| = sign(a), 0 at a = 0 (as PyTorch).
+
+    >>> import gradbox as gb
+    >>> gb.abs(gb.Tensor([-2.0, 3.0])).data
+    array([2., 3.], dtype=float32)
+    """
+    return Abs.apply(_float(a, "abs"))
+
+
+def sin(a):
+    """sin(a) elementwise; d/da sin(a) = cos(a).
+
+    >>> import gradbox as gb
+    >>> gb.sin(gb.Tensor([0.0])).data
+    array([0.], dtype=float32)
+    """
+    return Sin.apply(_float(a, "sin"))
+
+
+def cos(a):
+    """cos(a) elementwise; d/da cos(a) = -sin(a).
+
+    >>> import gradbox as gb
+    >>> gb.cos(gb.Tensor([0.0])).data
+    array([1.], dtype=float32)
+    """
+    return Cos.apply(_float(a, "cos"))

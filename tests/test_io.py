@@ -256,28 +256,60 @@ class _MyLinear(gb.nn.Linear):
     pass
 
 
-def test_unsupported_models_raise_type_error(tmp_path):
-    with pytest.raises(TypeError, match=r"model\[1\]: expected one of .*received .*_Custom"):
-        gb.save_model(tmp_path / "c.gbx", gb.nn.Sequential(gb.nn.ReLU(), _Custom()))
-    with pytest.raises(TypeError, match=r"model\[0\].*_MyLinear"):
-        gio.model_to_spec(gb.nn.Sequential(_MyLinear(2, 2, rng=0)))
-    with pytest.raises(TypeError, match="model: expected a gradbox.nn.Sequential, received Linear"):
-        gb.save_model(tmp_path / "c.gbx", gb.nn.Linear(2, 2, rng=0))
-    with pytest.raises(TypeError, match=r"model\[0\].*Sequential"):
-        gio.model_to_spec(gb.nn.Sequential(gb.nn.Sequential(gb.nn.ReLU())))
+class _NeedsArgs(gb.nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.width = width
+
+    def forward(self, x):
+        return x
+
+
+def test_layers_that_cannot_describe_themselves_raise_type_error(tmp_path):
+    with pytest.raises(TypeError, match=r"model\[1\]: .*_NeedsArgs.*takes \['width'\].*get_config"):
+        gb.save_model(tmp_path / "c.gbx", gb.nn.Sequential(gb.nn.ReLU(), _NeedsArgs(3)))
+    class DefaultsOnly(gb.nn.Module):  # would silently come back with its defaults
+        def __init__(self, alpha=0.1):
+            super().__init__()
+            self.alpha = alpha
+
+    with pytest.raises(TypeError, match=r"DefaultsOnly: .*takes \['alpha'\]"):
+        gb.save_model(tmp_path / "c.gbx", gb.nn.Sequential(DefaultsOnly(alpha=0.3)))
+    with pytest.raises(TypeError, match="model: expected a gradbox.nn.Module, received list"):
+        gb.save_model(tmp_path / "c.gbx", [gb.nn.ReLU()])
     assert not os.listdir(tmp_path)
+
+
+def test_subclasses_nested_sequentials_and_bare_layers_round_trip(tmp_path):
+    model = gb.nn.Sequential(_MyLinear(2, 3, rng=0), gb.nn.Sequential(gb.nn.ReLU(), gb.nn.Linear(3, 2, rng=1)),
+                             _Custom())
+    gb.save_model(tmp_path / "m.gbx", model)
+    loaded = gb.load_model(tmp_path / "m.gbx").model
+    assert [type(m) for m in loaded] == [_MyLinear, gb.nn.Sequential, _Custom]
+    x = np.arange(4, dtype=np.float32).reshape(2, 2)
+    np.testing.assert_array_equal(loaded(x).data, model(x).data)
+    gb.save_model(tmp_path / "l.gbx", gb.nn.Linear(2, 2, rng=0))  # a top-level layer: a one-dict spec
+    file = gb.load_model(tmp_path / "l.gbx")
+    assert type(file.model) is gb.nn.Linear and file.spec["type"] == "Linear"
 
 
 @pytest.mark.parametrize("spec, exc, words", [
     ("Linear", ValueError, "spec: expected a list"),
-    ([{"type": "Conv2d"}], TypeError, "spec[0]['type']: expected one of"),
+    ([{"type": "NoSuchLayer"}], TypeError, "spec[0]['type']: expected one of"),
     ([{"in_features": 2}], ValueError, "'type' string"),
     ([{"type": "Linear", "in_features": 2}], ValueError, "missing keys ['out_features']"),
-    ([{"type": "Linear", "in_features": 0, "out_features": 2}], ValueError, "positive int"),
-    ([{"type": "Linear", "in_features": 2, "out_features": 2, "dtype": "int8"}], ValueError, "expected dtype"),
+    ([{"type": "Linear", "in_features": 0, "out_features": 2}], ValueError,
+     "Linear(in_features): expected a positive int, received 0"),
+    ([{"type": "Linear", "in_features": 2, "out_features": 2, "dtype": "int8"}], ValueError,
+     "Linear(dtype): expected one of ['float16', 'float32', 'float64'], received 'int8'"),
     ([{"type": "ReLU", "inplace": True}], ValueError, "unexpected keys ['inplace']"),
-    ([{"type": "Dropout", "p": "high"}], ValueError, "expected a number for 'p'"),
-    ([{"type": "Softmax", "dim": 1.5}], ValueError, "expected an int dim"),
+    ([{"type": "Dropout", "p": "high"}], ValueError, "Dropout(p): expected a probability in [0, 1), received 'high'"),
+    ([{"type": "Softmax", "dim": 1.5}], ValueError, "Softmax(dim): expected an int, received 1.5"),
+    ([{"type": "Linear", "in_features": 2, "out_features": 2, "bias": "yes"}], ValueError,
+     "Linear(bias): expected True or False"),
+    ([{"type": "Sequential", "layers": [{"type": "ReLU", "x": 1}]}], ValueError,
+     "spec[0] (Sequential): layers[0] (ReLU): ReLU: unexpected keys ['x']"),
+    ({"type": "Linear"}, ValueError, "spec (Linear): Linear: unexpected keys [], missing keys"),
 ])
 def test_model_from_spec_rejects_bad_specs(spec, exc, words):
     with pytest.raises(exc) as info:

@@ -78,7 +78,7 @@ def test_linear_shape_error_names_layer_expected_and_received():
         (dict(in_features=2.5, out_features=2), r"expected a positive int, received 2.5"),
         (dict(in_features=2, out_features=-1), r"Linear\(out_features\): expected a positive int, received -1"),
         (dict(in_features=2, out_features=2, dtype=np.int32), r"Linear\(dtype\): expected float32 or float64"),
-        (dict(in_features=2, out_features=2, init="zeros"), r"init: expected one of"),
+        (dict(in_features=2, out_features=2, init="zeros"), r"Linear\(init\): expected one of"),
     ],
 )
 def test_linear_validates_arguments(kwargs, message):

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import math
 
+from .._validation import check, one_of, positive_float
 from ..random import resolve_rng
 from ..tensor import Tensor
 
 
 def _fans(tensor: Tensor):
-    if tensor.ndim != 2 or 0 in tensor.shape:
-        raise ValueError(f"init: expected a non-empty (out, in) weight, received shape {tensor.shape}")
-    fan_out, fan_in = tensor.shape
-    return fan_in, fan_out
+    """(fan_in, fan_out) as PyTorch computes them, for a weight of any rank >= 2.
+
+    A weight (out, in, *kernel) -- Linear's (out, in), a convolution's (out, in, kh, kw) --
+    has fan_in = in·prod(kernel) and fan_out = out·prod(kernel): the number of inputs that
+    feed one output unit, and of outputs that one input unit feeds.
+    """
+    shape = tensor.shape
+    if len(shape) < 2 or 0 in shape:
+        raise ValueError(f"init: expected a non-empty weight of shape (out, in, *kernel), received shape {shape}")
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
 
 
 def _fill(tensor, sample):
@@ -53,8 +61,7 @@ def xavier_uniform_(tensor: Tensor, rng=None) -> Tensor:
 
 def normal_(tensor: Tensor, std: float = 0.01, rng=None) -> Tensor:
     """Fill with N(0, std^2): the notes' ``np.random.randn(...) * 0.01``."""
-    if not std > 0:
-        raise ValueError(f"normal_(std): expected a positive value, received {std}")
+    std = check("normal_", "std", std, positive_float)
     return _fill(tensor, resolve_rng(rng).normal(0.0, std, tensor.shape))
 
 
@@ -68,6 +75,4 @@ INITIALIZERS = {
 
 
 def get_initializer(name: str):
-    if name not in INITIALIZERS:
-        raise ValueError(f"init: expected one of {sorted(INITIALIZERS)}, received {name!r}")
-    return INITIALIZERS[name]
+    return INITIALIZERS[check("init", "name", name, one_of(*sorted(INITIALIZERS)))]

@@ -1,24 +1,34 @@
 """Layers: ``Linear``, activations, ``Dropout``, ``Flatten`` and ``Sequential``."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .. import ops
+from .._validation import boolean, check, integer, interval, one_of, positive_int, probability, validate
 from ..function import _state
 from ..errors import NonFiniteError, all_finite, first_nonfinite
 from ..random import resolve_rng
 from ..tensor import _FLOATS, Tensor
 from . import functional as F
-from .init import get_initializer
-from .module import Module, Parameter
+from .init import INITIALIZERS, get_initializer
+from .module import Module, Parameter, _Stateless, build_entry, entry_state_specs, layer_entry
+
+_SPEC_DTYPES = ("float16", "float32", "float64")
 
 
-def _positive_int(value, name, who):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{who}({name}): expected a positive int, received {value!r}")
-    return int(value)
+def _honours_forward(module, fast: str) -> bool:
+    """Whether ``module``'s no-graph method ``fast`` computes what its ``forward`` does.
+
+    NOTE: true when the class that defines ``fast`` is the one that defines ``forward`` or a
+    subclass of it (and ``__call__`` is Module's). A subclass that overrides ``forward`` but
+    inherits ``_infer`` fails this, so Sequential's no-graph path never bypasses a user's
+    ``forward`` (issue 12, one forward per layer).
+    """
+    cls = type(module)
+    if cls.__call__ is not Module.__call__ or "forward" in module.__dict__:
+        return False
+    owner = {name: next((k for k in cls.__mro__ if name in k.__dict__), None) for name in ("forward", fast)}
+    return owner[fast] is not None and issubclass(owner[fast], owner["forward"])
 
 
 class Linear(Module):
@@ -54,17 +64,45 @@ class Linear(Module):
     (1, 2)
     """
 
+    _parameter_constraints = {"in_features": positive_int, "out_features": positive_int, "bias": boolean,
+                              "dtype": one_of(*_SPEC_DTYPES), "init": one_of(*sorted(INITIALIZERS))}
+
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, init="he_uniform", rng=None):
         super().__init__()
-        who = "Linear"
-        self.in_features = _positive_int(in_features, "in_features", who)
-        self.out_features = _positive_int(out_features, "out_features", who)
+        args = validate("Linear", {"in_features": in_features, "out_features": out_features, "init": init},
+                        self._parameter_constraints)
+        self.in_features, self.out_features = args["in_features"], args["out_features"]
         dtype = np.dtype(dtype)
         if dtype not in _FLOATS[1:]:
             raise TypeError(f"Linear(dtype): expected float32 or float64, received {dtype}")
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=dtype))
         get_initializer(init)(self.weight, rng=resolve_rng(rng))
+        self.init = init
         self.bias = Parameter(np.zeros(self.out_features, dtype=dtype)) if bias else None
+
+    def get_config(self):
+        config = {"in_features": self.in_features, "out_features": self.out_features,
+                  "bias": self.bias is not None, "dtype": str(self.weight.dtype)}
+        if self.init != "he_uniform":
+            config["init"] = self.init  # NOTE: only when not the default, so 0.1 can read the file
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(cls.check_config(config))
+        # NOTE: float16 is a storage type (``astype``), not one Linear computes in; build, then convert.
+        half = config.get("dtype") == "float16"
+        if half:
+            config["dtype"] = "float32"
+        layer = cls(**config)
+        return layer.astype(np.float16) if half else layer
+
+    @classmethod
+    def state_specs(cls, config):
+        config = cls.check_config(config)
+        dtype = np.dtype(config.get("dtype", "float32"))
+        n_in, n_out = config["in_features"], config["out_features"]
+        return [("weight", (n_out, n_in), dtype)] + ([("bias", (n_out,), dtype)] if config.get("bias", True) else [])
 
     def _check(self, x) -> Tensor:
         """Validate an input batch; raw data is also checked for NaN/inf and made contiguous."""
@@ -118,9 +156,10 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class _Activation(Module):
+class _Activation(_Stateless):
     fn = None
     box = None  # the ops Function whose forward computes g(z)
+    is_activation = True  # gradbox.explain reports it as the g of the layer before it
 
     def forward(self, x):
         return type(self).fn(x)
@@ -146,6 +185,10 @@ class ReLU(_Activation):
     fn = staticmethod(ops.relu)
     box = ops.ReLU
 
+    def unit_health(self, a):
+        """("dead", share of units never positive over the batch): they get no gradient."""
+        return "dead", float(np.mean(a.max(axis=0) <= 0))
+
     def _infer(self, a):
         return ops._relu(a, out=a)
 
@@ -165,6 +208,10 @@ class Sigmoid(_Activation):
     fn = staticmethod(ops.sigmoid)
     box = ops.Sigmoid
 
+    def unit_health(self, a):
+        """("saturated", share of outputs within 0.01 of 0 or 1, where g'(z) ≈ 0)."""
+        return "saturated", float(np.mean((a < 0.01) | (a > 0.99)))
+
 
 class Tanh(_Activation):
     """g(z) = tanh(z); g'(z) = 1 - tanh(z)^2.
@@ -181,11 +228,15 @@ class Tanh(_Activation):
     fn = staticmethod(ops.tanh)
     box = ops.Tanh
 
+    def unit_health(self, a):
+        """("saturated", share of outputs with |g| > 0.99, where g'(z) ≈ 0)."""
+        return "saturated", float(np.mean(np.abs(a) > 0.99))
+
     def _infer(self, a):
         return np.tanh(a, out=a)
 
 
-class LeakyReLU(Module):
+class LeakyReLU(_Stateless):
     """g(z) = z if z > 0 else negative_slope·z; g'(z) = 1 if z > 0 else negative_slope.
 
     Parameters
@@ -201,11 +252,16 @@ class LeakyReLU(Module):
     array([-0.5,  2. ], dtype=float32)
     """
 
+    _parameter_constraints = {"negative_slope": interval("real", 0, 1, closed="left")}
+    is_activation = True
+
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        if not isinstance(negative_slope, numbers.Real) or not 0 <= negative_slope < 1:
-            raise ValueError(f"LeakyReLU(negative_slope): expected a value in [0, 1), received {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check("LeakyReLU", "negative_slope", negative_slope,
+                                    self._parameter_constraints["negative_slope"])
+
+    def get_config(self):
+        return {"negative_slope": self.negative_slope}
 
     def forward(self, x):
         return ops.leaky_relu(x, self.negative_slope)
@@ -217,7 +273,7 @@ class LeakyReLU(Module):
         return f"negative_slope={self.negative_slope}"
 
 
-class Softmax(Module):
+class Softmax(_Stateless):
     """softmax(z)_i = e^{z_i} / Σ_j e^{z_j} along ``dim``, computed stably.
 
     Parameters
@@ -236,11 +292,15 @@ class Softmax(Module):
     0.5
     """
 
+    _parameter_constraints = {"dim": integer}
+    is_activation = True
+
     def __init__(self, dim=-1):
         super().__init__()
-        if not isinstance(dim, numbers.Integral):
-            raise TypeError(f"Softmax(dim): expected an int, received {dim!r}")
-        self.dim = int(dim)
+        self.dim = check("Softmax", "dim", dim, integer)
+
+    def get_config(self):
+        return {"dim": self.dim}
 
     def forward(self, x):
         return ops.softmax(x, axis=self.dim)
@@ -254,7 +314,7 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
 
-class Dropout(Module):
+class Dropout(_Stateless):
     """Inverted dropout: zero each unit with probability ``p`` and scale the rest by 1/(1-p).
 
     Identity in ``eval()`` mode.
@@ -275,12 +335,15 @@ class Dropout(Module):
     ((1, 3), array([1., 2.], dtype=float32))
     """
 
+    _parameter_constraints = {"p": probability}
+
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        if not isinstance(p, numbers.Real) or not 0 <= p < 1:
-            raise ValueError(f"Dropout(p): expected a probability in [0, 1), received {p!r}")
-        self.p = float(p)
+        self.p = check("Dropout", "p", p, probability)
         self.rng = rng  # None follows gradbox.manual_seed, so checkpoints capture it
+
+    def get_config(self):
+        return {"p": self.p}  # NOTE: not rng: a Generator is not JSON, and a loaded model draws afresh
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training, self.rng)
@@ -295,7 +358,7 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
-class Flatten(Module):
+class Flatten(_Stateless):
     """Flatten all but the batch dimension: (N, *) -> (N, prod(*)); the gradient is reshaped back.
 
     Shape
@@ -339,6 +402,26 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: expected Module arguments, received {type(m).__name__} at position {i}")
             setattr(self, str(i), m)
 
+    def get_config(self):
+        return {"layers": [layer_entry(m) for m in self]}
+
+    @classmethod
+    def check_config(cls, config):
+        if not isinstance(config, dict) or set(config) - {"layers"} or not isinstance(config.get("layers", []), list):
+            raise ValueError(f"{cls.__name__}: expected a config {{'layers': [layer dicts]}}, received {str(config)[:80]}")
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        layers = cls.check_config(config).get("layers", [])
+        return cls(*(build_entry(e, f"layers[{i}]") for i, e in enumerate(layers)))
+
+    @classmethod
+    def state_specs(cls, config):
+        layers = cls.check_config(config).get("layers", [])
+        return [(f"{i}.{name}", shape, dtype) for i, e in enumerate(layers)
+                for name, shape, dtype in entry_state_specs(e, f"layers[{i}]")]
+
     def forward(self, x):
         if not getattr(_state, "enabled", True):  # NOTE: is_grad_enabled() inlined: one call less per prediction
             out = self._forward_no_graph(x)
@@ -370,10 +453,13 @@ class Sequential(Module):
         return Tensor._from_op(a, False)
 
     def _make_plan(self) -> tuple:
-        """(first Linear, the other modules' ``_infer``), or () if some module has none."""
+        """(first Linear, the other modules' ``_infer``), or () if some module has none or has
+        its own ``forward`` (a subclass that overrides ``forward`` is always run through it)."""
         first, *rest = self._modules.values() or (None,)
-        steps = tuple(getattr(m, "_infer", None) for m in rest)
-        return (first, steps) if isinstance(first, Linear) and None not in steps else ()
+        if not (isinstance(first, Linear) and _honours_forward(first, "_infer_input")):
+            return ()
+        steps = tuple(m._infer if _honours_forward(m, "_infer") else None for m in rest)
+        return (first, steps) if None not in steps else ()
 
     def __setattr__(self, name, value):
         self.__dict__.pop("_plan", None)

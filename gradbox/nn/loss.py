@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from . import functional as F
-from .module import Module
+from .module import _Stateless
 
 
-class CrossEntropyLoss(Module):
+class CrossEntropyLoss(_Stateless):
     """Softmax cross-entropy of logits and integer labels, one fused box.
 
     L = -1/N Σ_i log softmax(z_i)[y_i];  dL/dz = (softmax(z) - one_hot(y)) / N.
@@ -28,7 +28,7 @@ class CrossEntropyLoss(Module):
         return F.cross_entropy(logits, labels)
 
 
-class BCEWithLogitsLoss(Module):
+class BCEWithLogitsLoss(_Stateless):
     """Binary cross-entropy on logits: mean of max(z,0) - z·y + log(1 + e^{-|z|}).
 
     Finite for logits of any size; dL/dz = (sigmoid(z) - y) / N.
@@ -51,7 +51,7 @@ class BCEWithLogitsLoss(Module):
         return F.binary_cross_entropy_with_logits(logits, target)
 
 
-class MSELoss(Module):
+class MSELoss(_Stateless):
     """Mean squared error: mean((input - target)^2); d/dinput = 2(input - target)/N.
 
     Shape

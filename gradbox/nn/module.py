@@ -1,9 +1,13 @@
 """``Module`` and ``Parameter``: containers that keep parameters in a fixed order."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 from collections import OrderedDict
 
 import numpy as np
+
+from .._validation import validate
 
 from ..tensor import _FLOATS, Tensor
 
@@ -43,18 +47,134 @@ def register_layer(cls, name: str | None = None):
     return cls
 
 
-def get_layer_class(name: str) -> type:
+def get_layer_class(name: str, where: str = "layer type") -> type:
     """The Module class registered as ``name``; ``TypeError`` naming the known ones otherwise."""
     cls = LAYERS.get(name) if isinstance(name, str) else None
     if cls is None:
         known = sorted(k for k in LAYERS if "." not in k)
-        raise TypeError(f"layer type: expected one of {known}, received {name!r}")
+        raise TypeError(f"{where}: expected one of {known}, received {str(name)[:80]!r}")
     return cls
 
 
 def layer_name(module) -> str:
     """The registry name of ``module``'s exact type."""
     return type(module).__dict__.get("_layer_name") or register_layer(type(module))._layer_name
+
+
+def layer_entry(module) -> dict:
+    """``{"type": layer_name(module), **module.get_config()}``: one layer in a model file's spec.
+
+    ``TypeError`` when the layer cannot describe itself: its constructor takes arguments but
+    its class does not define ``get_config`` (as Keras, which would otherwise rebuild it with
+    the defaults, silently).
+    """
+    cls = type(module)
+    if cls.get_config is Module.get_config and _init_args(cls):
+        raise TypeError(f"{cls.__module__}.{cls.__qualname__}: expected a layer that describes itself, but its "
+                        f"constructor takes {_init_args(cls)} and it has no get_config() "
+                        "(define get_config() returning those arguments)")
+    config = module.get_config()
+    if not isinstance(config, dict) or "type" in config:
+        raise TypeError(f"{cls.__qualname__}.get_config(): expected a dict without a 'type' key, "
+                        f"received {str(config)[:80]}")
+    return {"type": layer_name(module), **config}
+
+
+def check_entry(entry, where: str):
+    """Validate one spec entry without building anything; return ``(cls, checked config)``."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+        raise ValueError(f"{where}: expected a dict with a 'type' string, received {str(entry)[:80]}")
+    cls = get_layer_class(entry["type"], f"{where}['type']")
+    try:
+        config = cls.check_config({k: v for k, v in entry.items() if k != "type"})
+    except (TypeError, ValueError) as exc:
+        raise _located(exc, f"{where} ({entry['type']})") from None
+    return cls, config
+
+
+def _located(exc, where):
+    """``exc`` with ``where: `` in front of its message, of the same type when that type allows."""
+    try:
+        return type(exc)(f"{where}: {exc}")
+    except Exception:  # pragma: no cover - an exception type with another signature
+        return (TypeError if isinstance(exc, TypeError) else ValueError)(f"{where}: {exc}")
+
+
+def entry_state_specs(entry, where: str) -> list:
+    """``(name, shape, dtype)`` of the state a spec entry's layer holds, without allocating it when
+    the layer declares ``state_specs`` (all of gradbox's do); a user's layer without it is built."""
+    cls, config = check_entry(entry, where)
+    try:
+        specs = cls.state_specs(config)
+        if specs is None:
+            layer = cls.from_config(config)
+            specs = [(name, a.shape, a.dtype) for name, _, _, a in state_slots(layer)]
+    except (TypeError, ValueError) as exc:
+        raise _located(exc, f"{where} ({entry['type']})") from None
+    return specs
+
+
+def build_entry(entry, where: str = "layer"):
+    """The (untrained) layer a spec entry describes."""
+    cls, config = check_entry(entry, where)
+    try:
+        return cls.from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise _located(exc, f"{where} ({entry['type']})") from None
+
+
+def _init_args(cls, required_only: bool = False) -> list:
+    """The names of ``cls.__init__``'s arguments (only those without a default, if asked)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [p.name for p in params if (p.default is p.empty or not required_only)
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def state_slots(module, prefix: str = ""):
+    """Yield ``(name, owner, attribute, Parameter or array)`` for every parameter, then every persistent buffer.
+
+    Unlike ``named_parameters`` a shared parameter (or module) is listed under every name it has,
+    so a model file can record that two names are one array and a loader can tie them again.
+    """
+    slots = list(_walk(module, prefix, ()))
+    for name, owner in slots:
+        for key, p in owner._parameters.items():
+            if p is not None:
+                yield (f"{name}.{key}" if name else key), owner, key, p
+    for name, owner in slots:
+        skip = owner.__dict__.get("_non_persistent", ())
+        for key, b in owner._buffers.items():
+            if b is not None and key not in skip:
+                yield (f"{name}.{key}" if name else key), owner, key, b
+
+
+def _walk(module, name, ancestors):
+    if id(module) in ancestors:
+        raise ValueError(f"model: module {name!r} contains itself")
+    yield name, module
+    for key, child in module._modules.items():
+        yield from _walk(child, f"{name}.{key}" if name else key, ancestors + (id(module),))
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Run a block with ``model`` in ``eval()`` mode, then give every submodule back its own mode.
+
+    >>> import gradbox as gb
+    >>> model = gb.nn.Sequential(gb.nn.Dropout(0.5), gb.nn.Dropout(0.5).eval())
+    >>> with gb.nn.eval_mode(model):
+    ...     print([m.training for m in model.modules()])
+    [False, False, False]
+    >>> [m.training for m in model.modules()]
+    [True, True, False]
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            object.__setattr__(m, "training", mode)
 
 
 class Module:
@@ -97,12 +217,34 @@ class Module:
         """
         return {}
 
+    #: name -> ``gradbox._validation`` constraint, checked by ``check_config`` (and constructors)
+    _parameter_constraints: dict = {}
+
     @classmethod
     def from_config(cls, config: dict) -> "Module":
         """Build an (untrained) layer from ``get_config()``'s output."""
+        return cls(**cls.check_config(config))
+
+    @classmethod
+    def check_config(cls, config: dict) -> dict:
+        """Validate a config without building the layer: its keys against the constructor's
+        arguments, its values against ``_parameter_constraints``. Returns the checked config."""
         if not isinstance(config, dict):
             raise TypeError(f"{cls.__name__}.from_config(config): expected a dict, received {type(config).__name__}")
-        return cls(**config)
+        params = inspect.signature(cls.__init__).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            extra = sorted(set(config) - set(list(params)[1:]))
+            missing = sorted(set(_init_args(cls, required_only=True)) - set(config))
+            if extra or missing:
+                raise ValueError(f"{cls.__name__}: unexpected keys {extra}, missing keys {missing}")
+        return validate(cls.__name__, config, cls._parameter_constraints)
+
+    @classmethod
+    def state_specs(cls, config: dict):
+        """``[(name, shape, dtype)]`` of the parameters and persistent buffers ``from_config(config)``
+        would allocate, computed without allocating (a model file's declared sizes are checked
+        against its array table first). ``None``: unknown until built (a user's layer may say so)."""
+        return None
 
     # --- buffers (PyTorch's semantics) ---------------------------------------
     def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
@@ -209,17 +351,18 @@ class Module:
         return self.train(False)
 
     def astype(self, dtype) -> "Module":
-        """Convert every parameter to ``dtype`` in place (float32 or float64)."""
+        """Convert every parameter and floating-point buffer to ``dtype`` in place (float16, float32 or float64)."""
         dtype = np.dtype(dtype)
         if dtype not in _FLOATS:
             raise TypeError(f"astype: expected a float dtype, received {dtype}")
         for p in self.parameters():
             p.data = p.data.astype(dtype)
             p.grad = None
-        for _, module, name in list(self._persistent_buffers()):
-            b = module._buffers[name]
-            if b.dtype.kind == "f":
-                setattr(module, name, b.astype(dtype))
+        # NOTE: every floating-point buffer, persistent or not (as PyTorch's ``.double()``); integer ones stay
+        for module in self.modules():
+            for name, b in list(module._buffers.items()):
+                if b is not None and b.dtype.kind == "f":
+                    setattr(module, name, b.astype(dtype))
         return self
 
     # --- state ----------------------------------------------------------------
@@ -271,3 +414,12 @@ class Module:
         lines = [f"  ({k}): " + repr(m).replace("\n", "\n  ") for k, m in self._modules.items()]
         head = f"{type(self).__name__}({self.extra_repr()}"
         return head + ("\n" + "\n".join(lines) + "\n)" if lines else ")")
+
+
+class _Stateless(Module):
+    """A layer without parameters or buffers."""
+
+    @classmethod
+    def state_specs(cls, config):
+        cls.check_config(config)
+        return []
