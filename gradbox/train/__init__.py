@@ -29,6 +29,7 @@ from .presets import (ACTIVATIONS, DEFAULT_INIT, DEFAULT_LR, OPTIMIZERS, build_m
                       optimizer_hyperparameters)
 from .sampler import RandomSampler
 from .trainer import Trainer, fit
+from . import run  # noqa: E402 - the run API: gradbox.train.run.train(config), .resume(path)
 
 __all__ = [
     "ACTIVATIONS",
