@@ -337,11 +337,6 @@ def _too_complex(raw: bytes) -> str | None:
     return None
 
 
-def _serialize(arrays, metadata=None, model=None) -> bytes:
-    """The whole file as bytes (used by tests and small files)."""
-    return b"".join(bytes(p) for p in _serialize_parts(arrays, metadata, model))
-
-
 def _write(path, parts) -> None:
     with atomic_open(path, "wb") as f:
         for part in parts:
@@ -779,9 +774,3 @@ def load_model(path) -> ModelFile:
         return _model_from_header(arrays, header)
     except ModelFileError as exc:
         raise ModelFileError(f"{os.fspath(path)}: {exc}") from None
-
-
-def _load_model_bytes(buf) -> ModelFile:
-    """Parse a model file from bytes (used by the fuzz tests)."""
-    arrays, _, header = _parse(buf)
-    return _model_from_header(arrays, header)

@@ -10,6 +10,7 @@ import pytest
 import gradbox as gb
 from gradbox import Tensor, nn
 from gradbox import io as gio
+from tests._helpers import load_model_bytes, serialize
 from gradbox.nn.module import LAYERS, get_layer_class, layer_name, state_slots
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -87,7 +88,7 @@ def test_a_forged_header_is_refused_before_any_layer_is_built(tmp_path):
     table = {f"model.0.{k}": v for k, v in small.state_dict().items()}
     spec = [{"type": "Linear", "in_features": 20_000, "out_features": 10_000}]  # 800 MB if it were built
     path = tmp_path / "forged.gbx"
-    path.write_bytes(gio._serialize(table, {}, model={"spec": spec, "parameters": {f"0.{k}": f"model.0.{k}"
+    path.write_bytes(serialize(table, {}, model={"spec": spec, "parameters": {f"0.{k}": f"model.0.{k}"
                                                                                    for k in small.state_dict()}}))
     tracemalloc.start()
     try:
@@ -219,6 +220,6 @@ def test_a_file_whose_buffer_has_the_wrong_shape_is_refused(tmp_path):
              "model.0.seen": np.zeros((), np.int64)}
     mapping = {k[len("model."):]: k for k in table}
     path = tmp_path / "bad.gbx"
-    path.write_bytes(gio._serialize(table, {}, model={"spec": gio.model_to_spec(model), "parameters": mapping}))
+    path.write_bytes(serialize(table, {}, model={"spec": gio.model_to_spec(model), "parameters": mapping}))
     with pytest.raises(gio.ModelFileError, match=r"'0.running_mean': expected \(2,\) float32, received \(3,\)"):
         gb.load_model(path)
