@@ -9,6 +9,7 @@ One file per job:
 - ``checkpoint.py``: the checkpoint format (save, validate, restore)
 - ``inference.py``: ``predict``, ``predict_proba``, ``evaluate``, ``eval_mode``
 - ``presets.py``: ``build_mlp``, ``make_optimizer`` and the CLI's name tables
+- ``config.py``: a run's configuration (``DEFAULTS``, ``resolve_config``, TOML) and its errors
 - ``run.py``: a whole run as a library API (config → data → model → fit → run folder, and resume)
 
 >>> import numpy as np, gradbox as gb
