@@ -51,6 +51,7 @@ canvas.gb-heat { image-rendering: pixelated; display:block; }
 .gc { font-family: "DejaVu Sans Mono", Menlo, monospace; font-size:14px; }
 #gb-errors { white-space:pre-wrap; color:var(--grad); }
 svg text { font-family: inherit; }
+svg.gb-graph { max-width: 100%; height: auto; }
 .gb-g { visibility:hidden; }
 .gb-g.shown { visibility:visible; }
 .gb-node.cur circle, .gb-node.cur rect { stroke:var(--grad); stroke-width:3; }

@@ -383,7 +383,7 @@ def _layer_info(l, blk, modules, inputs, outputs, grads, names, rel_errors, lr, 
         g = grads.get(id(p))
         full = names.get(id(p), pname)
         pj = {"name": full, "symbol": f"{sym}{l}", "shape": list(p.shape), "dtype": str(p.dtype),
-              "value": H.exact_list(p.data), "grad": None if g is None else H.exact_list(g),
+              "grad": None if g is None else H.exact_list(g),
               "norm": float(np.linalg.norm(p.data.astype(np.float64))),
               "grad_norm": None if g is None else float(np.linalg.norm(g.astype(np.float64))),
               "rel_error": rel_errors.get(full)}
