@@ -40,7 +40,8 @@ import numpy as np
 from . import course
 from .gradcheck import relative_error
 
-__all__ = ["check_exercise", "ExerciseReport", "FunctionResult", "OutputResult", "FUNCTIONS", "main"]
+__all__ = ["check_exercise", "ExerciseReport", "FunctionResult", "OutputResult", "FUNCTIONS", "add_arguments",
+           "run", "main"]
 
 TOL = 1e-7        # relative error below which an output is right
 MATCH_TOL = 1e-6  # relative error below which a wrong output matches a known mistake
@@ -848,24 +849,38 @@ def check_exercise(module_or_path, lang="en", seed=0) -> ExerciseReport:
     return ExerciseReport(functions, lang, where, problem)
 
 
+def add_arguments(parser) -> None:
+    """The ``exercise`` subcommand's arguments, for ``gradbox exercise`` and ``python -m gradbox.exercise``."""
+    parser.add_argument("file", help="the learner's Python file")
+    parser.add_argument("--lang", choices=tuple(MESSAGES), default="en", help="language of the report (en, ko)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random test shapes")
+
+
+def run(args) -> int:
+    """Print the report for ``args.file``; 0 if every function is right, 1 otherwise.
+
+    Bad input (no such file, not a module) raises ``FileNotFoundError``/``TypeError`` for the
+    CLI's one error handler.
+    """
+    report = check_exercise(args.file, lang=args.lang, seed=args.seed)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def main(argv=None) -> int:
-    """``gradbox exercise FILE.py [--lang ko]``: print the report; exit 1 if a function is wrong, 2 on bad input."""
+    """``gradbox exercise FILE.py [--lang ko]``: exit 1 if a function is wrong, 2 on bad input (one line on stderr)."""
     parser = argparse.ArgumentParser(prog="gradbox exercise",
                                      description="check a learner's course functions against gradbox.course")
-    parser.add_argument("file", help="the learner's Python file")
-    parser.add_argument("--lang", choices=tuple(MESSAGES), default="en")
-    parser.add_argument("--seed", type=int, default=0)
+    add_arguments(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     try:
-        report = check_exercise(args.file, lang=args.lang, seed=args.seed)
+        return run(args)
     except (FileNotFoundError, TypeError, ValueError) as exc:
         if args.debug:
             raise
         print(f"gradbox exercise: {exc}", file=sys.stderr)
         return 2
-    print(report)
-    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":
