@@ -87,7 +87,7 @@ MESSAGES = {
         "hint_sigmoid_of_cache": "the cache holds Z, not A: compute s = 1 / (1 + exp(-Z)) first",
         "hint_missing_b": "did you forget to add b?",
         "hint_squeeze": "return a number: cost = np.squeeze(cost)",
-        "hint_inplace": "your function changed its input {arg} in place -- copy it first (np.array({arg}, copy=True))",
+        "hint_inplace": "your function changed its input {arg} in place: copy it first (np.array({arg}, copy=True))",
         "hint_no_pad": "did you forget to pad A_prev (zero_pad(A_prev, pad))?",
         "hint_stride": "did you forget the stride in the window's corners (vert_start = h * stride)?",
         "hint_pool_mode": "the other pooling mode's result: check mode='max' / 'average'",
@@ -123,7 +123,7 @@ MESSAGES = {
         "hint_sigmoid_of_cache": "캐시에는 A가 아니라 Z가 들어 있습니다: 먼저 s = 1 / (1 + exp(-Z))를 계산하세요",
         "hint_missing_b": "b를 더하는 것을 빠뜨리지 않았나요?",
         "hint_squeeze": "숫자 하나를 반환하세요: cost = np.squeeze(cost)",
-        "hint_inplace": "함수가 입력 {arg}을(를) 제자리에서 바꿨습니다 -- 먼저 복사하세요 (np.array({arg}, copy=True))",
+        "hint_inplace": "함수가 입력 {arg}을(를) 제자리에서 바꿨습니다. 먼저 복사하세요 (np.array({arg}, copy=True))",
         "hint_no_pad": "A_prev에 패딩을 넣는 것(zero_pad(A_prev, pad))을 빠뜨리지 않았나요?",
         "hint_stride": "창의 시작 위치에 스트라이드를 곱하는 것(vert_start = h * stride)을 빠뜨리지 않았나요?",
         "hint_pool_mode": "다른 풀링 방식의 결과입니다: mode='max' / 'average'를 확인하세요",
@@ -712,8 +712,10 @@ def _run_function(fn_name, fn, lang, rng):
                 results[name] = r
         changed = _changed_input(case.args, args)
         if changed is not None:
-            results.setdefault("(inplace)", OutputResult(changed, False, case=case.desc, hint="inplace",
-                                                         hint_args={"arg": changed}))
+            names = _ARG_NAMES.get(fn_name, ())
+            arg = names[changed] if changed < len(names) else f"argument {changed + 1}"
+            results.setdefault("(inplace)", OutputResult(arg, False, case=case.desc, hint="inplace",
+                                                         hint_args={"arg": arg}))
     raised = results.get("(raised)")
     if raised is not None and raised.hint is None:
         hinted = next((r for r in results.values() if r.hint), None)
