@@ -233,3 +233,15 @@ def test_large_layers_keep_the_page_small():
     assert (heat["rows"], heat["cols"]) == (256, 256) and heat["subsampled_from"] == [512, 784]
     assert len(page.data["layers"][0]["params"]["W"]["grad"]) == 512 * 784
     assert page.size_bytes < 10 * 2 ** 20
+
+
+def test_gradbox_train_default_model_with_dropout_and_leaky_relu(rng):
+    # `gradbox train`'s default MLP has dropout after each hidden activation: it joins that layer's box.
+    model = build_mlp(64, [32, 16], 10, dropout=0.4, rng=0)
+    X, y = rng.normal(size=(12, 64)).astype(np.float32), rng.integers(0, 10, size=12)
+    page = build_explain_page(model, X, y)
+    assert [layer["desc"] for layer in page.data["layers"]] == ["Linear+ReLU", "Linear+ReLU", "Linear"]
+    assert all(model.training for model in model.modules())         # mode restored
+    model = nn.Sequential(nn.Linear(4, 3, rng=0), nn.LeakyReLU(), nn.Linear(3, 2, rng=1))
+    page = build_explain_page(model, rng.normal(size=(5, 4)).astype(np.float32), np.arange(5) % 2)
+    assert "else negative_slope" in unescape(page.html)

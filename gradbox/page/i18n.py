@@ -79,7 +79,7 @@ LABELS = {
         "dZ_relu": "dZ[l] = dA[l] * g'(Z[l]),  g'(z) = 1 if z > 0 else 0 (ReLU)",
         "dZ_sigmoid": "dZ[l] = dA[l] * σ(Z[l]) (1 − σ(Z[l]))",
         "dZ_tanh": "dZ[l] = dA[l] * (1 − tanh²(Z[l]))",
-        "dZ_leaky": "dZ[l] = dA[l] * g'(Z[l]),  g'(z) = 1 if z > 0 else slope",
+        "dZ_leaky": "dZ[l] = dA[l] * g'(Z[l]),  g'(z) = 1 if z > 0 else negative_slope",
         "dZ_none": "dZ[l] = dA[l]  (no activation: A[l] = Z[l])",
         "dZ_generic": "dZ[l] = dA[l] * g'(Z[l])",
         "linear_back": "dW[l] = (1/m) dZ[l] A[l−1]ᵀ,  db[l] = (1/m) Σ dZ[l],  dA[l−1] = W[l]ᵀ dZ[l]",
