@@ -1,0 +1,261 @@
+"""Data-parallel scaling on MPI: measured on this machine, then modelled past it.
+
+    python bench/mpi_scaling.py                  # about 2-4 minutes on 2 cores; prints a report
+    python bench/mpi_scaling.py --rounds 2 --samples 8192 --json out.json   # quicker
+
+1. Throughput of the 784-256-128-10 MLP (float32, SGD with momentum, global batch 1024 and 256):
+   one process with one BLAS thread, one process with two, and ``mpiexec -n 2`` with one BLAS
+   thread per process (threadpoolctl). The configurations take turns, round after round (order
+   rotating), and the ratios are paired per round, so a burst of load on a shared machine hits
+   all of them alike; the report gives the median ratio and the range over rounds.
+2. ``Allreduce`` (upper-case, in place, float32) between 2 local processes at 1e3 ... 1e7 floats,
+   and a least-squares fit ``t = alpha + beta * bytes``.
+3. The scaling model: one step on K nodes costs ``c * b / K`` (compute, ``c`` seconds per sample
+   from the one-process, one-thread measurement at batch 1024) plus a ring allreduce,
+   ``2 (K-1)/K * bytes / bandwidth + 2 (K-1) * alpha``. Efficiency = (one-node time / K) / step time.
+
+Requires ``pip install "gradbox[mpi]" threadpoolctl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LAYERS = (784, 256, 128, 10)
+N_SAMPLES = 8192
+
+
+def n_params(layers=LAYERS):
+    return sum(a * b + b for a, b in zip(layers[:-1], layers[1:]))
+
+
+# --------------------------------------------------------------------------------------------
+# workers (run as child processes, alone or under mpiexec)
+# --------------------------------------------------------------------------------------------
+def worker_train(batch, steps, threads):
+    from threadpoolctl import threadpool_limits
+
+    import gradbox as gb
+    from gradbox import distributed as dist
+
+    threadpool_limits(threads)
+    k = dist.size()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N_SAMPLES, LAYERS[0])).astype(np.float32)
+    y = rng.integers(0, LAYERS[-1], N_SAMPLES)
+    gb.manual_seed(0)
+    mods = []
+    for a, b in zip(LAYERS[:-1], LAYERS[1:]):
+        mods += [gb.nn.Linear(a, b), gb.nn.ReLU()]
+    model = gb.nn.Sequential(*mods[:-1])
+    opt = gb.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    sampler = dist.ShardedSampler(N_SAMPLES, batch, seed=1, rank=dist.rank(), size=k)
+    if k > 1:
+        dist.broadcast_parameters(model)
+        opt = dist.DistributedOptimizer(opt, sampler=sampler)
+    loss_fn = gb.nn.CrossEntropyLoss()
+    # NOTE: one preallocated shard buffer filled by np.take(out=...), as the Trainer does
+    local = -(-min(batch, N_SAMPLES) // k)
+    xbuf = np.empty((local, LAYERS[0]), np.float32)
+    ybuf = np.empty(local, y.dtype)
+
+    def run(n_steps):
+        done = 0
+        while done < n_steps:
+            for idx in sampler:
+                m = len(idx)
+                xb, yb = xbuf[:m], ybuf[:m]
+                np.take(X, idx, axis=0, out=xb)
+                np.take(y, idx, axis=0, out=yb)
+                opt.zero_grad()
+                loss_fn(model(gb.Tensor(xb)), yb).backward()
+                opt.step()
+                done += 1
+                if done == n_steps:
+                    return
+
+    run(3)  # warm-up
+    if k > 1:
+        dist.comm().Barrier()
+    t0 = time.perf_counter()
+    run(steps)
+    elapsed = time.perf_counter() - t0
+    if k > 1:
+        elapsed = dist.comm().allreduce(elapsed, op=dist._mpi().MAX)
+    if dist.is_main():
+        print(json.dumps({"k": k, "threads": threads, "batch": batch, "steps": steps, "seconds": elapsed,
+                          "samples_per_s": steps * batch / elapsed, "step_s": elapsed / steps}))
+
+
+def worker_allreduce(sizes, reps):
+    from gradbox import distributed as dist
+
+    MPI = dist._mpi()
+    comm = dist.init()
+    out, med = {}, {}
+    for n in sizes:
+        buf = np.ones(int(n), np.float32)
+        for _ in range(3):
+            comm.Allreduce(MPI.IN_PLACE, buf)
+        times = []
+        r = max(3, int(reps * min(1.0, 1e5 / n)))
+        for _ in range(r):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            comm.Allreduce(MPI.IN_PLACE, buf)
+            times.append(time.perf_counter() - t0)
+        # NOTE: the minimum is the uncontended cost (what the model needs); the median shows the load
+        out[int(n)] = comm.allreduce(min(times), op=MPI.MAX)
+        med[int(n)] = comm.allreduce(statistics.median(times), op=MPI.MAX)
+    if dist.is_main():
+        print(json.dumps({"allreduce_s": out, "allreduce_median_s": med}))
+
+
+# --------------------------------------------------------------------------------------------
+# orchestration
+# --------------------------------------------------------------------------------------------
+def _env(threads):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
+
+
+def _mpiexec():
+    exe = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return exe if os.path.exists(exe) else "mpiexec"
+
+
+def _child(args, k, threads, timeout=600):
+    cmd = [sys.executable, os.path.abspath(__file__), *args]
+    if k > 1:
+        cmd = [_mpiexec(), "-n", str(k), *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), cwd=ROOT, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+CONFIGS = (("1p1t", 1, 1), ("1p2t", 1, 2), ("2p1t", 2, 1))
+
+
+def measure_throughput(batches, rounds, samples):
+    results = {b: {name: [] for name, _, _ in CONFIGS} for b in batches}
+    for r in range(rounds):
+        for b in batches:
+            order = CONFIGS[r % 3:] + CONFIGS[:r % 3]
+            for name, k, threads in order:
+                steps = max(4, samples // b)
+                res = _child(["--worker", "train", "--batch", str(b), "--steps", str(steps),
+                              "--threads", str(threads)], k, threads)
+                results[b][name].append(res["samples_per_s"])
+                print(f"  round {r + 1} batch {b} {name}: {res['samples_per_s']:8.0f} samples/s", flush=True)
+    return results
+
+
+def fit_alpha_beta(times):
+    n = np.array(sorted(times), dtype=float)
+    t = np.array([times[k] for k in sorted(times)])
+    bytes_ = 4 * n
+    # NOTE: weighted by 1/t, so the small sizes (which decide alpha) count as much as the large
+    A = np.stack([np.ones_like(bytes_), bytes_], axis=1) / t[:, None]
+    (alpha, beta), *_ = np.linalg.lstsq(A, t / t, rcond=None)
+    return float(alpha), float(beta)
+
+
+def ring_allreduce_s(k, nbytes, gbit_s, alpha):
+    return 2 * (k - 1) / k * nbytes / (gbit_s * 1e9 / 8) + 2 * (k - 1) * alpha
+
+
+def scaling_table(c_per_sample, nbytes, global_batch, alphas, ks=(2, 4, 8, 16, 32, 64), gbits=(10, 100)):
+    rows = []
+    for k in ks:
+        row = {"K": k}
+        for g in gbits:
+            comm = ring_allreduce_s(k, nbytes, g, alphas[g])
+            compute = c_per_sample * global_batch / k
+            row[f"eff_{g}"] = compute / (compute + comm)
+        rows.append(row)
+    return rows
+
+
+def crossover_batch(c_per_sample, nbytes, k, gbit_s, alpha):
+    """Batch per rank below which the allreduce takes longer than the compute."""
+    return ring_allreduce_s(k, nbytes, gbit_s, alpha) / c_per_sample
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worker", choices=("train", "allreduce"))
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=16, help="(worker) steps to time")
+    ap.add_argument("--samples", type=int, default=32768, help="samples per timed run (steps = samples / batch)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    if args.worker == "train":
+        return worker_train(args.batch, args.steps, args.threads)
+    if args.worker == "allreduce":
+        return worker_allreduce([1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7], reps=50)
+
+    print(f"MLP {'-'.join(map(str, LAYERS))}: {n_params():,} float32 parameters; {os.cpu_count()} cores, "
+          f"load average before {os.getloadavg()[0]:.1f}", flush=True)
+    print("allreduce between 2 local processes ...", flush=True)
+    ar = _child(["--worker", "allreduce"], 2, 1)
+    times = {int(k): v for k, v in ar["allreduce_s"].items()}
+    medians = {int(k): v for k, v in ar["allreduce_median_s"].items()}
+    alpha, beta = fit_alpha_beta(times)
+    print("throughput, interleaved rounds ...", flush=True)
+    thr = measure_throughput((1024, 256), args.rounds, args.samples)
+    report = {"allreduce_s": times, "allreduce_median_s": medians, "alpha_s": alpha, "beta_s_per_byte": beta, "throughput": thr,
+              "n_params": n_params()}
+    print("\n## allreduce (float32, 2 local processes; minimum and median over repetitions)")
+    for n, t in sorted(times.items()):
+        print(f"  {n:>10,d} floats {4 * n / 1e6:8.3f} MB  min {t * 1e3:8.3f} ms  median {medians[n] * 1e3:8.3f} ms"
+              f"   fit {1e3 * (alpha + beta * 4 * n):8.3f} ms")
+    print(f"  fit: alpha = {alpha * 1e6:.1f} us, beta = {beta * 1e9:.3f} ns/byte "
+          f"({1 / beta / 1e9:.2f} GB/s effective)")
+    print("\n## throughput ratios (median over rounds [min, max])")
+    ratios = {}
+    for b, res in thr.items():
+        for num, den in (("2p1t", "1p1t"), ("2p1t", "1p2t"), ("1p2t", "1p1t")):
+            rs = [x / y for x, y in zip(res[num], res[den])]
+            ratios[f"{num}/{den}@{b}"] = rs
+            print(f"  batch {b:5d}: {num} / {den} = {statistics.median(rs):.2f}x  [{min(rs):.2f}, {max(rs):.2f}]"
+                  f"   ({statistics.median(res[num]):.0f} vs {statistics.median(res[den]):.0f} samples/s)")
+    report["ratios"] = ratios
+    # compute per sample: one process, one thread, batch 1024 (the best rate over rounds: least disturbed)
+    c = 1.0 / max(thr[1024]["1p1t"])
+    nbytes = 4 * n_params()
+    alphas = {10: 25e-6, 100: 5e-6}  # NOTE: assumed network latencies per message (TCP 10 GbE, RDMA 100 Gb)
+    report["c_per_sample_s"] = c
+    print(f"\n## scaling model: c = {c * 1e6:.1f} us/sample (1 process, 1 thread, batch 1024), "
+          f"{nbytes / 1e6:.2f} MB of float32 gradients, alpha 25 us @ 10 Gbit/s, 5 us @ 100 Gbit/s")
+    for gb_ in (1024, 256):
+        rows = scaling_table(c, nbytes, gb_, alphas)
+        report[f"model_{gb_}"] = rows
+        print(f"  global batch {gb_}:  " + "  ".join(
+            f"K={r['K']}: {100 * r['eff_10']:.0f}%/{100 * r['eff_100']:.0f}%" for r in rows))
+    cross = {g: crossover_batch(c, nbytes, 64, g, alphas[g]) for g in (10, 100)}
+    report["crossover_batch_per_rank_K64"] = cross
+    print(f"  communication dominates (K=64) below a batch per rank of {cross[10]:.0f} at 10 Gbit/s, "
+          f"{cross[100]:.0f} at 100 Gbit/s")
+    print(f"load average after: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

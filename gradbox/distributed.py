@@ -1,0 +1,674 @@
+"""Data-parallel training on MPI (mpi4py), with Horovod's names.
+
+``pip install "gradbox[mpi]"`` (mpi4py and the ``mpich`` wheel, which brings ``mpiexec``), then
+``mpiexec -n K python script.py``. mpi4py is imported on first use only: ``import gradbox`` and
+single-process runs never load it.
+
+Semantics (PyTorch DDP's and Horovod's): the batch size is the *global* batch. Every rank draws
+the same shuffled order from the seed (``ShardedSampler``) and takes its shard of each global
+batch; before each update the gradients are averaged with weights proportional to shard size, in
+one buffer-based ``Allreduce`` (``DistributedOptimizer``). The result equals one process with the
+same batch size, up to float rounding, whatever K is.
+
+>>> import gradbox as gb
+>>> from gradbox import distributed as dist
+>>> model = gb.nn.Sequential(gb.nn.Linear(4, 3))
+>>> dist.init()                                # doctest: +SKIP
+>>> dist.broadcast_parameters(model, root=0)   # doctest: +SKIP
+>>> opt = dist.DistributedOptimizer(gb.optim.SGD(model.parameters(), lr=0.1), sampler=sampler)  # doctest: +SKIP
+>>> dist.ShardedSampler(10, batch_size=4, rank=1, size=2).shard(range(4))
+array([2, 3])
+"""
+from __future__ import annotations
+
+import hashlib
+import numbers
+import os
+import sys
+
+import numpy as np
+
+_INSTALL_HINT = "pip install 'gradbox[mpi]'"
+
+# Environment variables by which launchers announce the world size (MPICH/Hydra and other PMI
+# launchers, Open MPI, Slurm's srun): read without importing mpi4py, so that a single-process
+# run never pays for (or depends on) MPI.
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+_comm = None           # the communicator once init() ran
+_prev_excepthook = None
+
+
+def _mpi():
+    """``mpi4py.MPI``, or an ImportError that says how to install it."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError(f"gradbox.distributed: expected mpi4py ({_INSTALL_HINT}), received {exc}") from None
+    return MPI
+
+
+def launched_size() -> int:
+    """The world size a launcher (``mpiexec``, ``srun``) announced in the environment; 1 when none.
+
+    Cheap: reads environment variables only and never imports mpi4py.
+    """
+    for var in _SIZE_VARS:
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def available() -> bool:
+    """True when mpi4py can be imported (the ``mpi`` extra is installed)."""
+    try:
+        _mpi()
+    except ImportError:
+        return False
+    return True
+
+
+def init(comm=None, *, require_parallel=False):
+    """Start (or join) the MPI world and return its communicator.
+
+    Parameters
+    ----------
+    comm : mpi4py communicator or None
+        Default ``MPI.COMM_WORLD``.
+    require_parallel : bool
+        Raise ``RuntimeError`` when the world has one process: distributed training was asked
+        for explicitly, and a forgotten ``mpiexec -n K`` would otherwise train alone unnoticed.
+
+    In a world of more than one process, an uncaught exception on any rank prints
+    ``gradbox: rank R failed: ...`` and aborts every rank (``MPI_Abort``), so that a failing rank
+    ends the job within seconds instead of leaving the others blocked in a collective.
+    Calling ``init`` again is harmless.
+    """
+    global _comm, _prev_excepthook
+    MPI = _mpi()
+    if comm is None:
+        comm = MPI.COMM_WORLD
+    _comm = comm
+    k = comm.Get_size()
+    if require_parallel and k == 1:
+        raise RuntimeError(
+            "distributed: expected an MPI world of more than one process (launch with "
+            f"`mpiexec -n K ...`), received a world of size 1 (launcher announced {launched_size()})")
+    if k > 1 and _prev_excepthook is None:
+        _prev_excepthook = sys.excepthook
+        sys.excepthook = _abort_on_exception
+    return comm
+
+
+def _abort_on_exception(exc_type, exc, tb):
+    # NOTE: without this, a rank that raises runs MPI_Finalize at exit while the others wait in
+    # the next Allreduce for ever (measured: mpiexec still running after 60 s). The traceback
+    # first (Python's own hook), then one line naming the rank, then the abort.
+    if _prev_excepthook is not None and not issubclass(exc_type, KeyboardInterrupt):
+        _prev_excepthook(exc_type, exc, tb)
+    abort(f"{exc_type.__name__}: {exc}", code=1)
+
+
+def abort(message: str, code: int = 1):
+    """Print ``gradbox: rank R failed: <message>`` on stderr and end every rank of the job.
+
+    For error handlers that exit non-zero (``sys.exit`` bypasses the exception hook): on one rank
+    of many, a plain exit would leave the other ranks blocked in a collective.
+    """
+    r = rank()
+    print(f"gradbox: rank {r} failed: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    if _comm is not None and _comm.Get_size() > 1:
+        _comm.Abort(int(code) or 1)
+    raise SystemExit(int(code) or 1)
+
+
+def comm():
+    """The communicator: ``init()``'s, or the world's when launched under ``mpiexec -n K>1``, else None."""
+    if _comm is None and launched_size() > 1:
+        init()
+    return _comm
+
+
+def rank() -> int:
+    """This process's rank (0 when not running under MPI)."""
+    c = comm()
+    return 0 if c is None else c.Get_rank()
+
+
+def size() -> int:
+    """The number of processes (1 when not running under MPI)."""
+    c = comm()
+    return 1 if c is None else c.Get_size()
+
+
+def is_main() -> bool:
+    """True on the one process that prints and writes files (rank 0)."""
+    return rank() == 0
+
+
+def _require_comm(who):
+    c = comm()
+    if c is None:
+        c = init()
+    return c
+
+
+def allreduce(array, average=False):
+    """Sum (or average) a NumPy array over all ranks; returns a new array (``Allreduce``, no pickling)."""
+    c = _require_comm("allreduce")
+    a = np.ascontiguousarray(array)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"allreduce(array): expected a numeric array, received dtype {a.dtype}")
+    out = np.empty_like(a)
+    c.Allreduce(a, out)
+    if average:
+        out = out / c.Get_size()
+    return out
+
+
+def broadcast_parameters(model, root=0):
+    """Copy every parameter and buffer of ``model`` from rank ``root`` to all ranks, in place.
+
+    The ranks first compare the model's structure (names, shapes, dtypes): a mismatch raises
+    ``ValueError`` on every rank rather than a truncated broadcast.
+    """
+    c = _require_comm("broadcast_parameters")
+    if not isinstance(root, numbers.Integral) or isinstance(root, bool) or not 0 <= root < c.Get_size():
+        raise ValueError(f"broadcast_parameters(root): expected a rank in [0, {c.Get_size()}), received {root!r}")
+    arrays = [(n, p.data) for n, p in model.named_parameters()] + list(model.named_buffers())
+    signature = repr([(n, a.shape, str(a.dtype)) for n, a in arrays]).encode()
+    digests = c.allgather(hashlib.blake2b(signature, digest_size=16).hexdigest())
+    if len(set(digests)) != 1:
+        bad = [r for r, d in enumerate(digests) if d != digests[root]]
+        raise ValueError(f"broadcast_parameters(model): expected the same model structure on every rank, "
+                         f"received a different one on rank(s) {bad} than on rank {root}")
+    for name, a in arrays:
+        if not a.flags.c_contiguous or not a.flags.writeable:
+            raise ValueError(f"broadcast_parameters(model): expected writeable contiguous arrays, "
+                             f"received {name!r} that is not")
+        c.Bcast(a, root=root)
+
+
+def _data_digest(arrays) -> str:
+    """A cheap fingerprint of the training data: shapes, dtypes and up to ~4 MB of evenly spaced rows."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.asarray(a)
+        h.update(repr((a.shape, str(a.dtype))).encode())
+        if a.ndim == 0 or len(a) == 0:
+            h.update(np.ascontiguousarray(a).tobytes())
+            continue
+        row_bytes = max(1, a.nbytes // len(a))
+        step = max(1, (len(a) * row_bytes) // (4 << 20))
+        h.update(np.ascontiguousarray(a[::step]).tobytes())
+        h.update(np.ascontiguousarray(a[-1]).tobytes())
+    return h.hexdigest()
+
+
+def check_same_data(*arrays, name="X, y"):
+    """Raise ``ValueError`` on every rank unless all ranks hold the same data (compared by a cheap hash).
+
+    Every rank must load the same dataset: each takes its shard of the global batches by index.
+    """
+    c = _require_comm("check_same_data")
+    digests = c.allgather(_data_digest(arrays))
+    if len(set(digests)) != 1:
+        bad = [r for r, d in enumerate(digests) if d != digests[0]]
+        raise ValueError(f"distributed: expected the same training data ({name}) on every rank, received "
+                         f"different data on rank(s) {bad} than on rank 0 (each rank must load the same dataset)")
+
+
+def seed_rank_stream(seed, step=0):
+    """Reseed gradbox's default generator (dropout, initialisers) from ``(seed, rank, step)``.
+
+    Call it after ``broadcast_parameters``: dropout masks then come from independent per-rank
+    streams, reproducible from the seed and the rank. ``step`` (the optimizer steps done, for a
+    resumed run) starts a stream of its own rather than repeating the first one.
+    """
+    from .random import set_rng_state
+
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed_rank_stream(seed): expected a non-negative int, received {seed!r}")
+    g = np.random.default_rng(np.random.SeedSequence([int(seed), rank(), int(step)]))
+    set_rng_state(g.bit_generator.state)
+
+
+def _shard_bounds(n, k, r):
+    """[start, stop) of rank r's part when n items are split into k nearly equal contiguous parts
+    (the first n % k parts one longer, as ``numpy.array_split``)."""
+    base, extra = divmod(n, k)
+    start = r * base + min(r, extra)
+    return start, start + base + (1 if r < extra else 0)
+
+
+class ShardedSampler:
+    """The order of samples for data-parallel training: global batches, sharded by rank.
+
+    Every rank draws the same permutation of ``range(n)`` per epoch from ``seed`` (as the
+    single-process ``Trainer``'s ``RandomSampler``: ``numpy.random.default_rng(seed).permutation(n)``),
+    cuts it into global batches of ``batch_size`` (the last may be short), and takes its
+    contiguous part of each batch. Parts differ by at most one sample when ``size`` does not
+    divide the batch, and may be empty when the batch is smaller than the world.
+
+    It follows the trainer's sampler protocol (``set_epoch``, ``batches(n, batch_size, start)``,
+    ``end_epoch``, ``state_dict``, ``load_state_dict``; see ``gradbox.train.sampler``). Its state
+    is the global order and the generator, the same on every rank and for every K: a checkpoint
+    taken under K ranks resumes under any other.
+
+    Parameters
+    ----------
+    n : int or None
+        Number of training samples (otherwise taken from the first ``batches`` call).
+    batch_size : int or None
+        The global batch (for iterating the sampler itself; ``batches`` takes its own).
+    shuffle : bool
+    seed : int, Generator or None
+    rank, size : int or None
+        Default: this process's (``rank()``, ``size()``).
+
+    Attributes
+    ----------
+    shard_size, batch_len : int
+        Sizes of the last shard taken and of its global batch (``DistributedOptimizer`` weighs
+        the gradients by them).
+
+    >>> s = ShardedSampler(10, batch_size=4, shuffle=False, rank=2, size=3)
+    >>> [b.tolist() for b in s]
+    [[3], [7], []]
+    """
+
+    def __init__(self, n=None, batch_size=None, *, shuffle=True, seed=None, rank=None, size=None):
+        for arg, v in (("n", n), ("batch_size", batch_size)):
+            if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool) or v <= 0):
+                raise ValueError(f"ShardedSampler({arg}): expected a positive int, received {v!r}")
+        self.n = None if n is None else int(n)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.size = globals()["size"]() if size is None else int(size)
+        self.rank = globals()["rank"]() if rank is None else int(rank)
+        if self.size < 1 or not 0 <= self.rank < self.size:
+            raise ValueError(f"ShardedSampler(rank, size): expected 0 <= rank < size, "
+                             f"received rank={self.rank}, size={self.size}")
+        self.epoch = 0
+        self.order = None  # this epoch's global order, drawn on first use
+        self.shard_size = 0
+        self.batch_len = 0
+
+    def __len__(self):
+        """Steps per epoch."""
+        if self.n is None or self.batch_size is None:
+            raise TypeError("len(ShardedSampler): expected n and batch_size to be set")
+        return -(-self.n // min(self.batch_size, self.n))
+
+    # --- the trainer's sampler protocol ------------------------------------------------------
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def end_epoch(self):
+        self.order = None
+
+    def _draw(self, n):
+        if self.order is None:
+            self.n = int(n)
+            self.order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        elif len(self.order) != n:
+            raise ValueError(f"resume: the checkpoint was taken on {len(self.order)} training samples, received {n}")
+        return self.order
+
+    def batches(self, n, batch_size, start=0):
+        """This rank's shards of the global batches ``start, start + 1, ...`` of the current epoch."""
+        order = self._draw(n)
+        bs = min(int(batch_size), int(n))
+        for s in range(start, -(-n // bs)):
+            yield self.shard(order[s * bs:(s + 1) * bs])
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state, "order": None if self.order is None else self.order.copy()}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+        order = state.get("order")
+        self.order = None if order is None else np.asarray(order, dtype=np.int64)
+        if self.order is not None:
+            self.n = len(self.order)
+
+    # --- direct use ----------------------------------------------------------------------------
+    def shard(self, batch):
+        """This rank's part of one global batch of indices (records ``shard_size`` and ``batch_len``)."""
+        batch = np.asarray(batch)
+        start, stop = _shard_bounds(len(batch), self.size, self.rank)
+        self.shard_size, self.batch_len = stop - start, len(batch)
+        return batch[start:stop]
+
+    def permutation(self):
+        """Start a new epoch and return its global order (the same on every rank)."""
+        self.end_epoch()
+        return self._draw(self.n)
+
+    def __iter__(self):
+        """One new epoch: this rank's shards of a fresh permutation."""
+        if self.n is None or self.batch_size is None:
+            raise TypeError("iter(ShardedSampler): expected n and batch_size to be set")
+        self.end_epoch()
+        return self.batches(self.n, self.batch_size)
+
+
+class DistributedOptimizer:
+    """Average gradients over all ranks before every update of ``optimizer``.
+
+    One upper-case (buffer-based, no pickling) ``Allreduce`` per step over one flat buffer that
+    is allocated once: each rank writes ``shard_size * grad`` for every parameter (zeros where it
+    has no gradient), one flag per parameter saying it has one, and its ``shard_size``; after the
+    sum, every gradient is divided by the total shard size, so the average is weighted by shard
+    size and equals the gradient of the mean loss over the global batch. A parameter that has a
+    gradient on any rank gets the averaged one on all ranks; one that has none anywhere keeps
+    ``grad = None`` (so ``step`` skips it everywhere, consistently).
+
+    The gradients become views into the flat buffer: no copy out of it.
+
+    Parameters
+    ----------
+    optimizer : gradbox.optim.Optimizer
+    sampler : ShardedSampler or None
+        Its ``shard_size`` weighs this rank's gradient. Without a sampler every rank weighs 1
+        (Horovod's plain average): right only when every shard has the same size.
+    comm : mpi4py communicator or None
+
+    The averaging runs in the optimizer's pre-step hook (``register_step_pre_hook``), so code that
+    holds the wrapped optimizer and calls its ``step()`` (a ``Trainer``) averages too; ``step()``
+    here is the optimizer's. Other attributes (``lr``, ``zero_grad``, ``state_dict``, ...) are the
+    optimizer's too. ``step(closure)`` is refused: the hook runs before the closure computes the
+    gradients, so it would average the previous ones.
+
+    The same exchange carries a stop request (``request_stop()``; ``stop_requested``), so that
+    all ranks stop after the same step, and ``n_extras`` numbers of the caller's (``extras``, set
+    before ``step()``; their sum over ranks in ``extras_sum`` after it, in the gradients' dtype):
+    a trainer's running loss and accuracy sums, without a second collective per step.
+    """
+
+    def __init__(self, optimizer, sampler=None, comm=None, *, n_extras=0):
+        from .optim import Optimizer
+
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"DistributedOptimizer(optimizer): expected a gradbox.optim.Optimizer, "
+                            f"received {type(optimizer).__name__}")
+        if sampler is not None and not hasattr(sampler, "shard_size"):
+            raise TypeError(f"DistributedOptimizer(sampler): expected a ShardedSampler, "
+                            f"received {type(sampler).__name__}")
+        self.optimizer = optimizer
+        self.sampler = sampler
+        self.comm = comm if comm is not None else _require_comm("DistributedOptimizer")
+        self._MPI = _mpi()
+        params = optimizer.params
+        dtypes = {p.data.dtype for p in params}
+        self.dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float64)
+        sizes = [p.data.size for p in params]
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        n_grad = int(self._offsets[-1])
+        if not isinstance(n_extras, numbers.Integral) or isinstance(n_extras, bool) or n_extras < 0:
+            raise ValueError(f"DistributedOptimizer(n_extras): expected a non-negative int, received {n_extras!r}")
+        n_flags, n_extras = len(params), int(n_extras)
+        # layout: [all gradients | one flag per parameter | extras | this rank's shard size | its stop request]
+        self._buffer = np.zeros(n_grad + n_flags + n_extras + 2, dtype=self.dtype)
+        self._grads = self._buffer[:n_grad]
+        self._flags = self._buffer[n_grad:n_grad + n_flags]
+        self._extras = self._buffer[n_grad + n_flags:n_grad + n_flags + n_extras]
+        self.extras = np.zeros(n_extras)       # this rank's values, set before step()
+        self.extras_sum = np.zeros(n_extras)   # their sum over ranks, after step()
+        self._views = [self._buffer[a:b].reshape(p.data.shape) for a, b, p
+                       in zip(self._offsets[:-1], self._offsets[1:], params)]
+        self._stop_local = False
+        self.stop_requested = False
+        self._handle = optimizer.register_step_pre_hook(self._pre_step)
+
+    def __getattr__(self, name):
+        # NOTE: only reached for names this wrapper lacks: the optimizer's hyperparameters and methods.
+        if name == "optimizer":
+            raise AttributeError(name)
+        return getattr(self.optimizer, name)
+
+    def _pre_step(self, optimizer, args, kwargs):
+        if args or kwargs.get("closure") is not None:
+            raise ValueError(f"{type(optimizer).__name__}.step(closure): expected no closure under "
+                             "DistributedOptimizer (gradients are averaged before the step), received one")
+        self.synchronize()
+        return None
+
+    def synchronize(self):
+        """Average the gradients across ranks now (the pre-step hook calls this)."""
+        weight = 1.0 if self.sampler is None else float(self.sampler.shard_size)
+        flags = self._flags
+        for i, (p, view) in enumerate(zip(self.optimizer.params, self._views)):
+            g = p.grad
+            if g is None or weight == 0.0:
+                view.fill(0)
+                flags[i] = 0
+            else:
+                if g is not view:
+                    np.multiply(g, weight, out=view)
+                elif weight != 1.0:
+                    view *= weight
+                flags[i] = 1
+        self._extras[...] = self.extras
+        self._buffer[-2] = weight
+        self._buffer[-1] = 1.0 if self._stop_local else 0.0
+        self.comm.Allreduce(self._MPI.IN_PLACE, self._buffer)
+        total = float(self._buffer[-2])
+        self.stop_requested = bool(self._buffer[-1] > 0)
+        self.extras_sum = self._extras.astype(np.float64)
+        if total > 0:
+            self._grads *= 1.0 / total
+        for p, view, flag in zip(self.optimizer.params, self._views, flags):
+            p.grad = view if flag > 0 else None
+
+    def request_stop(self):
+        """Ask every rank to stop: from the next exchange on, ``stop_requested`` is True on all ranks.
+
+        Safe in a signal handler (it sets a flag). ``mpiexec`` forwards SIGINT and SIGTERM to every
+        rank, but each sees it at its own moment; the flag travels in the gradient exchange, so all
+        ranks agree on the step after which they stop (and can write one consistent checkpoint).
+        """
+        self._stop_local = True
+
+    def step(self, *args, **kwargs):
+        return self.optimizer.step(*args, **kwargs)
+
+    def remove(self):
+        """Stop averaging (removes the pre-step hook)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def wanted(distributed=None) -> bool:
+    """Whether a training call runs data-parallel, from its ``distributed`` argument.
+
+    ``None`` (automatic): yes when a launcher started more than one process (``launched_size()``),
+    which then needs mpi4py (``ImportError`` naming the extra: K lone copies would each train
+    alone and write the same files). ``True``: yes, and a world of one process is an error.
+    ``False``: no.
+    """
+    if distributed is None:
+        if launched_size() <= 1:
+            return False
+        _mpi()
+        return size() > 1
+    if not isinstance(distributed, bool):
+        raise TypeError(f"distributed: expected True, False or None (automatic), received {distributed!r}")
+    if distributed:
+        init(require_parallel=True)
+    return distributed
+
+
+def sync_generator(rng, root=0):
+    """Give ``rng`` (a ``numpy.random.Generator``) rank ``root``'s state on every rank, in place.
+
+    A trainer seeded with ``seed=None`` draws its own entropy on each rank; the shuffled order must
+    nevertheless be one order.
+    """
+    c = _require_comm("sync_generator")
+    rng.bit_generator.state = c.bcast(rng.bit_generator.state, root=root)
+    return rng
+
+
+def _install_world(world):
+    """Make ``world`` the answer of ``gradbox._world`` (which process writes files and prints)."""
+    try:
+        from . import _world
+    except ImportError:  # NOTE: a gradbox without the one-writer seam (issue 12) has nothing to tell
+        return
+    _world.set_world(world)
+
+
+class DataParallel:
+    """What a training loop needs to run data-parallel, set up in one call (``fit()`` uses it).
+
+    On construction: the ranks check that they hold the same data (``check_same_data``), take
+    rank 0's parameters and buffers (``broadcast_parameters``), agree on the shuffle generator
+    (``sync_generator``), and derive per-rank dropout streams from the seed and the rank
+    (``seed_rank_stream``); then ``sampler`` shards the global batches and ``optimizer`` (a
+    ``DistributedOptimizer`` hooked onto ``optimizer``) averages the gradients, carrying three
+    extras per step: the summed loss, correct count and sample count of the global batch.
+
+    Parameters
+    ----------
+    model, optimizer : Module, Optimizer
+    X, y : arrays
+        The training data, the same on every rank.
+    shuffle : bool
+    rng : numpy.random.Generator or None
+        The shuffle generator (a trainer's own, so its checkpointed state is the global order's);
+        default one from ``seed``.
+    seed : int or None
+        For the dropout streams (rank 0 draws one when None).
+    step : int
+        Optimizer steps already done (a resumed run): the dropout streams start from there.
+    sampler_state : dict or None
+        A sampler's ``state_dict()`` to continue (a resumed epoch's order).
+    require_parallel : bool
+        Raise when the world has one process.
+    """
+
+    def __init__(self, model, optimizer, X, y, *, shuffle=True, rng=None, seed=None, step=0,
+                 sampler_state=None, require_parallel=False, comm=None):
+        self.comm = init(comm, require_parallel=require_parallel)
+        _install_world(self)  # NOTE: from here on only rank 0 writes files and prints
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        check_same_data(X, y)
+        broadcast_parameters(model)
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self.sampler = ShardedSampler(len(X), shuffle=shuffle, seed=self.rng, rank=self.rank, size=self.size)
+        if sampler_state is not None:
+            self.sampler.load_state_dict(sampler_state)
+        sync_generator(self.rng)
+        if self.sampler.order is not None:
+            self.comm.Bcast(self.sampler.order, root=0)
+        if seed is None:
+            seed = self.comm.bcast(int(np.random.default_rng().integers(2**31)) if self.rank == 0 else None, root=0)
+        self.seed = int(seed)
+        seed_rank_stream(self.seed, step)
+        self.optimizer = DistributedOptimizer(optimizer, sampler=self.sampler, comm=self.comm, n_extras=3)
+
+    @classmethod
+    def for_trainer(cls, trainer, X, y, *, require_parallel=False):
+        """Set up ``trainer`` (a ``gradbox.train.Trainer``) for this world; ``close()`` undoes it.
+
+        Its sampler (a ``RandomSampler``) is replaced by a ``ShardedSampler`` on the same
+        generator and epoch order; its optimizer averages through the pre-step hook.
+        """
+        from .train.sampler import RandomSampler
+
+        original = trainer.sampler
+        if not isinstance(original, (RandomSampler, ShardedSampler)):
+            raise TypeError(f"distributed: expected the trainer's own RandomSampler to shard, received a "
+                            f"{type(original).__name__} (shard it yourself and pass distributed=False)")
+        dp = cls(trainer.model, trainer.optimizer, X, y, shuffle=original.shuffle, rng=original.rng,
+                 seed=trainer.seed, step=trainer.global_step, sampler_state=original.state_dict(),
+                 require_parallel=require_parallel)
+        dp._trainer, dp._original_sampler = trainer, original
+        trainer.sampler = dp.sampler
+        return dp
+
+    def rank(self):  # the world protocol of gradbox._world
+        return self.comm.Get_rank()
+
+    def size(self):
+        return self.comm.Get_size()
+
+    def shard(self, batch):
+        """This rank's part of a global batch of indices."""
+        return self.sampler.shard(batch)
+
+    def set_metrics(self, loss_sum, correct, seen):
+        """This rank's contribution to the step's metrics (sent with the gradients)."""
+        self.optimizer.extras[:] = (loss_sum, correct, seen)
+
+    def step_metrics(self):
+        """(loss_sum, correct, seen) of the global batch, after the step."""
+        s = self.optimizer.extras_sum
+        return float(s[0]), int(round(s[1])), int(round(s[2]))
+
+    def close(self):
+        """Stop averaging (removes the optimizer's hook); a trainer gets its own sampler back, in step."""
+        self.optimizer.remove()
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            self._original_sampler.load_state_dict(self.sampler.state_dict())
+            trainer.sampler = self._original_sampler
+            self._trainer = None
+
+
+class BatchStatsSync:
+    """Batch statistics over the global batch, for batch normalisation under data parallelism.
+
+    What PyTorch's ``SyncBatchNorm`` exchanges, as two small collectives per layer and step:
+
+    * forward, ``stats(x, axes)``: one ``Allgather`` of each rank's per-channel count, mean and sum
+      of squared deviations, merged as Chan et al. (stable in float32): the global mean and
+      (biased) variance, the global count M, and this rank's share ``w = m / M``.
+    * backward, ``grad_sums(s1, s2, w)``: one ``Allreduce`` of ``w * s1`` and ``w * s2`` (the
+      per-channel sums of dx̂ and dx̂·x̂). Each rank's gradient is that of its own shard's mean loss
+      L_r, and ``DistributedOptimizer`` weighs rank r by ``w_r``: the objective is ``Σ w_r L_r``,
+      whose dx̂ on rank r is ``w_r·dx̂_r``, hence the weighted sums. Used in place of the local sums
+      in ``dx = (1/σ)/m · (m·dx̂ - Σdx̂ - x̂·Σ(dx̂·x̂))`` with this rank's own count m (= w_r·M, which
+      brings the result back to L_r's scale), they give what one process computes on the global
+      batch.
+
+    A rank whose shard is empty must still call both (with zero counts and sums).
+    """
+
+    def __init__(self, comm=None):
+        self.comm = comm if comm is not None else _require_comm("BatchStatsSync")
+        self._MPI = _mpi()
+
+    def stats(self, x, axes):
+        """(mean, var, M, w) over every rank's ``x`` along ``axes`` (the channel axis kept)."""
+        x = np.asarray(x)
+        c = x.shape[1]
+        m = x.size // c if c else 0
+        local = np.zeros((3, c), np.float64)
+        local[0] = m
+        if m:
+            mean = x.mean(axis=axes, dtype=np.float64)
+            d = x - mean.reshape((1, -1) + (1,) * (x.ndim - 2))
+            local[1] = mean
+            local[2] = (d * d).sum(axis=axes, dtype=np.float64)
+        gathered = np.empty((self.comm.Get_size(), 3, c), np.float64)
+        self.comm.Allgather(local, gathered)
+        counts, means, m2s = gathered[:, 0], gathered[:, 1], gathered[:, 2]
+        total = counts.sum(axis=0)
+        gmean = (counts * means).sum(axis=0) / total
+        gm2 = m2s.sum(axis=0) + (counts * (means - gmean) ** 2).sum(axis=0)
+        var = gm2 / total
+        return gmean.astype(x.dtype), var.astype(x.dtype), int(total[0]), m / float(total[0])
+
+    def grad_sums(self, s1, s2, weight):
+        """The global weighted ``(Σ w·dx̂, Σ w·dx̂·x̂)`` (see the class notes)."""
+        buf = np.concatenate([np.ravel(s1), np.ravel(s2)]).astype(np.float64) * weight
+        self.comm.Allreduce(self._MPI.IN_PLACE, buf)
+        c = np.size(s1)
+        return (buf[:c].reshape(np.shape(s1)).astype(np.asarray(s1).dtype),
+                buf[c:].reshape(np.shape(s2)).astype(np.asarray(s2).dtype))
