@@ -245,3 +245,17 @@ def test_gradbox_train_default_model_with_dropout_and_leaky_relu(rng):
     model = nn.Sequential(nn.Linear(4, 3, rng=0), nn.LeakyReLU(), nn.Linear(3, 2, rng=1))
     page = build_explain_page(model, rng.normal(size=(5, 4)).astype(np.float32), np.arange(5) % 2)
     assert "else negative_slope" in unescape(page.html)
+
+
+@pytest.mark.parametrize("doc", ["docs/ko/backprop_box_by_box.md", "docs/ko/README.md"])
+def test_korean_docs_python_blocks_run(doc, tmp_path, monkeypatch, capsys):
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", doc)
+    blocks = re.findall(r"```python\n(.*?)```", open(path, encoding="utf-8").read(), re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__doc__"}
+    for block in blocks:
+        exec(compile(block, doc, "exec"), namespace)
+    if "explain.html" in "".join(blocks):
+        assert "역전파" in (tmp_path / "explain.html").read_text(encoding="utf-8")
