@@ -278,11 +278,16 @@ def build_explain_page(model, X, y, loss_fn=None, lr=0.01, lang="en", history=No
     - X: (m, n[0]) for an MLP, (m, C, H, W) for a CNN
     - W[l]: (n[l], n[l-1]); b[l]: (n[l],) here, (n[l], 1) in the notes
     """
+    from ..train.run import blas_threads
+
     X_arr, y_arr = _check_inputs(model, X, y, lr, lang)
-    modules, inputs, outputs, loss, target, loss_fn, grads = _run(model, X_arr, y_arr, loss_fn)
+    # NOTE: one BLAS thread, as `gradbox train` does: for layers this small threads cost more than
+    # they save (the numerical gradient runs the model twice per checked entry).
+    with blas_threads(1):
+        modules, inputs, outputs, loss, target, loss_fn, grads = _run(model, X_arr, y_arr, loss_fn)
+        rel_errors, _ = _gradcheck(model, loss_fn, X_arr, target, gradcheck_entries, seed)
+        cost_after = _cost_after_step(model, loss_fn, X_arr, target, grads, lr)
     names = {id(p): name for name, p in model.named_parameters()}
-    rel_errors, _ = _gradcheck(model, loss_fn, X_arr, target, gradcheck_entries, seed)
-    cost_after = _cost_after_step(model, loss_fn, X_arr, target, grads, lr)
     m = X_arr.shape[0]
     k = min(m, max_examples)
     blocks = _blocks(modules)
