@@ -255,7 +255,9 @@ def test_korean_docs_python_blocks_run(doc, tmp_path, monkeypatch, capsys):
     assert blocks
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__doc__"}
-    for block in blocks:
-        exec(compile(block, doc, "exec"), namespace)
+    from gradbox.train.run import blas_threads
+    with blas_threads(1):      # as `gradbox train` does: small layers, a busy test machine
+        for block in blocks:
+            exec(compile(block, doc, "exec"), namespace)
     if "explain.html" in "".join(blocks):
         assert "역전파" in (tmp_path / "explain.html").read_text(encoding="utf-8")
