@@ -46,3 +46,15 @@ def test_exercise_subcommand(tmp_path, capsys):
     assert main(["exercise", str(tmp_path / "missing.py")]) != 0
     err = capsys.readouterr().err
     assert err.startswith("gradbox: error:") and err.count("\n") == 1
+
+
+def test_train_conv_with_batch_norm_report(tmp_path):
+    run = tmp_path / "cnn"
+    assert main(["train", "--conv", "4", "--batch-norm", "--hidden", "16", "--epochs", "1", "--out", str(run),
+                 "--report", "--quiet"]) == 0
+    data = data_of(run / "explain.html")
+    kinds = [layer["type"] for layer in data["layers"]]
+    assert kinds[0] == "Conv2d" and "BatchNorm2d" in kinds
+    assert all(pj["rel_error"] < 1e-7 for layer in data["layers"] for pj in layer["params"].values())
+    html = open(run / "explain.html", encoding="utf-8").read()
+    assert "Z[l] = BatchNorm2d(A[l−1]; W[l], b[l])" in html

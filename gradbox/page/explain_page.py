@@ -428,16 +428,28 @@ def _shape_rows(lang, rows):
     return f"<table>{head}{body}</table>"
 
 
+def _kind(main, W):
+    """'linear', 'conv' (a 4-D weight), 'other' (parameters, another rule) or 'none'."""
+    if isinstance(main, nn.Linear):
+        return "linear"
+    if W is not None and W.ndim == 4:
+        return "conv"
+    return "other" if list(main.parameters()) else "none"
+
+
 def _forward_section(lang, l, info, m, k):
     main, W, b, Z, A, A_prev = info["main"], info["W"], info["b"], info["Z"], info["A"], info["A_prev"]
     prev = "X" if l == 1 else f"A[{l - 1}]"
     g = info["act_name"] or t(lang, "none_act")
     parts = [f'<section class="gb-step fwd" id="forward-{l}" data-frag="layer={l}&amp;phase=forward">',
              f"<h2>{H.esc(t(lang, 'forward'))} · {H.esc(t(lang, 'layer_n', l=l))}: {H.esc(info['desc'])}</h2>"]
-    if W is not None and W.ndim == 4:
+    kind = _kind(main, W)
+    if kind == "conv":
         formula = f"Z[l] = W[l] ∗ A[l−1] + b[l]   (convolution)\nA[l] = g(Z[l]),  g = {g}"
-    elif W is not None:
+    elif kind == "linear":
         formula = f"Z[l] = W[l]A[l−1] + b[l]\nA[l] = g(Z[l]),  g = {g}"
+    elif kind == "other":   # NOTE: a layer with parameters that is neither (BatchNorm, a user's layer)
+        formula = f"Z[l] = {type(main).__name__}(A[l−1]; W[l], b[l])\nA[l] = g(Z[l]),  g = {g}"
     else:
         formula = f"A[l] = {type(main).__name__}(A[l−1])"
     parts.append(f'<div class="formula">{H.esc(formula)}\n(l = {l}, A[l−1] = {prev})</div>')
@@ -518,11 +530,14 @@ def _backward_section(lang, l, info, m, k):
              f"<h2>{H.esc(t(lang, 'backward'))} · {H.esc(t(lang, 'layer_n', l=l))}: {H.esc(info['desc'])}</h2>"]
     dz_key = _DZ_KEY.get(type(act), "dZ_generic") if act is not None else "dZ_none"
     prev = "dX" if l == 1 else f"dA[{l - 1}]"
-    if W is not None:
+    kind = _kind(info["main"], W)
+    if kind in ("linear", "conv"):
         formula = f"{t(lang, dz_key)}\n{t(lang, 'linear_back')}"
-        if W.ndim == 4:
+        if kind == "conv":
             formula = f"{t(lang, dz_key)}\ndW[l] = Σ dZ[l] ∗ A[l−1],  db[l] = Σ dZ[l],  dA[l−1] = dZ[l] ∗ W[l] (full convolution)"
         formula += f"\n{t(lang, 'linear_back_note')}"
+    elif kind == "other":
+        formula = f"{t(lang, dz_key)}\ndW[l], db[l], dA[l−1] = {type(info['main']).__name__}.backward(dZ[l])"
     else:
         formula = f"dA[l−1] = {type(info['main']).__name__}'(dA[l])"
     parts.append(f'<div class="formula">dA[{l}] → dZ[{l}] → dW[{l}], db[{l}], {prev}\n{H.esc(formula)}</div>')
