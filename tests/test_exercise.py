@@ -209,7 +209,7 @@ def test_in_place_change_of_an_input_is_reported():
 
     report = exercise.check_exercise(types.SimpleNamespace(relu_backward=relu_backward))
     assert not report.ok
-    assert "in place" in str(report)
+    assert "dA wrong — your function changed its input dA in place" in str(report)
 
 
 def test_wrong_return_type():
