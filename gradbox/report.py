@@ -82,50 +82,89 @@ class ExplainReport:
     batch_size: int
     checks_passed: bool = True
     notes: list = field(default_factory=list)
+    lang: str = "en"
+    # NOTE: what the page needs (model, batch, loss, lr) by reference, not copied; the page is built
+    # on the first _repr_html_ (one page, kept) and refused once the parameters have changed.
+    _source: tuple | None = field(default=None, repr=False, compare=False)
+    _page: object = field(default=None, repr=False, compare=False)
 
     def __str__(self):
         return self.table()
 
-    def table(self) -> str:
-        out = [f"explain: one forward + backward on a batch of m = {self.batch_size}, "
-               f"{self.loss_name} = {self.loss:.6g}, lr = {self.lr:g}", ""]
-        head = (f"{'l':>2}  {'layer':<22}{'W[l] (n[l], n[l-1])':<20}{'b[l] notes':<12}"
-                f"{'Z, A batch-first':<18}{'Z, A notes (n[l], m)':<21}")
-        out += ["shapes (forward)", head, "-" * len(head)]
+    def _repr_html_(self):
+        """The explain page (``gradbox.page``) in a sandboxed iframe, built on first display."""
+        if self._source is None:
+            return None
+        model, X_arr, y, loss_fn, versions = self._source
+        if [p._version for p in model.parameters()] != versions:
+            from html import escape
+
+            return ("<p>" + escape("gradbox.explain: the model's parameters changed after this report was made; "
+                                   "call gradbox.explain again to see the page") + "</p>")
+        if self._page is None:
+            from .page import build_explain_page
+
+            self._page = build_explain_page(model, X_arr, y, loss_fn=loss_fn, lr=self.lr, lang=self.lang)
+        return self._page._repr_html_()
+
+    def table(self, lang: str | None = None) -> str:
+        """The report as text; ``lang`` ("en" or "ko", default the report's own) chooses the labels."""
+        from .page.i18n import check_lang, t
+
+        lang = check_lang(self.lang if lang is None else lang, "ExplainReport.table")
+        warnings = self.warnings if lang == self.lang else _diagnose(self.rows, self.lr, lang)[0]
+        out = [t(lang, "report_head", m=self.batch_size, loss_name=self.loss_name, loss=self.loss, lr=self.lr), ""]
+        head = (f"{'l':>2}  {_ljust(t(lang, 'report_layer'), 22)}{'W[l] (n[l], n[l-1])':<20}"
+                f"{_ljust(t(lang, 'report_b_notes'), 12)}{_ljust(t(lang, 'report_za_batch'), 18)}"
+                f"{_ljust(t(lang, 'report_za_notes'), 21)}")
+        out += [t(lang, "report_shapes"), head, "-" * _width(head)]
         for r in self.rows:
             out.append(
                 f"{r['layer']:>2}  {r['description']:<22}{_fmt_shape(r['W_shape']):<20}"
                 f"{_fmt_shape(r['b_notes']):<12}{_fmt_shape(r['Z_shape']):<18}{_fmt_shape(r['Z_notes']):<21}"
             )
-        head = f"{'l':>2}  {'dZ':<14}{'dW':<14}{'db':<10}{'dA':<14}  each gradient has its variable's shape"
-        out += ["", "gradient shapes (batch-first)", head, "-" * len(head)]
+        head = f"{'l':>2}  {'dZ':<14}{'dW':<14}{'db':<10}{'dA':<14}  {t(lang, 'report_same_shape')}"
+        out += ["", t(lang, "report_grad_shapes"), head, "-" * _width(head)]
         for r in self.rows:
             out.append(f"{r['layer']:>2}  {_fmt_shape(r['dZ_shape']):<14}{_fmt_shape(r['dW_shape']):<14}"
                        f"{_fmt_shape(r['db_shape']):<10}{_fmt_shape(r['dA_shape']):<14}  "
-                       + ("ok" if r["dims_ok"] else "FAIL: " + ", ".join(k for k, v in r["dims"].items() if not v)))
+                       + (t(lang, "report_ok") if r["dims_ok"] else t(lang, "report_fail") + ": "
+                          + ", ".join(k for k, v in r["dims"].items() if not v)))
         head = (f"{'l':>2}  {'‖dZ‖':>10}{'‖dW‖':>10}{'‖db‖':>10}{'‖dA‖':>10}{'‖dW‖/‖W‖':>11}"
-                f"{'lr·‖dW‖/‖W‖':>13}  {'units':<18}{'dims':<5}")
-        out += ["", "gradient sizes (backward)", head, "-" * len(head)]
+                f"{'lr·‖dW‖/‖W‖':>13}  {_ljust(t(lang, 'report_units'), 18)}{t(lang, 'report_dims'):<5}")
+        out += ["", t(lang, "report_grad_sizes"), head, "-" * _width(head)]
         for r in self.rows:
             units = "-"
             if r["dead_relu"] is not None:
-                units = f"dead ReLU {r['dead_relu']:.0%}"
+                units = t(lang, "report_dead", share=r["dead_relu"])
             elif r["saturated"] is not None:
-                units = f"saturated {r['saturated']:.0%}"
+                units = t(lang, "report_saturated", share=r["saturated"])
             out.append(
                 f"{r['layer']:>2}  {r['dZ_norm']:>10.3e}{r['dW_norm']:>10.3e}{r['db_norm']:>10.3e}"
-                f"{r['dA_norm']:>10.3e}{r['grad_ratio']:>11.2e}{r['update_ratio']:>13.2e}  {units:<18}"
-                f"{'ok' if r['dims_ok'] else 'FAIL':<5}"
+                f"{r['dA_norm']:>10.3e}{r['grad_ratio']:>11.2e}{r['update_ratio']:>13.2e}  {_ljust(units, 18)}"
+                f"{t(lang, 'report_ok') if r['dims_ok'] else t(lang, 'report_fail')}"
             )
         out.append("")
-        out.append("dimension rules dW ~ W, db ~ b, dZ ~ Z, dA ~ A: "
-                   + ("all hold" if self.checks_passed else "VIOLATED (see warnings)"))
-        if self.warnings:
-            out.append("warnings:")
-            out += [f"  - {w}" for w in self.warnings]
+        out.append(t(lang, "report_how"))
+        out.append(t(lang, "report_rules")
+                   + t(lang, "report_rules_hold" if self.checks_passed else "report_rules_violated"))
+        if warnings:
+            out.append(t(lang, "report_warnings"))
+            out += [f"  - {w}" for w in warnings]
         else:
-            out.append("no warnings: gradient sizes look healthy")
+            out.append(t(lang, "report_no_warnings"))
         return "\n".join(out)
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: Hangul and other East Asian wide letters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _ljust(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
 
 
 def _default_loss(out: Tensor, y):
@@ -137,7 +176,7 @@ def _default_loss(out: Tensor, y):
     return nn.BCEWithLogitsLoss(), "BCEWithLogitsLoss", y_arr.astype(out.dtype)
 
 
-def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
+def explain(model, X, y, loss_fn=None, lr=None, lang="en") -> ExplainReport:
     """Run one forward and backward pass and report every layer in the notes' terms.
 
     Parameters
@@ -154,10 +193,14 @@ def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
         ``BCEWithLogitsLoss`` for one output.
     lr : float, optional
         Learning rate for the update/weight ratio lr·‖dW‖/‖W‖ (default 0.01).
+    lang : {"en", "ko"}
+        Language of the report's labels and warnings (``str(report)``) and of its page.
 
     Returns
     -------
     ExplainReport
+        ``str()`` is the table; in Jupyter it shows as the explain page (``gradbox.page``), built
+        from the same model and batch on first display.
 
     Shape
     -----
@@ -169,6 +212,9 @@ def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
     if lr is None:
         lr = 0.01
     lr = check("explain", "lr", lr, positive_float)
+    from .page.i18n import check_lang
+
+    lang = check_lang(lang, "explain")
     modules = _flatten(model)
     weighted = [m for m in modules if _weighted(m)]
     if not weighted:
@@ -185,16 +231,18 @@ def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
         raise ValueError(f"explain(y): expected {m} labels to match X of shape {X_arr.shape}, received shape {y_arr.shape}")
 
     params = list(model.parameters())
+    X_arr = X_arr.astype(dtype, copy=False)
     saved_grads = [p.grad for p in params]
     try:
         with nn.eval_mode(model):
-            loss, loss_name, rows = _one_pass(modules, params, X_arr.astype(dtype, copy=False), y, loss_fn, lr)
+            loss, loss_name, rows = _one_pass(modules, params, X_arr, y, loss_fn, lr)
     finally:
         for p, g in zip(params, saved_grads):
             p.grad = g
-    warnings, checks = _diagnose(rows, lr)
+    warnings, checks = _diagnose(rows, lr, lang)
+    source = (model, X_arr, y, loss_fn, [p._version for p in params])
     return ExplainReport(rows=rows, warnings=warnings, loss=float(loss.data), loss_name=loss_name, lr=float(lr),
-                         batch_size=m, checks_passed=checks)
+                         batch_size=m, checks_passed=checks, lang=lang, _source=source)
 
 
 def _one_pass(modules, params, X_arr, y, loss_fn, lr):
@@ -269,7 +317,9 @@ def _rows(modules, outputs, lr, m):
     return rows
 
 
-def _diagnose(rows, lr):
+def _diagnose(rows, lr, lang="en"):
+    from .page.i18n import t
+
     warnings = []
     checks = True
     for r in rows:
@@ -277,39 +327,29 @@ def _diagnose(rows, lr):
         bad = [k for k, ok in r["dims"].items() if not ok]
         if bad:
             checks = False
-            warnings.append(f"layer {l}: dimension rule(s) {', '.join(bad)} do not hold "
-                            f"(W {r['W_shape']}, dW {r['dW_shape']}, Z {r['Z_shape']}, dZ {r['dZ_shape']})")
+            warnings.append(t(lang, "warn_dims", l=l, bad=", ".join(bad), W=r["W_shape"], dW=r["dW_shape"],
+                              Z=r["Z_shape"], dZ=r["dZ_shape"]))
         ratio = r["grad_ratio"]
         if not math.isfinite(r["dW_norm"]):
-            warnings.append(f"layer {l}: exploding gradients -- ‖dW‖ is not finite; lower the learning rate, "
-                            "check the inputs are scaled, use a stable loss on logits")
+            warnings.append(t(lang, "warn_not_finite", l=l))
         elif ratio < VANISH_RATIO:
-            warnings.append(f"layer {l}: vanishing gradients -- ‖dW‖/‖W‖ = {ratio:.1e} < {VANISH_RATIO:g}; "
-                            "try He initialisation with ReLU, fewer sigmoid/tanh layers, or scaled inputs")
+            warnings.append(t(lang, "warn_vanish", l=l, ratio=ratio, limit=VANISH_RATIO))
         elif ratio > EXPLODE_RATIO:
-            warnings.append(f"layer {l}: exploding gradients -- ‖dW‖/‖W‖ = {ratio:.1e} > {EXPLODE_RATIO:g}; "
-                            "try a smaller initialisation scale, a lower learning rate or gradient clipping")
+            warnings.append(t(lang, "warn_explode", l=l, ratio=ratio, limit=EXPLODE_RATIO))
         elif r["update_ratio"] > UPDATE_HIGH:
-            warnings.append(f"layer {l}: lr·‖dW‖/‖W‖ = {r['update_ratio']:.1e} > {UPDATE_HIGH:g}: one step changes "
-                            f"the weights by more than 10% -- lower the learning rate (now {lr:g}); ~1e-3 is typical")
+            warnings.append(t(lang, "warn_update_high", l=l, ratio=r["update_ratio"], limit=UPDATE_HIGH, lr=lr))
         elif r["update_ratio"] < UPDATE_LOW:
-            warnings.append(f"layer {l}: lr·‖dW‖/‖W‖ = {r['update_ratio']:.1e} < {UPDATE_LOW:g}: the weights will "
-                            f"barely move -- raise the learning rate (now {lr:g})")
+            warnings.append(t(lang, "warn_update_low", l=l, ratio=r["update_ratio"], limit=UPDATE_LOW, lr=lr))
         if r["dead_relu"] is not None and r["dead_relu"] >= DEAD_SHARE:
-            warnings.append(f"layer {l}: {r['dead_relu']:.0%} of ReLU units are dead (never positive on this batch); "
-                            "they get no gradient -- try He initialisation, a smaller learning rate or LeakyReLU")
+            warnings.append(t(lang, "warn_dead", l=l, share=r["dead_relu"]))
         if r["saturated"] is not None and r["saturated"] >= SAT_SHARE:
-            warnings.append(f"layer {l}: {r['saturated']:.0%} of {r['activation']} outputs are saturated, where "
-                            "g'(z) ≈ 0 -- scale the inputs, use Xavier initialisation or ReLU")
+            warnings.append(t(lang, "warn_saturated", l=l, share=r["saturated"], act=r["activation"]))
     finite = [r for r in rows if math.isfinite(r["dW_norm"]) and r["dW_norm"] > 0]
     if len(finite) >= 2:
         first, last = finite[0]["dW_norm"], finite[-1]["dW_norm"]
+        ends = dict(last=finite[-1]["layer"], first=finite[0]["layer"])
         if last / first > DECAY_FACTOR:
-            warnings.append(f"vanishing gradients across layers: ‖dW‖ falls {last / first:.3g}× from layer "
-                            f"{finite[-1]['layer']} to layer {finite[0]['layer']} -- try He/Xavier initialisation, "
-                            "ReLU instead of sigmoid/tanh, or fewer layers")
+            warnings.append(t(lang, "warn_vanish_across", factor=last / first, **ends))
         elif first / last > DECAY_FACTOR:
-            warnings.append(f"exploding gradients across layers: ‖dW‖ grows {first / last:.3g}× from layer "
-                            f"{finite[-1]['layer']} to layer {finite[0]['layer']} -- try a smaller initialisation "
-                            "scale or a lower learning rate")
+            warnings.append(t(lang, "warn_explode_across", factor=first / last, **ends))
     return warnings, checks

@@ -66,7 +66,7 @@ def register(sub) -> None:
 
 def _add_page_flags(p, html_help):
     p.add_argument("--html", metavar="PAGE", help=html_help)
-    p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of the page (en, ko)")
+    p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of the page or of the text report (en, ko)")
 
 
 def cmd_exercise(args) -> int:
@@ -204,8 +204,10 @@ def cmd_explain(args) -> int:
         history = _run_history(args.model) if args.model else None
         write_page(args.html, model, Xb, yb, lr, args.lang, history, None if args.quiet else print)
         return 0
-    print(f"model: {source}; data: {what}, batch of {len(Xb)}")
-    print(explain(model, Xb, yb, lr=lr))
+    from ..page.i18n import t
+
+    print(t(args.lang, "report_source", source=source, what=what, m=len(Xb)))
+    print(explain(model, Xb, yb, lr=lr, lang=args.lang))
     return 0
 
 

@@ -189,3 +189,115 @@ def t(lang: str, key: str, **kw) -> str:
     """The label ``key`` in ``lang``, formatted with ``kw``."""
     text = LABELS[lang][key]
     return text.format(**kw) if kw else text
+
+
+# --- explain's text report and the training curves (the same terms as the pages) -------------
+_TEXT = {
+    "en": {
+        "report_head": "explain: one forward + backward on a batch of m = {m}, {loss_name} = {loss:.6g}, lr = {lr:g}",
+        "report_source": "model: {source}; data: {what}, batch of {m}",
+        "report_shapes": "shapes (forward)",
+        "report_layer": "layer",
+        "report_b_notes": "b[l] notes",
+        "report_za_batch": "Z, A batch-first",
+        "report_za_notes": "Z, A notes (n[l], m)",
+        "report_grad_shapes": "gradient shapes (batch-first)",
+        "report_same_shape": "each gradient has its variable's shape",
+        "report_ok": "ok",
+        "report_fail": "FAIL",
+        "report_grad_sizes": "gradient sizes (backward)",
+        "report_units": "units",
+        "report_dims": "dims",
+        "report_dead": "dead ReLU {share:.0%}",
+        "report_saturated": "saturated {share:.0%}",
+        "report_how": "backward: dZ[l] = dA[l] * g'(Z[l]) -- upstream gradient × local derivative (chain rule); "
+                      "dW[l], db[l], dA[l-1] come from dZ[l] and the cache (A[l-1], Z[l], W[l]) of the forward pass",
+        "report_rules": "dimension rules dW ~ W, db ~ b, dZ ~ Z, dA ~ A: ",
+        "report_rules_hold": "all hold",
+        "report_rules_violated": "VIOLATED (see warnings)",
+        "report_warnings": "warnings:",
+        "report_no_warnings": "no warnings: gradient sizes look healthy",
+        "warn_dims": "layer {l}: dimension rule(s) {bad} do not hold (W {W}, dW {dW}, Z {Z}, dZ {dZ})",
+        "warn_not_finite": "layer {l}: exploding gradients -- ‖dW‖ is not finite; lower the learning rate, "
+                           "check the inputs are scaled, use a stable loss on logits",
+        "warn_vanish": "layer {l}: vanishing gradients -- ‖dW‖/‖W‖ = {ratio:.1e} < {limit:g}; "
+                       "try He initialisation with ReLU, fewer sigmoid/tanh layers, or scaled inputs",
+        "warn_explode": "layer {l}: exploding gradients -- ‖dW‖/‖W‖ = {ratio:.1e} > {limit:g}; "
+                        "try a smaller initialisation scale, a lower learning rate or gradient clipping",
+        "warn_update_high": "layer {l}: lr·‖dW‖/‖W‖ = {ratio:.1e} > {limit:g}: one step changes the weights by "
+                            "more than 10% -- lower the learning rate (now {lr:g}); ~1e-3 is typical",
+        "warn_update_low": "layer {l}: lr·‖dW‖/‖W‖ = {ratio:.1e} < {limit:g}: the weights will barely move -- "
+                           "raise the learning rate (now {lr:g})",
+        "warn_dead": "layer {l}: {share:.0%} of ReLU units are dead (never positive on this batch); they get no "
+                     "gradient -- try He initialisation, a smaller learning rate or LeakyReLU",
+        "warn_saturated": "layer {l}: {share:.0%} of {act} outputs are saturated, where g'(z) ≈ 0 -- scale the "
+                          "inputs, use Xavier initialisation or ReLU",
+        "warn_vanish_across": "vanishing gradients across layers: ‖dW‖ falls {factor:.3g}× from layer {last} to "
+                              "layer {first} -- try He/Xavier initialisation, ReLU instead of sigmoid/tanh, or "
+                              "fewer layers",
+        "warn_explode_across": "exploding gradients across layers: ‖dW‖ grows {factor:.3g}× from layer {last} to "
+                               "layer {first} -- try a smaller initialisation scale or a lower learning rate",
+        "plot_loss": "loss (cross-entropy)",
+        "plot_accuracy": "accuracy",
+        "plot_epoch": "epoch",
+        "plot_training": "training",
+        "plot_validation": "validation",
+        "plot_best": "best validation {v:.3f} (epoch {e})",
+        "plot_test": "test {v:.3f} (final model)",
+    },
+    "ko": {
+        "report_head": "explain: 미니배치 하나(m = {m})로 순전파와 역전파를 한 번씩 계산했습니다. "
+                       "{loss_name} = {loss:.6g}, 학습률 = {lr:g}",
+        "report_source": "모델: {source}; 데이터: {what}, 미니배치 크기 {m}",
+        "report_shapes": "형상 (순전파)",
+        "report_layer": "층",
+        "report_b_notes": "b[l] 노트",
+        "report_za_batch": "Z, A 배치 우선",
+        "report_za_notes": "Z, A 노트 (n[l], m)",
+        "report_grad_shapes": "기울기의 형상 (배치 우선)",
+        "report_same_shape": "기울기는 저마다 자기 변수와 형상이 같습니다",
+        "report_ok": "통과",
+        "report_fail": "실패",
+        "report_grad_sizes": "기울기의 크기 (역전파)",
+        "report_units": "유닛",
+        "report_dims": "차원",
+        "report_dead": "죽은 ReLU {share:.0%}",
+        "report_saturated": "포화 {share:.0%}",
+        "report_how": "역전파: dZ[l] = dA[l] * g'(Z[l]) -- 상류 기울기 × 국소적 미분 (연쇄 법칙). "
+                      "dW[l], db[l], dA[l-1]은 dZ[l]과 순전파가 저장해 둔 캐시 (A[l-1], Z[l], W[l])로 구합니다",
+        "report_rules": "차원 규칙 dW ~ W, db ~ b, dZ ~ Z, dA ~ A: ",
+        "report_rules_hold": "모두 성립합니다",
+        "report_rules_violated": "성립하지 않습니다 (경고를 보세요)",
+        "report_warnings": "경고:",
+        "report_no_warnings": "경고 없음: 기울기 크기가 정상입니다",
+        "warn_dims": "{l}층: 차원 규칙 {bad}이(가) 성립하지 않습니다 (W {W}, dW {dW}, Z {Z}, dZ {dZ})",
+        "warn_not_finite": "{l}층: 기울기 폭발 -- ‖dW‖가 유한한 값이 아닙니다. 학습률을 낮추고, 입력의 스케일을 "
+                           "확인하고, 로짓에 대한 안정적인 손실 함수를 쓰세요",
+        "warn_vanish": "{l}층: 기울기 소실 -- ‖dW‖/‖W‖ = {ratio:.1e} < {limit:g}. ReLU와 He 초기화를 쓰거나, "
+                       "시그모이드/tanh 층을 줄이거나, 입력의 스케일을 맞춰 보세요",
+        "warn_explode": "{l}층: 기울기 폭발 -- ‖dW‖/‖W‖ = {ratio:.1e} > {limit:g}. 초기화 스케일을 줄이거나, "
+                        "학습률을 낮추거나, 기울기 클리핑을 써 보세요",
+        "warn_update_high": "{l}층: 학습률·‖dW‖/‖W‖ = {ratio:.1e} > {limit:g}: 한 번의 갱신으로 가중치가 10% 넘게 "
+                            "바뀝니다 -- 학습률(지금 {lr:g})을 낮추세요. 보통 1e-3 정도입니다",
+        "warn_update_low": "{l}층: 학습률·‖dW‖/‖W‖ = {ratio:.1e} < {limit:g}: 가중치가 거의 움직이지 않습니다 -- "
+                           "학습률(지금 {lr:g})을 높이세요",
+        "warn_dead": "{l}층: ReLU 유닛의 {share:.0%}가 죽어 있습니다 (이 배치에서 한 번도 양수가 아님). 이 유닛들은 "
+                     "기울기를 받지 못합니다 -- He 초기화, 더 작은 학습률이나 LeakyReLU를 써 보세요",
+        "warn_saturated": "{l}층: {act} 출력의 {share:.0%}가 포화되어 g'(z) ≈ 0 입니다 -- 입력의 스케일을 맞추거나, "
+                          "Xavier 초기화나 ReLU를 써 보세요",
+        "warn_vanish_across": "층을 거치며 기울기 소실: ‖dW‖가 {last}층에서 {first}층으로 가며 {factor:.3g}배 "
+                              "줄어듭니다 -- He/Xavier 초기화, 시그모이드/tanh 대신 ReLU, 또는 더 적은 층을 써 보세요",
+        "warn_explode_across": "층을 거치며 기울기 폭발: ‖dW‖가 {last}층에서 {first}층으로 가며 {factor:.3g}배 "
+                               "커집니다 -- 초기화 스케일을 줄이거나 학습률을 낮춰 보세요",
+        "plot_loss": "손실 (교차 엔트로피)",
+        "plot_accuracy": "정확도",
+        "plot_epoch": "에폭",
+        "plot_training": "훈련",
+        "plot_validation": "검증",
+        "plot_best": "최고 검증 정확도 {v:.3f} ({e} 에폭)",
+        "plot_test": "테스트 {v:.3f} (최종 모델)",
+    },
+}
+for _lang in LANGS:
+    LABELS[_lang].update(_TEXT[_lang])
+del _lang
