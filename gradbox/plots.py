@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import io as _io
 import os
+import sys
 from collections.abc import Mapping
 
 import numpy as np
 
 __all__ = ["plot_confusion", "plot_history"]
+
+
+def _label(lang, key, **kw):
+    from .page.i18n import t  # NOTE: the labels' one table, shared with the pages and explain
+
+    return t(lang, key, **kw)
 
 
 def _figure(**kwargs):
@@ -61,7 +68,7 @@ def _series(values):
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
-def plot_history(history, path, title: str | None = None, dpi: int = 120):
+def plot_history(history, path, title: str | None = None, dpi: int = 120, lang: str = "en"):
     """Draw loss (left) and accuracy (right), training and validation, against the epoch.
 
     Parameters
@@ -69,6 +76,9 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120):
     history : History, History.as_dict(), or a metrics.json dict
     path : str or os.PathLike
         Written atomically; the format follows the extension (``.png`` by default).
+    lang : {"en", "ko"}
+        Language of the labels. Korean needs a font that draws Hangul (``gradbox._fonts``);
+        without one, a line on stderr says so and the labels are English.
     title : str, optional
 
     Returns
@@ -76,19 +86,20 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120):
     str : the path written.
     """
     epochs, cols = _columns(history)
+    lang, family = _plot_lang(lang, path)
     if not epochs or "loss" not in cols:
         raise ValueError(f"history: expected per-epoch 'loss' values, received keys {sorted(cols)}")
     has_acc = "accuracy" in cols or "val_accuracy" in cols
     fig = _figure(figsize=(10 if has_acc else 5.5, 4))
     axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)
-    panels = [("loss", "loss (cross-entropy)")] + ([("accuracy", "accuracy")] if has_acc else [])
+    panels = [("loss", _label(lang, "plot_loss"))] + ([("accuracy", _label(lang, "plot_accuracy"))] if has_acc else [])
     marker = "o" if len(epochs) <= 30 else None
     for ax, (key, label) in zip(axes[0], panels):
         for name, style, colour in ((key, "-", "C0"), (f"val_{key}", "--", "C1")):
             if name in cols and any(v is not None for v in cols[name]):
                 ax.plot(epochs, _series(cols[name]), style, color=colour, marker=marker, markersize=3,
-                        label="validation" if name.startswith("val_") else "training")
-        ax.set_xlabel("epoch")
+                        label=_label(lang, "plot_validation" if name.startswith("val_") else "plot_training"))
+        ax.set_xlabel(_label(lang, "plot_epoch"))
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         if key == "loss":
@@ -101,10 +112,12 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120):
             best = [(v, e) for v, e in zip(cols.get("val_accuracy", []), epochs) if v is not None]
             if best:
                 v, e = max(best, key=lambda ve: (ve[0], -ve[1]))  # the earliest of equal bests
-                ax.plot([e], [v], "*", color="C1", markersize=11, label=f"best validation {v:.3f} (epoch {e})")
+                ax.plot([e], [v], "*", color="C1", markersize=11, label=_label(lang, "plot_best", v=v, e=e))
         ax.legend(loc="upper right" if key == "loss" else "lower right")
     if title:
         fig.suptitle(title)
+    if family is not None:
+        _use_font(fig, family)
     return _save_figure(fig, path, dpi)
 
 
@@ -134,3 +147,31 @@ def plot_confusion(confusion_matrix, path, classes=None, title: str | None = Non
     acc = np.trace(cm) / cm.sum() if cm.sum() else float("nan")
     ax.set_title(title or f"confusion matrix (accuracy {acc:.3f})")
     return _save_figure(fig, path, dpi)
+
+
+def _plot_lang(lang, path):
+    """(language, font family) for labels in ``lang``: Korean needs a font that draws Hangul.
+
+    Without one, one line on stderr says so and the labels fall back to English.
+    """
+    from .page.i18n import check_lang
+
+    if check_lang(lang, "plot_history") == "en":
+        return "en", None
+    from . import _fonts
+
+    family = _fonts.hangul_font()
+    if family is None:
+        print(_fonts.NO_HANGUL_FONT.format(what=os.path.basename(os.fspath(path))), file=sys.stderr)
+        return "en", None
+    return lang, family
+
+
+def _use_font(fig, family):
+    """Every text of ``fig`` (titles, labels, legends, tick labels) in ``family``."""
+    from matplotlib.text import Text
+
+    for ax in fig.axes:
+        ax.tick_params(labelfontfamily=family)
+    for text in fig.findobj(Text):
+        text.set_fontfamily([family, "DejaVu Sans"])  # NOTE: DejaVu Sans for a symbol the font lacks

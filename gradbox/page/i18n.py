@@ -294,7 +294,7 @@ _TEXT = {
         "plot_epoch": "에폭",
         "plot_training": "훈련",
         "plot_validation": "검증",
-        "plot_best": "최고 검증 정확도 {v:.3f} ({e} 에폭)",
+        "plot_best": "최고 검증 정확도 {v:.3f} (에폭 {e})",
         "plot_test": "테스트 {v:.3f} (최종 모델)",
     },
 }
