@@ -82,7 +82,9 @@ class Browser:
     def send(self, method, params=None, session=True):
         self._next_id += 1
         msg = {"id": self._next_id, "method": method, "params": params or {}}
-        if session and self.session:
+        if isinstance(session, str):
+            msg["sessionId"] = session
+        elif session and self.session:
             msg["sessionId"] = self.session
         os.write(self._to_child, json.dumps(msg).encode() + b"\0")
         deadline = time.monotonic() + self.timeout
@@ -118,18 +120,30 @@ class Browser:
         self.send("Page.enable")
 
     # --- what a test uses ------------------------------------------------------------
-    def eval(self, expression):
-        """The value of a JavaScript expression in the page (JSON-able values)."""
-        res = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+    def eval(self, expression, session=True):
+        """The value of a JavaScript expression in the page (or in a frame: ``session`` from
+        ``frame_session``); JSON-able values."""
+        res = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)
         if "exceptionDetails" in res:
             raise CDPError(f"{expression}: {res['exceptionDetails'].get('text')}")
         return res["result"].get("value")
 
-    def wait_for(self, expression, timeout=None):
+    def frame_session(self):
+        """A session on the page's first iframe, or None. NOTE: a sandboxed frame runs in its own
+        process (site isolation), so it is a target of its own, not a context of the page's."""
+        frames = [t for t in self.send("Target.getTargets", session=False)["targetInfos"] if t["type"] == "iframe"]
+        if not frames:
+            return None
+        session = self.send("Target.attachToTarget", {"targetId": frames[0]["targetId"], "flatten": True},
+                            session=False)["sessionId"]
+        self.send("Runtime.enable", session=session)
+        return session
+
+    def wait_for(self, expression, timeout=None, session=True):
         deadline = time.monotonic() + (timeout or self.timeout)
         while time.monotonic() < deadline:
             try:
-                if self.eval(expression):
+                if self.eval(expression, session):
                     return
             except CDPError:
                 pass  # the page is still loading
@@ -142,11 +156,12 @@ class Browser:
             self.send("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": code,
                                                  "windowsVirtualKeyCode": keycode, "nativeVirtualKeyCode": keycode})
 
-    def click(self, selector):
-        """A real mouse click in the middle of the element ``selector`` (scrolled into view first)."""
+    def click(self, selector, at=(0.5, 0.5)):
+        """A real mouse click on the element ``selector`` (scrolled into view first), at the fractions
+        ``at`` of its width and height (the middle by default)."""
         box = self.eval(f"(function () {{ var e = document.querySelector({json.dumps(selector)}); "
                         "e.scrollIntoView({block: 'center'}); var r = e.getBoundingClientRect(); "
-                        "return [r.left + r.width / 2, r.top + r.height / 2]; })()")
+                        f"return [r.left + r.width * {at[0]}, r.top + r.height * {at[1]}]; }})()")
         x, y = box
         self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
         for kind in ("mousePressed", "mouseReleased"):

@@ -162,3 +162,32 @@ def test_graph_page_keys_and_buttons_reveal_one_gate_at_a_time(pages, lang):
         b.click("#gb-prev")
         _check(b.eval(STATE), f"step={n - 3}", n)
         assert b.exceptions() == []
+
+
+def test_explain_report_in_a_notebook_cell_runs_in_its_sandboxed_frame(tmp_path):
+    """What Jupyter does with ``gb.explain(...)``'s report: its _repr_html_ inside a host page."""
+    import gradbox as gb
+
+    model, X, y = _mlp()
+    report = gb.explain(model, X, y, lang="ko")
+    host = tmp_path / "notebook.html"
+    host.write_text('<!DOCTYPE html><html><head><meta charset="utf-8"></head><body><div id="cell">'
+                    f"{report._repr_html_()}</div></body></html>", encoding="utf-8")
+    with Browser(CHROMIUM, f"file://{host}") as b:
+        b.wait_for("document.readyState === 'complete'")
+        frame = b.frame_session()
+        assert frame is not None
+        b.wait_for(READY, session=frame)
+        assert b.eval("document.documentElement.lang", frame) == "ko"
+        assert "역전파" in b.eval("document.body.innerText", frame)
+        assert b.eval("document.querySelector('.gb-step.active').getAttribute('data-frag')", frame) == EXPLAIN_ORDER[0]
+        active = "document.querySelector('.gb-step.active').getAttribute('data-frag')"
+        b.click("iframe", at=(0.98, 0.02))                 # focus the frame (an empty corner), as a reader would
+        b.press(*RIGHT)                                    # the arrow keys work inside the cell
+        b.wait_for(f"{active} === '{EXPLAIN_ORDER[1]}'", session=frame, timeout=5)
+        b.press(*RIGHT)
+        b.wait_for(f"{active} === '{EXPLAIN_ORDER[2]}'", session=frame, timeout=5)
+        b.press(*LEFT)
+        b.wait_for(f"{active} === '{EXPLAIN_ORDER[1]}'", session=frame, timeout=5)
+        assert b.eval("document.getElementById('gb-errors').hidden", frame) is True
+        assert b.exceptions() == []
