@@ -64,7 +64,8 @@ def available(lib):
     if importlib.util.find_spec(name) is None:
         return False
     if lib == "gradbox.fit":
-        return os.path.exists(os.path.join(ROOT, "gradbox", "train.py"))
+        # NOTE: gradbox.train is a package since the redesign (issue 12), a module before it
+        return any(os.path.exists(os.path.join(ROOT, "gradbox", *p)) for p in (["train.py"], ["train", "__init__.py"]))
     return True
 
 

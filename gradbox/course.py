@@ -32,6 +32,9 @@ __all__ = [
     "sigmoid_backward", "relu_backward", "linear_activation_forward", "L_model_forward", "compute_cost",
     "linear_backward", "linear_activation_backward", "L_model_backward", "update_parameters", "predict",
     "accuracy", "two_layer_model", "L_layer_model", "to_module", "from_module",
+    # course 4 week 1: convolutional networks, step by step (layout (m, n_H, n_W, n_C))
+    "zero_pad", "conv_single_step", "conv_forward", "conv_backward", "pool_forward", "pool_backward",
+    "create_mask_from_window", "distribute_value",
 ]
 
 _ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -545,3 +548,241 @@ def from_module(model):
         b = lin.bias.data if lin.bias is not None else np.zeros(lin.out_features)
         params[f"b{l}"] = b.astype(np.float64).reshape(-1, 1)
     return params
+
+
+# --- course 4 week 1: convolutional networks, step by step ----------------------------------------
+# NOTE: the notebook's layout, not the engine's: A is (m, n_H, n_W, n_C) (channels last), W is
+# (f, f, n_C_prev, n_C) and b is (1, 1, 1, n_C). The loops over output positions are the
+# notebook's; the loop over examples and channels is one tensordot per position (same sums).
+# ``gradbox.nn.Conv2d`` and the pooling layers compute the same numbers in NCHW
+# (tests/test_course_conv.py checks both to 1e-12).
+def _hparam(hparameters, key, who, minimum):
+    if not isinstance(hparameters, dict) or key not in hparameters:
+        raise ValueError(f"{who}: expected hparameters with key {key!r}, received {hparameters!r}")
+    v = hparameters[key]
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+        raise ValueError(f"{who}: expected hparameters[{key!r}] an int >= {minimum}, received {v!r}")
+    return int(v)
+
+
+def _images(x, who, name):
+    arr = _array(x, who, name)
+    if arr.ndim != 4:
+        raise ValueError(f"{who}: expected {name} of shape (m, n_H, n_W, n_C), received {arr.shape}")
+    return arr
+
+
+def zero_pad(X, pad):
+    """Pad the height and width of every image of X with ``pad`` zeros on each side.
+
+    X is (m, n_H, n_W, n_C); the result is (m, n_H + 2·pad, n_W + 2·pad, n_C).
+
+    >>> import numpy as np
+    >>> zero_pad(np.ones((1, 2, 2, 1)), 1)[0, :, :, 0]
+    array([[0., 0., 0., 0.],
+           [0., 1., 1., 0.],
+           [0., 1., 1., 0.],
+           [0., 0., 0., 0.]])
+    """
+    X = _images(X, "zero_pad", "X")
+    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
+        raise ValueError(f"zero_pad: expected pad a non-negative int, received {pad!r}")
+    return np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="constant", constant_values=0)
+
+
+def conv_single_step(a_slice_prev, W, b):
+    """One filter at one position: Z = Σ (a_slice_prev * W) + b, a scalar.
+
+    a_slice_prev and W are (f, f, n_C_prev); b is (1, 1, 1).
+
+    >>> import numpy as np
+    >>> conv_single_step(np.ones((2, 2, 1)), np.ones((2, 2, 1)), np.ones((1, 1, 1)))
+    5.0
+    """
+    a_slice_prev, W = _array(a_slice_prev, "conv_single_step", "a_slice_prev"), _array(W, "conv_single_step", "W")
+    if a_slice_prev.shape != W.shape:
+        raise ValueError(f"conv_single_step: expected a_slice_prev of W's shape {W.shape}, "
+                         f"received {a_slice_prev.shape}")
+    return float(np.sum(a_slice_prev * W) + np.asarray(b).item())
+
+
+def _conv_geometry(A_prev, W, hparameters, who):
+    A_prev = _images(A_prev, who, "A_prev")
+    W = _array(W, who, "W")
+    if W.ndim != 4 or W.shape[0] != W.shape[1] or W.shape[2] != A_prev.shape[3]:
+        raise ValueError(f"{who}: expected W of shape (f, f, {A_prev.shape[3]}, n_C), received {W.shape}")
+    stride, pad = _hparam(hparameters, "stride", who, 1), _hparam(hparameters, "pad", who, 0)
+    f = W.shape[0]
+    m, n_H_prev, n_W_prev, _ = A_prev.shape
+    if f > n_H_prev + 2 * pad or f > n_W_prev + 2 * pad:
+        raise ValueError(f"{who}: expected f no larger than the padded input "
+                         f"({n_H_prev + 2 * pad}, {n_W_prev + 2 * pad}), received f = {f}")
+    n_H = (n_H_prev + 2 * pad - f) // stride + 1
+    n_W = (n_W_prev + 2 * pad - f) // stride + 1
+    return A_prev, W, f, stride, pad, n_H, n_W
+
+
+def conv_forward(A_prev, W, b, hparameters):
+    """The convolution's forward pass: Z[i, h, w, c] = Σ a_slice · W[..., c] + b[..., c].
+
+    Parameters
+    ----------
+    A_prev : (m, n_H_prev, n_W_prev, n_C_prev)
+    W : (f, f, n_C_prev, n_C)
+    b : (1, 1, 1, n_C)
+    hparameters : dict with "stride" and "pad"
+
+    Returns
+    -------
+    Z : (m, n_H, n_W, n_C), n_H = ⌊(n_H_prev + 2·pad - f)/stride⌋ + 1
+    cache : (A_prev, W, b, hparameters), for ``conv_backward``
+
+    >>> import numpy as np
+    >>> Z, _ = conv_forward(np.ones((1, 3, 3, 1)), np.ones((2, 2, 1, 1)), np.zeros((1, 1, 1, 1)),
+    ...                     {"stride": 1, "pad": 0})
+    >>> Z[0, :, :, 0]
+    array([[4., 4.],
+           [4., 4.]])
+    """
+    who = "conv_forward"
+    A_prev, W, f, stride, pad, n_H, n_W = _conv_geometry(A_prev, W, hparameters, who)
+    b = _array(b, who, "b")
+    if b.size != W.shape[3]:
+        raise ValueError(f"{who}: expected b of shape (1, 1, 1, {W.shape[3]}), received {b.shape}")
+    m = A_prev.shape[0]
+    A_prev_pad = zero_pad(A_prev, pad)
+    Z = np.zeros((m, n_H, n_W, W.shape[3]))
+    for h in range(n_H):
+        vert_start = h * stride
+        for w in range(n_W):
+            horiz_start = w * stride
+            a_slice_prev = A_prev_pad[:, vert_start:vert_start + f, horiz_start:horiz_start + f, :]
+            # conv_single_step for every example i and filter c at once
+            Z[:, h, w, :] = np.tensordot(a_slice_prev, W, axes=([1, 2, 3], [0, 1, 2])) + b.reshape(-1)
+    cache = (A_prev, W, b, hparameters)
+    return Z, cache
+
+
+def conv_backward(dZ, cache):
+    """The convolution's backward pass, as the notebook writes it.
+
+    For every output position (h, w) and filter c::
+
+        da_prev_pad[window] += W[:, :, :, c] · dZ[i, h, w, c]
+        dW[:, :, :, c]      += a_slice · dZ[i, h, w, c]
+        db[:, :, :, c]      += dZ[i, h, w, c]
+
+    Returns dA_prev (m, n_H_prev, n_W_prev, n_C_prev), dW (f, f, n_C_prev, n_C), db (1, 1, 1, n_C).
+    (No 1/m here: it lives in the cost's derivative.)
+    """
+    who = "conv_backward"
+    A_prev, W, b, hparameters = cache
+    A_prev, W, f, stride, pad, n_H, n_W = _conv_geometry(A_prev, W, hparameters, who)
+    dZ = _images(dZ, who, "dZ")
+    m, n_H_prev, n_W_prev, _ = A_prev.shape
+    if dZ.shape != (m, n_H, n_W, W.shape[3]):
+        raise ValueError(f"{who}: expected dZ of shape {(m, n_H, n_W, W.shape[3])}, received {dZ.shape}")
+    A_prev_pad = zero_pad(A_prev, pad)
+    dA_prev_pad = np.zeros(A_prev_pad.shape)
+    dW = np.zeros(W.shape)
+    db = np.zeros((1, 1, 1, W.shape[3]))
+    for h in range(n_H):
+        vert_start = h * stride
+        for w in range(n_W):
+            horiz_start = w * stride
+            window = (slice(None), slice(vert_start, vert_start + f), slice(horiz_start, horiz_start + f))
+            dz = dZ[:, h, w, :]  # (m, n_C)
+            dA_prev_pad[window] += np.tensordot(dz, W, axes=([1], [3]))
+            dW += np.tensordot(A_prev_pad[window], dz, axes=([0], [0]))
+            db[0, 0, 0, :] += dz.sum(axis=0)
+    # NOTE: not the notebook's [pad:-pad], which is empty for pad = 0
+    dA_prev = dA_prev_pad[:, pad:pad + n_H_prev, pad:pad + n_W_prev, :]
+    return dA_prev, dW, db
+
+
+def _pool_geometry(A_prev, hparameters, mode, who):
+    A_prev = _images(A_prev, who, "A_prev")
+    if mode not in ("max", "average"):
+        raise ValueError(f"{who}: expected mode \"max\" or \"average\", received {mode!r}")
+    f, stride = _hparam(hparameters, "f", who, 1), _hparam(hparameters, "stride", who, 1)
+    _, n_H_prev, n_W_prev, _ = A_prev.shape
+    if f > n_H_prev or f > n_W_prev:
+        raise ValueError(f"{who}: expected f no larger than the input ({n_H_prev}, {n_W_prev}), received f = {f}")
+    return A_prev, f, stride, (n_H_prev - f) // stride + 1, (n_W_prev - f) // stride + 1
+
+
+def pool_forward(A_prev, hparameters, mode="max"):
+    """Max or average pooling over f x f windows (no padding), per example and channel.
+
+    Returns A (m, n_H, n_W, n_C) with n_H = ⌊(n_H_prev - f)/stride⌋ + 1, and the cache (A_prev, hparameters).
+
+    >>> import numpy as np
+    >>> A, _ = pool_forward(np.arange(16.0).reshape(1, 4, 4, 1), {"f": 2, "stride": 2})
+    >>> A[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+    A_prev, f, stride, n_H, n_W = _pool_geometry(A_prev, hparameters, mode, "pool_forward")
+    m, _, _, n_C = A_prev.shape
+    A = np.zeros((m, n_H, n_W, n_C))
+    reduce = np.max if mode == "max" else np.mean
+    for h in range(n_H):
+        vert_start = h * stride
+        for w in range(n_W):
+            horiz_start = w * stride
+            a_prev_slice = A_prev[:, vert_start:vert_start + f, horiz_start:horiz_start + f, :]
+            A[:, h, w, :] = reduce(a_prev_slice, axis=(1, 2))
+    return A, (A_prev, hparameters)
+
+
+def create_mask_from_window(x):
+    """True where x holds its maximum: the only entry that max pooling passes a gradient to.
+
+    >>> import numpy as np
+    >>> create_mask_from_window(np.array([[1, 3], [4, 2]]))
+    array([[False, False],
+           [ True, False]])
+    """
+    x = _array(x, "create_mask_from_window", "x")
+    return x == np.max(x)
+
+
+def distribute_value(dz, shape):
+    """Spread dz evenly over a matrix of ``shape`` (n_H, n_W): average pooling's backward.
+
+    >>> distribute_value(2, (2, 2))
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
+    """
+    (n_H, n_W) = shape
+    return np.full((n_H, n_W), dz / (n_H * n_W))
+
+
+def pool_backward(dA, cache, mode="max"):
+    """Pooling's backward pass: route each dA entry to its window's maximum (mask) or spread it evenly.
+
+    Returns dA_prev with A_prev's shape. Where windows overlap the contributions add up.
+    """
+    who = "pool_backward"
+    A_prev, hparameters = cache
+    A_prev, f, stride, n_H, n_W = _pool_geometry(A_prev, hparameters, mode, who)
+    dA = _images(dA, who, "dA")
+    m, _, _, n_C = A_prev.shape
+    if dA.shape != (m, n_H, n_W, n_C):
+        raise ValueError(f"{who}: expected dA of shape {(m, n_H, n_W, n_C)}, received {dA.shape}")
+    dA_prev = np.zeros(A_prev.shape)
+    for i in range(m):
+        a_prev = A_prev[i]
+        for h in range(n_H):
+            vert_start = h * stride
+            for w in range(n_W):
+                horiz_start = w * stride
+                for c in range(n_C):
+                    window = (i, slice(vert_start, vert_start + f), slice(horiz_start, horiz_start + f), c)
+                    if mode == "max":
+                        a_prev_slice = a_prev[window[1:3] + (c,)]
+                        mask = create_mask_from_window(a_prev_slice)
+                        dA_prev[window] += mask * dA[i, h, w, c]
+                    else:
+                        dA_prev[window] += distribute_value(dA[i, h, w, c], (f, f))
+    return dA_prev

@@ -12,7 +12,10 @@ One file format, never pickle. A gradbox file is::
 
 The header is ``{"format": "gradbox", "arrays": {name: {"dtype": "<f4", "shape": [...],
 "offsets": [start, end]}}, "metadata": {...}, "data_crc32": int}`` (offsets are relative to
-the start of the data) plus, for model files, ``"model": {"spec": [...], "parameters": {...}}``.
+the start of the data) plus, for model files, ``"model": {"spec": [...], "parameters": {...}}``:
+``spec`` is a list of ``{"type": <layer name>, **config}`` (a Sequential, the 0.1 format) or one such
+dict (any other model), and ``parameters`` maps every parameter and persistent buffer name to its
+array's name (two names share one array when the model shares one parameter).
 
 The loader trusts nothing: every field is checked (magic, sizes, checksums, JSON schema,
 dtype whitelist, shapes, offsets) before any array is built, and every problem raises
@@ -91,13 +94,14 @@ class ModelFile:
 
     Attributes
     ----------
-    model : gradbox.nn.Sequential
-        The rebuilt network with its weights loaded, in ``eval()`` mode.
+    model : gradbox.nn.Module
+        The rebuilt network (a ``Sequential`` for a list spec) with its weights and buffers
+        loaded, in ``eval()`` mode; parameters shared when saved are shared again.
     arrays : dict of str to ndarray
         The extra arrays saved alongside (e.g. normalisation ``mean``/``std``), in saved order.
     metadata : dict
         The user metadata saved alongside.
-    spec : list of dict
+    spec : list of dict, or dict
         The architecture as :func:`model_to_spec` wrote it.
     """
 
@@ -105,6 +109,38 @@ class ModelFile:
     arrays: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     spec: list = field(default_factory=list)
+
+    # NOTE: the model file's own preprocessing (stored mean/scale, input shape, classes) is applied
+    # here, so Python users get exactly what `gradbox predict` / `gradbox evaluate` print.
+    @property
+    def classes(self) -> list:
+        """The class labels the model was trained on (``0..C-1`` when the file records none)."""
+        from .train.inference import model_classes
+
+        return model_classes(self)
+
+    def preprocess(self, X, where: str = "X"):
+        """Raw features -> the model's input: stored standardisation, input shape and dtype applied."""
+        from .train.inference import model_inputs
+
+        return model_inputs(self, X, where)
+
+    def predict_proba(self, X):
+        """Class probabilities (N, C) of raw samples ``X``."""
+        from .train.inference import predict_proba
+
+        return predict_proba(self.model, self.preprocess(X))
+
+    def predict(self, X):
+        """Predicted class labels of raw samples ``X`` (the recorded class names, as ``gradbox predict``)."""
+        classes = self.classes
+        return np.array([classes[i] for i in self.predict_proba(X).argmax(axis=1)])
+
+    def evaluate(self, X, y) -> dict:
+        """Loss, accuracy and confusion matrix on raw samples ``X`` with labels ``y`` (class indices)."""
+        from .train.inference import evaluate_model_file
+
+        return evaluate_model_file(self, X, y)
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -303,11 +339,6 @@ def _too_complex(raw: bytes) -> str | None:
     if values > MAX_JSON_VALUES:
         return f"expected at most {MAX_JSON_VALUES} JSON values, received up to {values}"
     return None
-
-
-def _serialize(arrays, metadata=None, model=None) -> bytes:
-    """The whole file as bytes (used by tests and small files)."""
-    return b"".join(bytes(p) for p in _serialize_parts(arrays, metadata, model))
 
 
 def _write(path, parts) -> None:
@@ -569,21 +600,18 @@ def model_to_spec(model):
     return spec
 
 
-def _spec_state(spec) -> list:
+def _check_spec(spec) -> list:
     """Validate a spec without building it; return the (name, shape, dtype) of every array it holds."""
     from .nn.module import entry_state_specs
 
     if isinstance(spec, dict):
-        return entry_state_specs(spec, "spec")
-    if not isinstance(spec, list):
+        specs = entry_state_specs(spec, "spec")
+    elif isinstance(spec, list):
+        specs = [(f"{i}.{name}", shape, dtype) for i, entry in enumerate(spec)
+                 for name, shape, dtype in entry_state_specs(entry, f"spec[{i}]")]
+    else:
         raise ValueError(f"spec: expected a list of layer dicts (or one layer dict), received {type(spec).__name__}")
-    return [(f"{i}.{name}", shape, dtype) for i, entry in enumerate(spec)
-            for name, shape, dtype in entry_state_specs(entry, f"spec[{i}]")]
-
-
-def _check_spec(spec) -> list:
-    """Validate a spec; return the expected (parameter name, shape, dtype) list."""
-    return [(name, tuple(shape), np.dtype(dtype)) for name, shape, dtype in _spec_state(spec)]
+    return [(name, tuple(shape), np.dtype(dtype)) for name, shape, dtype in specs]
 
 
 def model_from_spec(spec) -> "object":
@@ -617,13 +645,14 @@ def _model_table(model):
 
 
 def save_model(path, model, *, arrays: Mapping | None = None, metadata: dict | None = None) -> None:
-    """Save a ``Sequential`` (architecture + weights), extra arrays and metadata to ``path`` atomically.
+    """Save a model (architecture, weights, buffers), extra arrays and metadata to ``path`` atomically.
 
     Parameters
     ----------
     path : str or os.PathLike
-    model : gradbox.nn.Sequential
-        Of the layers :func:`model_to_spec` supports.
+    model : gradbox.nn.Module
+        A ``Sequential`` or any module whose layers describe themselves (``get_config``); see
+        :func:`model_to_spec`. A parameter shared by several layers is stored once.
     arrays : mapping of str to ndarray, optional
         Extra arrays to keep with the model, e.g. ``{"mean": mu, "std": sigma}``.
     metadata : dict, optional
@@ -707,26 +736,26 @@ def _load_tied(model, mapping, arrays, expected) -> None:
     """Copy the file's arrays into ``model``; names that share one array become one parameter."""
     from .nn.module import state_slots
 
-    slots = {name: (owner, attr, live) for name, owner, attr, live in state_slots(model)}
+    slots = {name: (owner, attr) for name, owner, attr, _ in state_slots(model)}
+    built = {name: (tuple(live.shape), live.dtype) for name, _, _, live in state_slots(model)}
     declared = {name: (shape, dtype) for name, shape, dtype in expected}
-    built = {name: (live.shape, live.dtype) for name, (_, _, live) in slots.items()}
     if built != declared:
         raise ModelFileError(f"invalid model spec: the layers built hold {str(built)[:200]}, but their specs "
                              f"declare {str(declared)[:200]}")
-    first = {}
-    for name in expected:
-        owner, attr, _ = slots[name[0]]
-        key = mapping[name[0]]
-        if key in first and first[key] != (owner, attr):
-            src_owner, src_attr = first[key]
-            # NOTE: a parameter (or buffer) shared in the saved model is shared again, as one object
-            tied = src_owner._parameters.get(src_attr) if attr in owner._parameters else src_owner._buffers[src_attr]
-            if tied is None or (attr in owner._parameters) != (src_attr in src_owner._parameters):
-                raise ModelFileError(f"model parameter {name[0]!r}: shares array {key!r} with a different kind of state")
-            setattr(owner, attr, tied)
-        else:
-            first.setdefault(key, (owner, attr))
-    for name, (owner, attr, _) in slots.items():
+    owner_of_key = {}
+    for name, (owner, attr) in slots.items():
+        key = mapping[name]
+        if key not in owner_of_key:
+            owner_of_key[key] = (name, owner, attr)
+            continue
+        # NOTE: a parameter (or buffer) shared in the saved model is shared again, as one object
+        first, src_owner, src_attr = owner_of_key[key]
+        if (attr in owner._parameters) != (src_attr in src_owner._parameters):
+            raise ModelFileError(f"model parameter {name!r}: shares array {key!r} with {first!r}, which is not "
+                                 "the same kind of state (parameter or buffer)")
+        state = src_owner._parameters if src_attr in src_owner._parameters else src_owner._buffers
+        setattr(owner, attr, state[src_attr])
+    for name, (owner, attr) in slots.items():
         live = owner._parameters[attr].data if attr in owner._parameters else owner._buffers[attr]
         np.copyto(live, arrays[mapping[name]])
 
@@ -747,9 +776,3 @@ def load_model(path) -> ModelFile:
         return _model_from_header(arrays, header)
     except ModelFileError as exc:
         raise ModelFileError(f"{os.fspath(path)}: {exc}") from None
-
-
-def _load_model_bytes(buf) -> ModelFile:
-    """Parse a model file from bytes (used by the fuzz tests)."""
-    arrays, _, header = _parse(buf)
-    return _model_from_header(arrays, header)

@@ -19,18 +19,16 @@ True
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import nn
+from ._validation import check, positive_float
 from .tensor import Tensor
 
 __all__ = ["explain", "ExplainReport"]
 
-_ACTS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.Softmax)
-_PASS = (nn.Dropout, nn.Flatten)
 VANISH_RATIO = 1e-5      # ‖dW‖/‖W‖ below this: the layer barely learns
 EXPLODE_RATIO = 1e2      # ‖dW‖/‖W‖ above this: one step would swamp the weights
 DECAY_FACTOR = 100.0     # gradient norm falling (or growing) by this much from last layer to first
@@ -42,6 +40,11 @@ SAT_SHARE = 0.5          # warn when at least half the sigmoid/tanh outputs are 
 
 def _norm(a):
     return float(np.linalg.norm(np.asarray(a, dtype=np.float64))) if a is not None else float("nan")
+
+
+def _weighted(module) -> bool:
+    """A layer the report gives a row: one with a ``weight`` parameter (Linear; later convolutions)."""
+    return isinstance(module._parameters.get("weight"), nn.Parameter)
 
 
 def _flatten(model):
@@ -140,9 +143,10 @@ def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
     Parameters
     ----------
     model : nn.Sequential
-        Layers ``Linear`` with optional activations (ReLU, Sigmoid, Tanh, LeakyReLU,
-        Softmax), ``Dropout``, ``Flatten``. Run in eval mode (dropout off); its
-        mode and gradients are restored afterwards.
+        Every layer with a ``weight`` (``Linear``) gets a row, with the activation that
+        follows it (a layer whose class sets ``is_activation``; ``unit_health`` reports dead
+        or saturated units). Run in eval mode (dropout off); its mode and gradients are
+        restored afterwards.
     X : array (m, n_x) -- batch-first, as the engine takes it
     y : labels (m,) of ints, or targets
     loss_fn : callable ``loss_fn(output, y)``, optional
@@ -164,17 +168,12 @@ def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
         raise TypeError(f"explain(model): expected an nn.Sequential, received {type(model).__name__}")
     if lr is None:
         lr = 0.01
-    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"explain(lr): expected a positive number, received {lr!r}")
+    lr = check("explain", "lr", lr, positive_float)
     modules = _flatten(model)
-    linears = [m for m in modules if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("explain(model): expected at least one Linear layer, received none")
-    for i, m in enumerate(modules):
-        if not isinstance(m, (nn.Linear, *_ACTS, *_PASS)):
-            raise TypeError(f"explain(model): layer {i} is a {type(m).__name__}; expected Linear, activations, "
-                            "Dropout or Flatten")
-    dtype = linears[0].weight.dtype
+    weighted = [m for m in modules if _weighted(m)]
+    if not weighted:
+        raise ValueError("explain(model): expected at least one layer with a weight (such as Linear), received none")
+    dtype = weighted[0].weight.dtype
     X_arr = X.data if isinstance(X, Tensor) else np.asarray(X)
     if X_arr.dtype.kind not in "fiu":
         raise TypeError(f"explain(X): expected numeric data, received dtype {X_arr.dtype}")
@@ -227,28 +226,24 @@ def _rows(modules, outputs, lr, m):
     i = 0
     while i < len(modules):
         mod = modules[i]
-        if not isinstance(mod, nn.Linear):
+        if not _weighted(mod):
             i += 1
             continue
         Z = outputs[i]
         act, A = None, Z
         j = i + 1
-        while j < len(modules) and isinstance(modules[j], _PASS) and not isinstance(modules[j], nn.Flatten):
-            j += 1  # dropout between Linear and activation (identity in eval)
-        if j < len(modules) and isinstance(modules[j], _ACTS):
+        while j < len(modules) and outputs[j] is outputs[j - 1]:
+            j += 1  # a layer that hands its input on unchanged (Dropout in eval) between a layer and g
+        if j < len(modules) and getattr(modules[j], "is_activation", False):
             act, A = modules[j], outputs[j]
-        W, b = mod.weight, mod.bias
+        W, b = mod.weight, mod._parameters.get("bias")
         dZ, dA = Z.grad, A.grad
         dW, db = W.grad, (b.grad if b is not None else None)
         act_name = type(act).__name__ if act is not None else None
-        a = A.data.astype(np.float64)
-        dead = sat = None
-        if isinstance(act, nn.ReLU):
-            dead = float(np.mean(a.max(axis=0) <= 0))  # units never positive over the batch
-        elif isinstance(act, nn.Tanh):
-            sat = float(np.mean(np.abs(a) > 0.99))
-        elif isinstance(act, nn.Sigmoid):
-            sat = float(np.mean((a < 0.01) | (a > 0.99)))
+        # NOTE: each activation says how its units fail (ReLU: dead; sigmoid, tanh: saturated)
+        health = act.unit_health(A.data.astype(np.float64)) if hasattr(act, "unit_health") else None
+        dead = health[1] if health and health[0] == "dead" else None
+        sat = health[1] if health and health[0] == "saturated" else None
         w_norm, dw_norm = _norm(W.data), _norm(dW)
         ratio = dw_norm / w_norm if w_norm > 0 else float("inf")
         dims = {
@@ -258,7 +253,7 @@ def _rows(modules, outputs, lr, m):
             "dA ~ A": dA is not None and dA.shape == A.shape,
         }
         layer = len(rows) + 1
-        desc = f"Linear({mod.in_features}→{mod.out_features})" + (f"+{act_name}" if act_name else "")
+        desc = f"{type(mod).__name__}({W.shape[1]}→{W.shape[0]})" + (f"+{act_name}" if act_name else "")
         rows.append(dict(
             layer=layer, description=desc, activation=act_name,
             W_shape=W.shape, b_shape=b.shape if b is not None else None,

@@ -219,9 +219,15 @@ class Tensor:
                     "backward(): this graph was already used and freed; pass retain_graph=True "
                     "to the first backward() to backpropagate twice"
                 )
+            # NOTE: the version check, inline (a call per box cost 0.3 µs): a saved input,
+            # or the output, changed in place since forward makes this box's cache stale
             saved = ctx._versions
-            if saved is not None or node._version:
-                _check_versions(node, ctx, saved)
+            if saved is not None:
+                for parent, version in zip(ctx.parents, saved):
+                    if parent._version != version:
+                        _check_versions(node, ctx, saved)
+            if node._version:
+                _check_versions(node, ctx, None)
             in_grads = ctx.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -385,8 +391,7 @@ def _describe(t: Tensor) -> str:
 
 def _check_versions(node: Tensor, ctx, saved) -> None:
     """Refuse to backpropagate through a box whose saved arrays were changed in place."""
-    # NOTE: called only when the box recorded versions or its output was changed, so the
-    # common case costs one dict lookup and one int test per box.
+    # NOTE: called only once a version differs (the engine compares inline); builds the message.
     if node._version and ctx.saves_output:
         raise RuntimeError(
             "one of the variables needed for gradient computation has been modified by an inplace "

@@ -266,8 +266,15 @@ class _NeedsArgs(gb.nn.Module):
 
 
 def test_layers_that_cannot_describe_themselves_raise_type_error(tmp_path):
-    with pytest.raises(TypeError, match=r"model\[1\]: .*_NeedsArgs.*needs \['width'\].*get_config"):
+    with pytest.raises(TypeError, match=r"model\[1\]: .*_NeedsArgs.*takes \['width'\].*get_config"):
         gb.save_model(tmp_path / "c.gbx", gb.nn.Sequential(gb.nn.ReLU(), _NeedsArgs(3)))
+    class DefaultsOnly(gb.nn.Module):  # would silently come back with its defaults
+        def __init__(self, alpha=0.1):
+            super().__init__()
+            self.alpha = alpha
+
+    with pytest.raises(TypeError, match=r"DefaultsOnly: .*takes \['alpha'\]"):
+        gb.save_model(tmp_path / "c.gbx", gb.nn.Sequential(DefaultsOnly(alpha=0.3)))
     with pytest.raises(TypeError, match="model: expected a gradbox.nn.Module, received list"):
         gb.save_model(tmp_path / "c.gbx", [gb.nn.ReLU()])
     assert not os.listdir(tmp_path)

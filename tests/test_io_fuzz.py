@@ -21,6 +21,8 @@ import gradbox as gb
 from gradbox import io as gio
 from gradbox.io import ModelFileError
 
+from .gbx_bytes import load_model_bytes, serialize
+
 FUZZ_N = int(os.environ.get("GRADBOX_FUZZ_N", "6000"))
 COUNTS = {}
 
@@ -37,7 +39,7 @@ def _base_arrays():
 
 
 def _base_file() -> bytes:
-    return gio._serialize(_base_arrays(), {"epoch": 7, "loss": float("nan"), "name": "fuzz"})
+    return serialize(_base_arrays(), {"epoch": 7, "loss": float("nan"), "name": "fuzz"})
 
 
 def _model_file() -> bytes:
@@ -47,7 +49,7 @@ def _model_file() -> bytes:
     table = {f"model.{k}": v for k, v in model.state_dict().items()}
     table["mean"] = np.zeros(4)
     mapping = {k: f"model.{k}" for k in model.state_dict()}
-    return gio._serialize(table, {"acc": 0.5}, model={"spec": spec, "parameters": mapping})
+    return serialize(table, {"acc": 0.5}, model={"spec": spec, "parameters": mapping})
 
 
 def _split(buf):
@@ -100,13 +102,13 @@ def test_base_files_are_valid():
     for k, v in _base_arrays().items():
         np.testing.assert_array_equal(arrays[k], v)
     assert meta["epoch"] == 7
-    assert gio._load_model_bytes(_model_file()).metadata == {"acc": 0.5}
+    assert load_model_bytes(_model_file()).metadata == {"acc": 0.5}
 
 
 @pytest.mark.parametrize("make", [_base_file, _model_file], ids=["arrays", "model"])
 def test_truncation_at_every_offset(make):
     buf = make()
-    loader = gio._load_model_bytes if make is _model_file else gio._parse
+    loader = load_model_bytes if make is _model_file else gio._parse
     for n in range(len(buf)):
         msg = expect_error(buf[:n], loader)
         assert msg
@@ -122,7 +124,7 @@ def test_appended_bytes_are_rejected():
 @pytest.mark.parametrize("make", [_base_file, _model_file], ids=["arrays", "model"])
 def test_random_bit_flips(make):
     buf = bytearray(make())
-    loader = gio._load_model_bytes if make is _model_file else gio._parse
+    loader = load_model_bytes if make is _model_file else gio._parse
     rng = np.random.default_rng(1)
     n = FUZZ_N if make is _base_file else max(FUZZ_N // 3, 1)
     positions = rng.integers(0, len(buf) * 8, size=n)
@@ -370,7 +372,7 @@ def test_model_spec_corruption(what):
         mutate(header)
     else:
         mutate(header["model"])
-    msg = expect_error(forge(header, data), gio._load_model_bytes)
+    msg = expect_error(forge(header, data), load_model_bytes)
     assert words in msg, msg
 
 
@@ -417,7 +419,7 @@ def test_random_header_mutations_with_valid_checksums():
         loaded += expect_error_or_declared(buf)
         if isinstance(header.get("model"), dict):
             try:
-                gio._load_model_bytes(buf)
+                load_model_bytes(buf)
             except ModelFileError:
                 pass
     COUNTS["header mutations"] = n

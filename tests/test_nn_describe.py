@@ -6,11 +6,15 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradbox as gb
 from gradbox import Tensor, nn
 from gradbox import io as gio
 from gradbox.nn.module import LAYERS, get_layer_class, layer_name, state_slots
+
+from .gbx_bytes import serialize
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -23,6 +27,12 @@ EXAMPLES = {
     "Dropout": lambda: nn.Dropout(0.3),
     "Sequential": lambda: nn.Sequential(nn.Linear(2, 4, rng=0), nn.Tanh(), nn.Sequential(nn.Linear(4, 1, rng=1))),
     "CrossEntropyLoss": nn.CrossEntropyLoss, "BCEWithLogitsLoss": nn.BCEWithLogitsLoss, "MSELoss": nn.MSELoss,
+    # issue 13 (convolutional layers)
+    "Conv2d": lambda: nn.Conv2d(3, 4, (3, 2), stride=2, padding=(1, 0), bias=False, dtype=np.float64,
+                                init="xavier_normal", rng=0),
+    "MaxPool2d": lambda: nn.MaxPool2d(3, stride=2, padding=1), "AvgPool2d": lambda: nn.AvgPool2d((2, 3)),
+    "BatchNorm1d": lambda: nn.BatchNorm1d(5, eps=1e-3, momentum=0.2),
+    "BatchNorm2d": lambda: nn.BatchNorm2d(4, dtype=np.float64),
 }
 
 
@@ -87,7 +97,7 @@ def test_a_forged_header_is_refused_before_any_layer_is_built(tmp_path):
     table = {f"model.0.{k}": v for k, v in small.state_dict().items()}
     spec = [{"type": "Linear", "in_features": 20_000, "out_features": 10_000}]  # 800 MB if it were built
     path = tmp_path / "forged.gbx"
-    path.write_bytes(gio._serialize(table, {}, model={"spec": spec, "parameters": {f"0.{k}": f"model.0.{k}"
+    path.write_bytes(serialize(table, {}, model={"spec": spec, "parameters": {f"0.{k}": f"model.0.{k}"
                                                                                    for k in small.state_dict()}}))
     tracemalloc.start()
     try:
@@ -219,6 +229,42 @@ def test_a_file_whose_buffer_has_the_wrong_shape_is_refused(tmp_path):
              "model.0.seen": np.zeros((), np.int64)}
     mapping = {k[len("model."):]: k for k in table}
     path = tmp_path / "bad.gbx"
-    path.write_bytes(gio._serialize(table, {}, model={"spec": gio.model_to_spec(model), "parameters": mapping}))
+    path.write_bytes(serialize(table, {}, model={"spec": gio.model_to_spec(model), "parameters": mapping}))
     with pytest.raises(gio.ModelFileError, match=r"'0.running_mean': expected \(2,\) float32, received \(3,\)"):
         gb.load_model(path)
+
+
+def test_a_file_that_ties_a_buffer_to_a_parameter_is_refused(tmp_path):
+    model = nn.Sequential(RunningCentre(2))
+    table = {"model.0.scale": np.ones(2, np.float32), "model.0.seen": np.zeros((), np.int64)}
+    mapping = {"0.scale": "model.0.scale", "0.running_mean": "model.0.scale", "0.seen": "model.0.seen"}
+    path = tmp_path / "tie.gbx"
+    path.write_bytes(serialize(table, {}, model={"spec": gio.model_to_spec(model), "parameters": mapping}))
+    with pytest.raises(gio.ModelFileError, match="'0.running_mean': shares array 'model.0.scale' with '0.scale'"):
+        gb.load_model(path)
+
+
+# --------------------------------------------------------------------------- any stack of built-in layers
+_ACTIVATIONS = [nn.ReLU, nn.Sigmoid, nn.Tanh, lambda: nn.LeakyReLU(0.3), lambda: nn.Dropout(0.4),
+                lambda: nn.Softmax(dim=1), nn.Flatten]
+
+
+@settings(max_examples=40, deadline=None)
+@given(widths=st.lists(st.integers(1, 6), min_size=2, max_size=5), acts=st.lists(st.integers(0, 6), max_size=5),
+       bias=st.lists(st.booleans(), min_size=4, max_size=4), dtype=st.sampled_from(["float32", "float64"]),
+       nest=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_any_stack_of_built_in_layers_round_trips_through_a_file(tmp_path_factory, widths, acts, bias, dtype,
+                                                                nest, seed):
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+        layers.append(nn.Linear(n_in, n_out, bias=bias[i], dtype=dtype, rng=seed + i))
+        if i < len(acts):
+            layers.append(_ACTIVATIONS[acts[i]]())
+    model = nn.Sequential(nn.Sequential(*layers)) if nest else nn.Sequential(*layers)
+    path = tmp_path_factory.mktemp("stack") / "m.gbx"
+    gb.save_model(path, model)
+    file = gb.load_model(path)
+    assert file.spec == gio.model_to_spec(model) == gio.model_to_spec(file.model)
+    x = np.random.default_rng(seed).normal(size=(3, widths[0])).astype(dtype)
+    with gb.no_grad():
+        np.testing.assert_array_equal(file.model(x).data, model.eval()(x).data)

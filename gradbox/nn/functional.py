@@ -238,3 +238,4 @@ def mse_loss(pred, target) -> Tensor:
     target = _target_like(pred, target, who)
     _check_finite(who, input=pred, target=target)
     return _finite_loss(MSEFunction.apply(pred, target), who)
+from ._conv_functional import avg_pool2d, batch_norm, conv2d, max_pool2d, use_fast_kernels  # noqa: E402,F401

@@ -25,7 +25,7 @@ def _honours_forward(module, fast: str) -> bool:
     ``forward`` (issue 12, one forward per layer).
     """
     cls = type(module)
-    if cls.__call__ is not Module.__call__:
+    if cls.__call__ is not Module.__call__ or "forward" in module.__dict__:
         return False
     owner = {name: next((k for k in cls.__mro__ if name in k.__dict__), None) for name in ("forward", fast)}
     return owner[fast] is not None and issubclass(owner[fast], owner["forward"])
@@ -159,6 +159,7 @@ class Linear(Module):
 class _Activation(_Stateless):
     fn = None
     box = None  # the ops Function whose forward computes g(z)
+    is_activation = True  # gradbox.explain reports it as the g of the layer before it
 
     def forward(self, x):
         return type(self).fn(x)
@@ -184,6 +185,10 @@ class ReLU(_Activation):
     fn = staticmethod(ops.relu)
     box = ops.ReLU
 
+    def unit_health(self, a):
+        """("dead", share of units never positive over the batch): they get no gradient."""
+        return "dead", float(np.mean(a.max(axis=0) <= 0))
+
     def _infer(self, a):
         return ops._relu(a, out=a)
 
@@ -203,6 +208,10 @@ class Sigmoid(_Activation):
     fn = staticmethod(ops.sigmoid)
     box = ops.Sigmoid
 
+    def unit_health(self, a):
+        """("saturated", share of outputs within 0.01 of 0 or 1, where g'(z) ≈ 0)."""
+        return "saturated", float(np.mean((a < 0.01) | (a > 0.99)))
+
 
 class Tanh(_Activation):
     """g(z) = tanh(z); g'(z) = 1 - tanh(z)^2.
@@ -218,6 +227,10 @@ class Tanh(_Activation):
 
     fn = staticmethod(ops.tanh)
     box = ops.Tanh
+
+    def unit_health(self, a):
+        """("saturated", share of outputs with |g| > 0.99, where g'(z) ≈ 0)."""
+        return "saturated", float(np.mean(np.abs(a) > 0.99))
 
     def _infer(self, a):
         return np.tanh(a, out=a)
@@ -240,6 +253,7 @@ class LeakyReLU(_Stateless):
     """
 
     _parameter_constraints = {"negative_slope": interval("real", 0, 1, closed="left")}
+    is_activation = True
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -279,6 +293,7 @@ class Softmax(_Stateless):
     """
 
     _parameter_constraints = {"dim": integer}
+    is_activation = True
 
     def __init__(self, dim=-1):
         super().__init__()

@@ -64,13 +64,14 @@ def layer_name(module) -> str:
 def layer_entry(module) -> dict:
     """``{"type": layer_name(module), **module.get_config()}``: one layer in a model file's spec.
 
-    ``TypeError`` when the layer cannot describe itself: its constructor needs arguments but
-    its class does not define ``get_config``.
+    ``TypeError`` when the layer cannot describe itself: its constructor takes arguments but
+    its class does not define ``get_config`` (as Keras, which would otherwise rebuild it with
+    the defaults, silently).
     """
     cls = type(module)
-    if cls.get_config is Module.get_config and _required_args(cls):
+    if cls.get_config is Module.get_config and _init_args(cls):
         raise TypeError(f"{cls.__module__}.{cls.__qualname__}: expected a layer that describes itself, but its "
-                        f"constructor needs {_required_args(cls)} and it has no get_config() "
+                        f"constructor takes {_init_args(cls)} and it has no get_config() "
                         "(define get_config() returning those arguments)")
     config = module.get_config()
     if not isinstance(config, dict) or "type" in config:
@@ -122,12 +123,11 @@ def build_entry(entry, where: str = "layer"):
         raise _located(exc, f"{where} ({entry['type']})") from None
 
 
-def _required_args(cls) -> list:
-    try:
-        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        return []
-    return [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+def _init_args(cls, required_only: bool = False) -> list:
+    """The names of ``cls.__init__``'s arguments (only those without a default, if asked)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [p.name for p in params if (p.default is p.empty or not required_only)
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def state_slots(module, prefix: str = ""):
@@ -234,7 +234,7 @@ class Module:
         params = inspect.signature(cls.__init__).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             extra = sorted(set(config) - set(list(params)[1:]))
-            missing = sorted(set(_required_args(cls)) - set(config))
+            missing = sorted(set(_init_args(cls, required_only=True)) - set(config))
             if extra or missing:
                 raise ValueError(f"{cls.__name__}: unexpected keys {extra}, missing keys {missing}")
         return validate(cls.__name__, config, cls._parameter_constraints)

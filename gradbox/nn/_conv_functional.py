@@ -1,0 +1,524 @@
+"""Boxes for convolutional networks: ``conv2d``, ``max_pool2d``, ``avg_pool2d``, ``batch_norm``.
+
+Images are NCHW (batch, channels, height, width); conv weights are (out, in, kh, kw), as in
+PyTorch. Each op is one ``Function`` whose forward keeps the notes' cache and whose backward
+returns one gradient per input.
+
+The convolution is three matrix products around an unfolding (DLfS ch. 7's im2col):
+
+- ``cols = im2col(x)`` stacks every kh x kw window of the padded input as one column:
+  shape (C·kh·kw, N·OH·OW), built from a strided *view* of the input and one copy;
+- forward ``Z = W·cols + b`` with W reshaped to (out, C·kh·kw): one GEMM;
+- backward ``dW = dZ·colsᵀ``, ``db = Σ dZ``, ``dcols = Wᵀ·dZ`` and ``dX = col2im(dcols)``:
+  one GEMM each, col2im being a kh·kw loop of strided adds (each input pixel receives the
+  gradient of every window it was part of).
+
+Compiled kernels (``gradbox._conv_kernels``, numba) replace the unfolding, col2im and the
+pooling loops when numba is importable; they are loaded on the first call, never at
+``import gradbox``. ``GRADBOX_FAST=0`` or ``use_fast_kernels(False)`` keeps the NumPy path.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+
+from ..function import Function
+from ..tensor import _FLOATS, Tensor
+
+__all__ = [
+    "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "im2col", "col2im", "conv_output_size",
+    "use_fast_kernels",
+]
+
+# --- the optional compiled kernels ---------------------------------------------------------
+_FAST = {"wanted": os.environ.get("GRADBOX_FAST", "1").strip() not in ("0", "false", "no", "off"), "mod": None}
+
+
+def use_fast_kernels(enabled: bool = True) -> bool:
+    """Turn the numba kernels for convolution and pooling on or off; returns the previous setting.
+
+    The default is on when numba is installed, unless the environment variable ``GRADBOX_FAST=0``.
+    Both paths give the same results to float32 rounding.
+
+    >>> from gradbox.nn import functional as F
+    >>> previous = F.use_fast_kernels(False)
+    >>> _ = F.use_fast_kernels(previous)
+    """
+    previous = _FAST["wanted"]
+    _FAST["wanted"] = bool(enabled)
+    return previous
+
+
+def _kernels():
+    """The numba kernel module, or None (switched off, or numba missing). Imported on first use."""
+    if not _FAST["wanted"]:
+        return None
+    mod = _FAST["mod"]
+    if mod is None:
+        try:
+            from .. import _conv_kernels as mod
+        except ImportError:  # NOTE: numba is an optional extra; the NumPy path is complete
+            mod = False
+        _FAST["mod"] = mod
+    return mod or None
+
+
+# --- arguments ------------------------------------------------------------------------------
+def _pair(value, name: str, who: str, minimum: int) -> tuple:
+    """An int or a pair of ints, each >= minimum, as a pair."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum
+                                  for v in items):
+        kind = "positive" if minimum > 0 else "non-negative"
+        raise ValueError(f"{who}({name}): expected a {kind} int or a pair of them, received {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """⌊(n + 2p - f)/s⌋ + 1: the notes' output size of a convolution or pooling window."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _check_image(x, who: str, channels: int | None = None) -> Tensor:
+    if not isinstance(x, Tensor):
+        x = Tensor(x)
+    c = "C" if channels is None else str(channels)
+    if x.ndim != 4 or x.shape[0] == 0 or (channels is not None and x.shape[1] != channels):
+        raise ValueError(f"{who}: expected input of shape (N, {c}, H, W), received {x.shape}")
+    if x.data.dtype not in _FLOATS:
+        raise TypeError(f"{who}: expected a floating-point input, received dtype {x.dtype}")
+    return x
+
+
+def _check_window(x_shape, kernel, padding, who):
+    h, w = x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
+    if kernel[0] > h or kernel[1] > w:
+        raise ValueError(
+            f"{who}: expected a kernel no larger than the padded input ({h}, {w}), received kernel {kernel} "
+            f"for input {tuple(x_shape)} with padding {padding}"
+        )
+
+
+# --- im2col / col2im ----------------------------------------------------------------------------
+def _pad(x: np.ndarray, padding: tuple, value=0) -> np.ndarray:
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    # NOTE: fill only the border; np.pad is a Python-level function (about 30 µs of overhead)
+    out[:, :, :ph] = value
+    out[:, :, h + ph:] = value
+    out[:, :, ph:h + ph, :pw] = value
+    out[:, :, ph:h + ph, w + pw:] = value
+    out[:, :, ph:h + ph, pw:w + pw] = x
+    return out
+
+
+def _windows(xp: np.ndarray, kernel: tuple, stride: tuple) -> np.ndarray:
+    """The strided view (N, C, OH, OW, kh, kw) of every window of a padded input: no copy."""
+    n, c, h, w = xp.shape
+    kh, kw = kernel
+    sh, sw = stride
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    s = xp.strides
+    return np.lib.stride_tricks.as_strided(
+        xp, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3]), writeable=False
+    )
+
+
+def im2col(x: np.ndarray, kernel, stride=1, padding=0) -> np.ndarray:
+    """Unfold an NCHW array into columns (C·kh·kw, N·OH·OW): one column per window position.
+
+    Row ``(c, i, j)`` holds pixel (i, j) of channel c of every window, so ``W.reshape(out, -1) @ cols``
+    is the convolution. Built from a strided view of the padded input and one copy.
+
+    >>> import numpy as np
+    >>> im2col(np.arange(16.0).reshape(1, 1, 4, 4), 2, stride=2)[:, 0]
+    array([0., 1., 4., 5.])
+    """
+    kernel, stride, padding = _pair(kernel, "kernel", "im2col", 1), _pair(stride, "stride", "im2col", 1), \
+        _pair(padding, "padding", "im2col", 0)
+    return _im2col(np.asarray(x), kernel, stride, padding)
+
+
+def _im2col(x, kernel, stride, padding):
+    fast = _kernels()
+    if fast is not None:
+        return fast.im2col(x, kernel, stride, padding)
+    win = _windows(_pad(x, padding), kernel, stride)
+    n, c, oh, ow, kh, kw = win.shape
+    # NOTE: one copy, in the order the GEMM reads: (c, i, j) rows, (n, y, x) columns
+    return np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, n * oh * ow)
+
+
+def col2im(cols: np.ndarray, x_shape, kernel, stride=1, padding=0) -> np.ndarray:
+    """The adjoint of ``im2col``: add every column back onto the window it came from.
+
+    A pixel that lies in several windows receives the sum of their entries (the gradient of
+    every window it was part of); padding is cut off at the end.
+
+    >>> import numpy as np
+    >>> col2im(np.ones((4, 4)), (1, 1, 3, 3), 2)[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    """
+    kernel, stride, padding = _pair(kernel, "kernel", "col2im", 1), _pair(stride, "stride", "col2im", 1), \
+        _pair(padding, "padding", "col2im", 0)
+    return _col2im(np.asarray(cols), tuple(x_shape), kernel, stride, padding)
+
+
+def _col2im(cols, x_shape, kernel, stride, padding):
+    fast = _kernels()
+    if fast is not None:
+        return fast.col2im(cols, x_shape, kernel, stride, padding)
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    d = cols.reshape(c, kh, kw, n, oh, ow)
+    # NOTE: accumulate in (C, N, H, W), the columns' own order, and transpose once at the end:
+    # adding the transposed (N, C, ...) views directly was 8-35 ms at LeNet/CIFAR sizes, this 2-4x less.
+    dxp = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    # NOTE: a kh·kw loop of strided adds, each over the whole batch: window offset (i, j)
+    # touches pixels i, i+s, i+2s, ... of every window at once.
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += d[:, i, j]
+    return np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
+
+
+# --- convolution -------------------------------------------------------------------------------
+class Conv2dFunction(Function):
+    """Z = W * X + b (cross-correlation, as PyTorch), computed as ``Z = W·cols + b``.
+
+    Forward: ``cols = im2col(X)`` (C·kh·kw, N·OH·OW), ``Z = W·cols + b`` reshaped to (N, out, OH, OW).
+    The cache is ``cols`` and W.
+
+    Backward, with dZ the upstream gradient reshaped to (out, N·OH·OW):
+    ``dW = dZ·colsᵀ``, ``db = Σ dZ`` over batch and positions, ``dcols = Wᵀ·dZ`` and
+    ``dX = col2im(dcols)``. dX is skipped when X needs no gradient (the first layer).
+    """
+
+    returns_fresh_grads = True
+
+    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0)):
+        o, c, kh, kw = w.shape
+        n, _, h, wd = x.shape
+        self.geometry = (x.shape, (kh, kw), stride, padding)
+        oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
+        cols = _im2col(x, (kh, kw), stride, padding)
+        self.cols, self.w = cols, w
+        z = w.reshape(o, -1).dot(cols)  # (out, N·OH·OW): one GEMM
+        if b is not None:
+            z += b[:, None]
+        # NOTE: (out, N, OH, OW) -> NCHW, one copy of the output
+        return np.ascontiguousarray(z.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
+
+    def backward(self, g):
+        need = self.needs_input_grad
+        x_shape, kernel, stride, padding = self.geometry
+        o = g.shape[1]
+        dz = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(o, -1)  # (out, N·OH·OW)
+        gw = dz.dot(self.cols.T).reshape(self.w.shape) if need[1] else None
+        gb = dz.sum(axis=1) if len(need) > 2 and need[2] else None
+        gx = None
+        if need[0]:
+            dcols = self.w.reshape(o, -1).T.dot(dz)
+            gx = _col2im(dcols, x_shape, kernel, stride, padding)
+        return gx, gw, gb
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
+    """2-D convolution (cross-correlation) of an NCHW batch, as ``torch.nn.functional.conv2d``.
+
+    Shape
+    -----
+    - x: (N, C, H, W); weight: (out, C, kh, kw); bias: (out,)
+    - Output: (N, out, OH, OW), OH = ⌊(H + 2p - kh)/s⌋ + 1
+
+    Examples
+    --------
+    >>> import gradbox as gb, numpy as np
+    >>> x = gb.Tensor(np.ones((1, 1, 3, 3)))
+    >>> gb.nn.functional.conv2d(x, gb.Tensor(np.ones((1, 1, 2, 2)))).data[0, 0]
+    array([[4., 4.],
+           [4., 4.]])
+    """
+    who = "conv2d"
+    weight = weight if isinstance(weight, Tensor) else Tensor(weight)
+    if weight.ndim != 4:
+        raise ValueError(f"{who}: expected weight of shape (out, in, kh, kw), received {weight.shape}")
+    x = _check_image(x, who, weight.shape[1])
+    stride, padding = _pair(stride, "stride", who, 1), _pair(padding, "padding", who, 0)
+    _check_window(x.shape, weight.shape[2:], padding, who)
+    if x.dtype != weight.dtype:
+        raise TypeError(f"{who}: expected input of dtype {weight.dtype}, received {x.dtype}")
+    inputs = (x, weight)
+    if bias is not None:
+        bias = bias if isinstance(bias, Tensor) else Tensor(bias, dtype=weight.dtype)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"{who}: expected bias of shape ({weight.shape[0]},), received {bias.shape}")
+        inputs = (x, weight, bias)
+    return Conv2dFunction.apply(*inputs, stride=stride, padding=padding)
+
+
+# --- pooling -------------------------------------------------------------------------------------
+def _pool_args(x, kernel_size, stride, padding, who):
+    x = _check_image(x, who)
+    kernel = _pair(kernel_size, "kernel_size", who, 1)
+    stride = kernel if stride is None else _pair(stride, "stride", who, 1)
+    padding = _pair(padding, "padding", who, 0)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{who}(padding): expected at most half the kernel size {kernel}, received {padding}")
+    _check_window(x.shape, kernel, padding, who)
+    return x, kernel, stride, padding
+
+
+class MaxPool2dFunction(Function):
+    """A = max over each window. The cache is the argmax: which of the kh·kw offsets won.
+
+    Backward scatters dA to the winning input of each window (the course's mask): every other
+    input of the window gets 0; an input that wins several overlapping windows gets their sum.
+    Ties go to the first maximum in row-major order, as in PyTorch.
+    """
+
+    returns_fresh_grads = True
+
+    def forward(self, x, kernel, stride, padding):
+        self.geometry = (x.shape, kernel, stride, padding)
+        fast = _kernels()
+        if fast is not None:
+            out, self.argmax = fast.max_pool(x, kernel, stride, padding)
+            return out
+        xp = _pad(x, padding, -np.inf)
+        win = _windows(xp, kernel, stride)
+        n, c, oh, ow, kh, kw = win.shape
+        # NOTE: np.maximum over the kh·kw strided slices, not win.max(axis=(4, 5)): the reduction
+        # over two short inner axes of a strided view is about 25x slower.
+        out = win[..., 0, 0].copy()
+        arg = np.zeros(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
+        for k in range(1, kh * kw):
+            s = win[..., k // kw, k % kw]
+            better = s > out  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
+            np.maximum(out, s, out=out)
+            np.copyto(arg, k, where=better)  # NOTE: 3-5x faster than arg[better] = k
+        self.argmax = arg
+        return out
+
+    def backward(self, g):
+        x_shape, kernel, stride, padding = self.geometry
+        fast = _kernels()
+        if fast is not None:
+            return (fast.max_pool_backward(g, self.argmax, x_shape, kernel, stride, padding),)
+        n, c, h, w = x_shape
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        oh, ow = g.shape[2], g.shape[3]
+        dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
+        for k in range(kh * kw):
+            i, j = divmod(k, kw)
+            dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += np.where(self.argmax == k, g, 0)
+        dx = dxp[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxp
+        return (np.ascontiguousarray(dx),)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
+    """Max pooling over kh x kw windows of an NCHW batch, as ``torch.nn.functional.max_pool2d``.
+
+    ``stride`` defaults to the kernel size; ``padding`` (at most half the kernel) pads with -inf.
+
+    Shape
+    -----
+    - x: (N, C, H, W); Output: (N, C, OH, OW), OH = ⌊(H + 2p - kh)/s⌋ + 1
+
+    Examples
+    --------
+    >>> import gradbox as gb, numpy as np
+    >>> gb.nn.functional.max_pool2d(gb.Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).data[0, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+    x, kernel, stride, padding = _pool_args(x, kernel_size, stride, padding, "max_pool2d")
+    return MaxPool2dFunction.apply(x, kernel=kernel, stride=stride, padding=padding)
+
+
+class AvgPool2dFunction(Function):
+    """A = mean over each kh x kw window, zero padding counted (PyTorch's count_include_pad=True).
+
+    Backward: every input of a window receives dA/(kh·kw) (the course's ``distribute_value``).
+    """
+
+    returns_fresh_grads = True
+
+    def forward(self, x, kernel, stride, padding):
+        self.geometry = (x.shape, kernel, stride, padding)
+        fast = _kernels()
+        if fast is not None:
+            return fast.avg_pool(x, kernel, stride, padding)
+        win = _windows(_pad(x, padding), kernel, stride)
+        kh, kw = kernel
+        out = win[..., 0, 0].copy()
+        for k in range(1, kh * kw):
+            out += win[..., k // kw, k % kw]
+        out *= x.dtype.type(1.0 / (kh * kw))
+        return out
+
+    def backward(self, g):
+        x_shape, kernel, stride, padding = self.geometry
+        fast = _kernels()
+        if fast is not None:
+            return (fast.avg_pool_backward(g, x_shape, kernel, stride, padding),)
+        n, c, h, w = x_shape
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        oh, ow = g.shape[2], g.shape[3]
+        share = g * g.dtype.type(1.0 / (kh * kw))
+        dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += share
+        dx = dxp[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxp
+        return (np.ascontiguousarray(dx),)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
+    """Average pooling over kh x kw windows, as ``torch.nn.functional.avg_pool2d`` (count_include_pad=True).
+
+    Shape
+    -----
+    - x: (N, C, H, W); Output: (N, C, OH, OW), OH = ⌊(H + 2p - kh)/s⌋ + 1
+
+    Examples
+    --------
+    >>> import gradbox as gb, numpy as np
+    >>> gb.nn.functional.avg_pool2d(gb.Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), 2).data[0, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
+    """
+    x, kernel, stride, padding = _pool_args(x, kernel_size, stride, padding, "avg_pool2d")
+    return AvgPool2dFunction.apply(x, kernel=kernel, stride=stride, padding=padding)
+
+
+# --- batch normalisation ---------------------------------------------------------------------------
+def _channel_axes(ndim: int) -> tuple:
+    return (0,) if ndim == 2 else (0,) + tuple(range(2, ndim))
+
+
+def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    """A (C,) vector shaped to broadcast against (N, C, ...)."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+class BatchNormFunction(Function):
+    """y = γ·x̂ + β with x̂ = (x - μ)/σ, σ = sqrt(var + eps), per channel.
+
+    Training: μ and var (biased) are the batch's, over every axis but the channel axis.
+    The cache is x̂ and 1/σ. With m the number of values per channel and dx̂ = dy·γ::
+
+        dx = (1/σ)/m · (m·dx̂ - Σ dx̂ - x̂·Σ(dx̂·x̂)),   dγ = Σ dy·x̂,   dβ = Σ dy
+
+    Eval: μ and var are the running statistics, constants, so dx = dy·γ/σ.
+    The running statistics are updated by ``batch_norm``, outside the box (they are not differentiated).
+    """
+
+    returns_fresh_grads = True
+
+    def forward(self, x, weight, bias, mean, var, eps, training):
+        axes = _channel_axes(x.ndim)
+        if training:
+            mean = x.mean(axis=axes)
+            centred = x - _per_channel(mean, x.ndim)
+            var = np.mean(centred * centred, axis=axes)
+            self.batch_stats = (mean, var)
+        else:
+            centred = x - _per_channel(mean.astype(x.dtype, copy=False), x.ndim)
+        inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+        xhat = centred
+        xhat *= _per_channel(inv_std, x.ndim)
+        self.xhat, self.inv_std, self.weight, self.training, self.axes = xhat, inv_std, weight, training, axes
+        y = xhat * _per_channel(weight, x.ndim)
+        y += _per_channel(bias, x.ndim)
+        return y
+
+    def backward(self, g):
+        need = self.needs_input_grad
+        xhat, axes, nd = self.xhat, self.axes, g.ndim
+        gw = (g * xhat).sum(axis=axes) if need[1] else None
+        gb = g.sum(axis=axes) if need[2] else None
+        gx = None
+        if need[0]:
+            dxhat = g * _per_channel(self.weight, nd)
+            if self.training:
+                m = g.size // g.shape[1]
+                s1 = _per_channel(dxhat.sum(axis=axes), nd)
+                s2 = _per_channel((dxhat * xhat).sum(axis=axes), nd)
+                gx = dxhat * m
+                gx -= s1
+                gx -= xhat * s2
+                gx *= _per_channel(self.inv_std / m, nd)
+            else:
+                gx = dxhat * _per_channel(self.inv_std, nd)
+        return gx, gw, gb
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, training=False, momentum=0.1, eps=1e-5) -> Tensor:
+    """Batch normalisation over the channel axis 1, as ``torch.nn.functional.batch_norm``.
+
+    In training the batch statistics normalise, and ``running_mean``/``running_var`` (arrays,
+    updated in place when given) move towards them: ``r ← (1 - momentum)·r + momentum·batch``,
+    with the unbiased batch variance (m/(m-1)·var), as PyTorch. In eval the running statistics
+    normalise.
+
+    Shape
+    -----
+    - x: (N, C) or (N, C, L) or (N, C, H, W); running stats, weight, bias: (C,)
+    - Output: x's shape
+
+    Examples
+    --------
+    >>> import gradbox as gb, numpy as np
+    >>> x = gb.Tensor([[1.0], [3.0]])
+    >>> w, b = gb.Tensor([1.0]), gb.Tensor([0.0])
+    >>> gb.nn.functional.batch_norm(x, None, None, w, b, training=True).data.round(3).ravel()
+    array([-1.,  1.], dtype=float32)
+    """
+    who = "batch_norm"
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"{who}: expected input of shape (N, C, ...), received {x.shape}")
+    if x.data.dtype not in _FLOATS:
+        raise TypeError(f"{who}: expected a floating-point input, received dtype {x.dtype}")
+    c = x.shape[1]
+    weight = weight if isinstance(weight, Tensor) else Tensor(np.ones(c) if weight is None else weight, dtype=x.dtype)
+    bias = bias if isinstance(bias, Tensor) else Tensor(np.zeros(c) if bias is None else bias, dtype=x.dtype)
+    for name, v in (("weight", weight), ("bias", bias)):
+        if v.shape != (c,):
+            raise ValueError(f"{who}: expected {name} of shape ({c},), received {v.shape}")
+        if v.dtype != x.dtype:
+            raise TypeError(f"{who}: expected {name} of dtype {x.dtype}, received {v.dtype}")
+    m = x.size // c
+    if training:
+        if m <= 1:
+            raise ValueError(f"{who}: expected more than 1 value per channel when training, received input {x.shape}")
+        out = BatchNormFunction.apply(x, weight, bias, mean=None, var=None, eps=eps, training=True)
+        mean, var = out._ctx.batch_stats if out._ctx is not None else _batch_stats(x.data)
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+        if running_var is not None:
+            running_var *= 1 - momentum
+            running_var += momentum * var * (m / (m - 1))
+        return out
+    if running_mean is None or running_var is None:
+        raise ValueError(f"{who}: expected running_mean and running_var in eval mode, received None")
+    return BatchNormFunction.apply(x, weight, bias, mean=np.asarray(running_mean), var=np.asarray(running_var),
+                                   eps=eps, training=False)
+
+
+def _batch_stats(x):
+    """The batch mean and biased variance per channel (when no graph kept the box's own)."""
+    axes = _channel_axes(x.ndim)
+    mean = x.mean(axis=axes)
+    centred = x - _per_channel(mean, x.ndim)
+    return mean, np.mean(centred * centred, axis=axes)

@@ -1,0 +1,145 @@
+"""``Conv2d``: a 2-D convolution layer (NCHW, weights (out, in, kh, kw)), as PyTorch's."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..errors import NonFiniteError, all_finite, first_nonfinite
+from .._validation import Constraint, boolean, one_of, positive_int, validate
+from ..random import resolve_rng
+from ..tensor import _FLOATS, Tensor
+from . import _conv_functional as CF
+from .init import INITIALIZERS, get_initializer
+from .module import Module, Parameter
+
+
+def _int_or_pair(minimum: int):
+    """A ``_validation`` constraint: an int >= minimum, or a pair (tuple or JSON list) of them."""
+    def test(v):
+        items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+        return len(items) in ((1,) if not isinstance(v, (tuple, list)) else (2,)) and all(
+            isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= minimum for i in items)
+    kind = "positive" if minimum > 0 else "non-negative"
+    return Constraint(f"a {kind} int or a pair of them", test)
+
+
+_DTYPES = ("float32", "float64")
+
+
+class Conv2d(Module):
+    """2-D convolution over an NCHW batch: ``Z = W * X + b``, one box (im2col and one GEMM).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        The notes' n_C[l-1] and n_C[l].
+    kernel_size : int or (int, int)
+        f, or (kh, kw).
+    stride : int or (int, int)
+    padding : int or (int, int)
+        Zeros added on each side of height and width.
+    bias : bool
+        Learn one bias per output channel (initialised to zero).
+    dtype : float32 or float64
+    init : str
+        ``"he_uniform"`` (default), ``"he_normal"``, ``"xavier_uniform"``, ``"xavier_normal"`` or
+        ``"normal"``, with PyTorch's conv fans: fan_in = in_channels·kh·kw, fan_out = out_channels·kh·kw.
+    rng : None, int or numpy.random.Generator
+
+    Attributes
+    ----------
+    weight : Parameter of shape (out_channels, in_channels, kh, kw)
+    bias : Parameter of shape (out_channels,) or None
+
+    Shape
+    -----
+    - Input: (N, in_channels, H, W)
+    - Output: (N, out_channels, OH, OW) with OH = ⌊(H + 2·padding - kh)/stride⌋ + 1 (likewise OW)
+
+    Notes
+    -----
+    Forward: ``cols = im2col(X)``, ``Z = W·cols + b`` (W reshaped to (out, in·kh·kw)).
+    Backward: ``dW = dZ·colsᵀ``, ``db = Σ dZ``, ``dcols = Wᵀ·dZ`` then ``dX = col2im(dcols)``;
+    dX is skipped when the input needs no gradient (the first layer).
+
+    Examples
+    --------
+    >>> import gradbox as gb, numpy as np
+    >>> conv = gb.nn.Conv2d(1, 6, 5, padding=2, rng=0)
+    >>> conv(np.zeros((2, 1, 28, 28), dtype=np.float32)).shape
+    (2, 6, 28, 28)
+    """
+
+    _parameter_constraints = {
+        "in_channels": positive_int, "out_channels": positive_int, "kernel_size": _int_or_pair(1),
+        "stride": _int_or_pair(1), "padding": _int_or_pair(0), "bias": boolean, "dtype": one_of(*_DTYPES),
+        "init": one_of(*sorted(INITIALIZERS)),
+    }
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 dtype=np.float32, init="he_uniform", rng=None):
+        super().__init__()
+        who = "Conv2d"
+        args = validate(who, {"in_channels": in_channels, "out_channels": out_channels, "init": init},
+                        self._parameter_constraints)
+        self.in_channels, self.out_channels = args["in_channels"], args["out_channels"]
+        self.kernel_size = CF._pair(kernel_size, "kernel_size", who, 1)
+        self.stride = CF._pair(stride, "stride", who, 1)
+        self.padding = CF._pair(padding, "padding", who, 0)
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOATS[1:]:
+            raise TypeError(f"Conv2d(dtype): expected float32 or float64, received {dtype}")
+        self.init = init
+        self.weight = Parameter(np.empty((self.out_channels, self.in_channels) + self.kernel_size, dtype=dtype))
+        # NOTE: nn.init uses PyTorch's conv fans: fan_in = in·kh·kw, fan_out = out·kh·kw
+        get_initializer(init)(self.weight, rng=resolve_rng(rng))
+        self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype)) if bias else None
+
+    def get_config(self) -> dict:
+        config = {
+            "in_channels": self.in_channels, "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
+            "bias": self.bias is not None, "dtype": self.weight.dtype.name,
+        }
+        if self.init != "he_uniform":
+            config["init"] = self.init
+        return config
+
+    @classmethod
+    def state_specs(cls, config):
+        config = cls.check_config(config)
+        kh, kw = CF._pair(config["kernel_size"], "kernel_size", cls.__name__, 1)
+        dtype = np.dtype(config.get("dtype", "float32"))
+        o = config["out_channels"]
+        return [("weight", (o, config["in_channels"], kh, kw), dtype)] + \
+            ([("bias", (o,), dtype)] if config.get("bias", True) else [])
+
+    def _who(self) -> str:
+        return f"Conv2d(in_channels={self.in_channels})"
+
+    def forward(self, x):
+        who = self._who()
+        raw = not isinstance(x, Tensor)
+        x = Tensor(np.ascontiguousarray(x)) if raw else x
+        x = CF._check_image(x, who, self.in_channels)
+        if raw and not all_finite(x.data):
+            # NOTE: raw arrays are user data entering the graph: checked once here, as Linear does
+            raise NonFiniteError(f"{who}: expected finite input, received {first_nonfinite(x.data)}")
+        CF._check_window(x.shape, self.kernel_size, self.padding, who)
+        if x.dtype != self.weight.dtype:
+            raise TypeError(f"{who}: expected input of dtype {self.weight.dtype}, received {x.dtype} "
+                            f"(convert with .astype(np.{self.weight.dtype}))")
+        inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        return CF.Conv2dFunction.apply(*inputs, stride=self.stride, padding=self.padding)
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """(C, H, W) of one sample's output for one sample's input shape (C, H, W)."""
+        _, h, w = input_shape
+        return (self.out_channels,
+                CF.conv_output_size(h, self.kernel_size[0], self.stride[0], self.padding[0]),
+                CF.conv_output_size(w, self.kernel_size[1], self.stride[1], self.padding[1]))
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, bias={self.bias is not None}")

@@ -1,0 +1,106 @@
+"""Pooling layers: ``MaxPool2d`` and ``AvgPool2d`` (NCHW), as PyTorch's."""
+from __future__ import annotations
+
+from . import _conv_functional as CF
+from .conv import _int_or_pair
+from .module import Module
+
+
+class _Pool2d(Module):
+    function = None
+    _parameter_constraints = {"kernel_size": _int_or_pair(1), "stride": _int_or_pair(1), "padding": _int_or_pair(0)}
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        who = type(self).__name__
+        self.kernel_size = CF._pair(kernel_size, "kernel_size", who, 1)
+        self.stride = self.kernel_size if stride is None else CF._pair(stride, "stride", who, 1)
+        self.padding = CF._pair(padding, "padding", who, 0)
+        if self.padding[0] > self.kernel_size[0] // 2 or self.padding[1] > self.kernel_size[1] // 2:
+            raise ValueError(f"{who}(padding): expected at most half the kernel size {self.kernel_size}, "
+                             f"received {self.padding}")
+
+    def get_config(self) -> dict:
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+
+    @classmethod
+    def state_specs(cls, config):
+        cls.check_config(config)
+        return []
+
+    def forward(self, x):
+        who = f"{type(self).__name__}(kernel_size={self.kernel_size})"
+        x, kernel, stride, padding = CF._pool_args(x, self.kernel_size, self.stride, self.padding, who)
+        return type(self).function.apply(x, kernel=kernel, stride=stride, padding=padding)
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """(C, H, W) of one sample's output for one sample's input shape (C, H, W)."""
+        c, h, w = input_shape
+        return (c, CF.conv_output_size(h, self.kernel_size[0], self.stride[0], self.padding[0]),
+                CF.conv_output_size(w, self.kernel_size[1], self.stride[1], self.padding[1]))
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Max over each kh x kw window: ``A = max(window)``, one box.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size`` (non-overlapping windows).
+    padding : int or (int, int)
+        Implicit -inf on each side, at most half the kernel.
+
+    Shape
+    -----
+    - Input: (N, C, H, W)
+    - Output: (N, C, OH, OW) with OH = ⌊(H + 2·padding - kh)/stride⌋ + 1 (likewise OW)
+
+    Notes
+    -----
+    The cache is each window's argmax; backward sends dA to that input only (the course's
+    ``create_mask_from_window``) and sums where windows overlap.
+
+    Examples
+    --------
+    >>> import gradbox as gb, numpy as np
+    >>> gb.nn.MaxPool2d(2)(np.arange(16.0, dtype=np.float32).reshape(1, 1, 4, 4)).data[0, 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    """
+
+    function = CF.MaxPool2dFunction
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over each kh x kw window, zero padding counted (PyTorch's ``count_include_pad=True``).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        Zeros on each side, at most half the kernel.
+
+    Shape
+    -----
+    - Input: (N, C, H, W)
+    - Output: (N, C, OH, OW) with OH = ⌊(H + 2·padding - kh)/stride⌋ + 1 (likewise OW)
+
+    Notes
+    -----
+    Backward gives every input of a window dA/(kh·kw) (the course's ``distribute_value``).
+
+    Examples
+    --------
+    >>> import gradbox as gb, numpy as np
+    >>> gb.nn.AvgPool2d(2)(np.arange(16.0, dtype=np.float32).reshape(1, 1, 4, 4)).data[0, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]], dtype=float32)
+    """
+
+    function = CF.AvgPool2dFunction

@@ -1,0 +1,384 @@
+"""Conv2d, MaxPool2d, AvgPool2d and BatchNorm: float64 gradient checks on >= 20 random configurations,
+bad-input errors, and the layers' configs.
+
+Configurations draw kernel 1-5, stride 1-3, padding 0-2 (pooling: at most half the kernel), non-square
+inputs and kernels, size-1 channels and batches. The relative error must be below 1e-7.
+"""
+import numpy as np
+import pytest
+
+import gradbox as gb
+from gradbox import Tensor, gradcheck, nn
+from gradbox.nn import _conv_functional as CF
+from gradbox.nn import functional as F
+
+from .conftest import GRADCHECK_ERRORS
+
+N_CONFIGS = 24
+TOL = 1e-7
+
+
+@pytest.fixture(params=["numpy", "fast"])
+def kernels(request):
+    """Run a test on the NumPy path and (when numba is installed) on the compiled kernels."""
+    if request.param == "fast":
+        pytest.importorskip("numba")
+    previous = F.use_fast_kernels(request.param == "fast")
+    yield request.param
+    F.use_fast_kernels(previous)
+
+
+def check(fn, inputs):
+    res = gradcheck(fn, inputs)
+    GRADCHECK_ERRORS.append(res.max_rel_error)
+    assert res.passed and res.max_rel_error < TOL, res
+    return res
+
+
+def conv_config(seed):
+    """A random convolution: (x shape, weight shape, stride, padding), the padded input >= the kernel."""
+    rng = np.random.default_rng(seed)
+    kh, kw = (int(k) for k in rng.integers(1, 6, size=2))
+    stride = tuple(int(s) for s in rng.integers(1, 4, size=2))
+    padding = tuple(int(p) for p in rng.integers(0, 3, size=2))
+    n, c, o = int(rng.choice([1, 2, 3])), int(rng.choice([1, 2, 3])), int(rng.choice([1, 2, 4]))
+    h = int(max(kh - 2 * padding[0], 1) + rng.integers(0, 5))
+    w = int(max(kw - 2 * padding[1], 1) + rng.integers(0, 5))
+    return rng, (n, c, h, w), (o, c, kh, kw), stride, padding
+
+
+def pool_config(seed):
+    rng = np.random.default_rng(1000 + seed)
+    kh, kw = (int(k) for k in rng.integers(1, 6, size=2))
+    stride = tuple(int(s) for s in rng.integers(1, 4, size=2))
+    padding = (int(rng.integers(0, min(2, kh // 2) + 1)), int(rng.integers(0, min(2, kw // 2) + 1)))
+    n, c = int(rng.choice([1, 2, 3])), int(rng.choice([1, 2, 3]))
+    h = int(max(kh - 2 * padding[0], 1) + rng.integers(0, 5))
+    w = int(max(kw - 2 * padding[1], 1) + rng.integers(0, 5))
+    return rng, (n, c, h, w), (kh, kw), stride, padding
+
+
+def distinct(rng, shape):
+    """Values at least 0.01 apart, so that no window's maximum is within eps of a tie."""
+    return (rng.permutation(int(np.prod(shape))).reshape(shape) - np.prod(shape) / 2) * 0.01
+
+
+def test_configurations_cover_the_issue_ranges():
+    convs = [conv_config(s) for s in range(N_CONFIGS)]
+    assert {w[2] for _, _, w, _, _ in convs} | {w[3] for _, _, w, _, _ in convs} == {1, 2, 3, 4, 5}
+    assert {s for _, _, _, st, _ in convs for s in st} == {1, 2, 3}
+    assert {p for _, _, _, _, pd in convs for p in pd} == {0, 1, 2}
+    assert any(x[0] == 1 for _, x, _, _, _ in convs) and any(x[1] == 1 for _, x, _, _, _ in convs)
+    assert any(x[2] != x[3] for _, x, _, _, _ in convs)
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def test_conv2d_gradcheck(seed, kernels):
+    rng, xs, ws, stride, padding = conv_config(seed)
+    x, w, b = rng.normal(size=xs), rng.normal(size=ws), rng.normal(size=ws[0])
+    check(lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding), [x, w, b])
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def test_max_pool2d_gradcheck(seed, kernels):
+    rng, xs, kernel, stride, padding = pool_config(seed)
+    check(lambda x: F.max_pool2d(x, kernel, stride, padding), [distinct(rng, xs)])
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def test_avg_pool2d_gradcheck(seed, kernels):
+    rng, xs, kernel, stride, padding = pool_config(seed)
+    check(lambda x: F.avg_pool2d(x, kernel, stride, padding), [rng.normal(size=xs)])
+
+
+def bn_shape(seed):
+    rng = np.random.default_rng(2000 + seed)
+    rank = int(rng.choice([2, 3, 4]))
+    shape = [int(rng.integers(1, 5)), int(rng.choice([1, 2, 3]))] + [int(rng.integers(1, 4)) for _ in range(rank - 2)]
+    if np.prod(shape) // shape[1] < 3:
+        # NOTE: with 2 values per channel x̂ = ±1 whatever x is: dx is ~0 and its relative error is noise
+        shape[0] = 3
+    return rng, tuple(shape)
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_gradcheck(seed, training):
+    rng, shape = bn_shape(seed)
+    c = shape[1]
+    x, w, b = rng.normal(size=shape) * 2 + 1, rng.normal(size=c), rng.normal(size=c)
+    mean, var = rng.normal(size=c), rng.uniform(0.5, 2, size=c)
+    check(lambda x, w, b: F.batch_norm(x, mean.copy(), var.copy(), w, b, training=training, eps=1e-3), [x, w, b])
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def test_cnn_layers_gradcheck(seed):
+    """Every parameter of a small CNN (Conv2d, BatchNorm2d in eval, pools, Flatten, Linear, BatchNorm1d)."""
+    rng, xs, ws, stride, padding = conv_config(seed)
+    conv = nn.Conv2d(ws[1], ws[0], ws[2:], stride=stride, padding=padding, dtype=np.float64, rng=seed)
+    bn = nn.BatchNorm2d(ws[0], dtype=np.float64)
+    oc, oh, ow = conv.output_shape(xs[1:])
+    bn.running_mean[:] = rng.normal(size=ws[0])
+    bn.running_var[:] = rng.uniform(0.5, 2, size=ws[0])
+    bn.weight.data[:] = rng.normal(size=ws[0])
+    pool = nn.AvgPool2d((min(2, oh), min(2, ow)), stride=1)
+    _, ph, pw = pool.output_shape((oc, oh, ow))
+    model = nn.Sequential(conv, bn, nn.Tanh(), pool, nn.Flatten(), nn.Linear(oc * ph * pw, 3, dtype=np.float64, rng=seed),
+                          nn.BatchNorm1d(3, dtype=np.float64))
+    X, y = rng.normal(size=xs), rng.integers(0, 3, size=xs[0])
+    report = gb.check_gradients(model, nn.CrossEntropyLoss(), X, y)
+    GRADCHECK_ERRORS.append(report.max_rel_error)
+    assert report.passed, report
+
+
+# --- the first layer skips dX ------------------------------------------------------------------
+def test_conv_skips_dx_for_raw_input():
+    conv = nn.Conv2d(2, 3, 3, dtype=np.float64, rng=0)
+    x = Tensor(np.random.default_rng(0).normal(size=(2, 2, 5, 5)))
+    out = conv(x)
+    calls = []
+    original = CF._col2im
+    try:
+        CF._col2im = lambda *a: calls.append(1) or original(*a)
+        out.sum().backward()
+    finally:
+        CF._col2im = original
+    assert calls == [] and x.grad is None and conv.weight.grad is not None
+
+
+# --- im2col and col2im are adjoint ----------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(10))
+def test_col2im_is_the_adjoint_of_im2col(seed, kernels):
+    rng, xs, ws, stride, padding = conv_config(seed)
+    x = rng.normal(size=xs)
+    cols = CF.im2col(x, ws[2:], stride, padding)
+    c = rng.normal(size=cols.shape)
+    assert np.isclose((cols * c).sum(), (x * CF.col2im(c, xs, ws[2:], stride, padding)).sum(), rtol=1e-12)
+
+
+# --- errors -----------------------------------------------------------------------------------------
+def test_conv2d_wrong_channels():
+    conv = nn.Conv2d(3, 4, 3, rng=0)
+    with pytest.raises(ValueError, match=r"Conv2d\(in_channels=3\): expected input of shape \(N, 3, H, W\), "
+                                          r"received \(2, 1, 8, 8\)"):
+        conv(np.zeros((2, 1, 8, 8), np.float32))
+
+
+def test_conv2d_three_dimensional_input():
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 3, H, W\), received \(32, 28, 28\)"):
+        nn.Conv2d(in_channels=3, out_channels=2, kernel_size=3, rng=0)(np.zeros((32, 28, 28), np.float32))
+
+
+def test_conv2d_kernel_larger_than_padded_input():
+    with pytest.raises(ValueError, match=r"expected a kernel no larger than the padded input \(4, 4\), received "
+                                          r"kernel \(5, 5\)"):
+        nn.Conv2d(1, 2, 5, padding=1, rng=0)(np.zeros((1, 1, 2, 2), np.float32))
+
+
+def test_conv2d_refuses_non_finite_raw_input():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 2] = np.nan
+    with pytest.raises(gb.NonFiniteError, match=r"Conv2d\(in_channels=1\): expected finite input, received"):
+        nn.Conv2d(1, 2, 3, rng=0)(x)
+
+
+def test_conv2d_dtype_mismatch():
+    with pytest.raises(TypeError, match="expected input of dtype float32, received float64"):
+        nn.Conv2d(1, 2, 3, rng=0)(np.zeros((1, 1, 4, 4)))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(kernel_size=0), r"Conv2d\(kernel_size\): expected a positive int or a pair"),
+    (dict(kernel_size=(2, 2, 2)), r"Conv2d\(kernel_size\)"),
+    (dict(kernel_size=3, stride=0), r"Conv2d\(stride\)"),
+    (dict(kernel_size=3, padding=-1), r"Conv2d\(padding\): expected a non-negative int"),
+    (dict(kernel_size=3, init="zeros"), r"Conv2d\(init\): expected one of"),
+])
+def test_conv2d_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nn.Conv2d(1, 2, **kwargs)
+
+
+def test_pool_errors():
+    with pytest.raises(ValueError, match=r"MaxPool2d\(padding\): expected at most half the kernel size"):
+        nn.MaxPool2d(2, padding=2)
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, C, H, W\), received \(4, 4\)"):
+        nn.MaxPool2d(2)(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="expected a kernel no larger than the padded input"):
+        nn.AvgPool2d(3)(np.zeros((1, 1, 2, 2), np.float32))
+
+
+def test_batch_norm_errors():
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(num_features=3\): expected input of shape \(N, 3, H, W\), "
+                                          r"received \(2, 3\)"):
+        nn.BatchNorm2d(3)(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"BatchNorm1d\(num_features=4\): expected input of shape \(N, 4\) or"):
+        nn.BatchNorm1d(4)(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="expected more than 1 value per channel when training"):
+        nn.BatchNorm1d(3)(np.zeros((1, 3), np.float32))
+    with pytest.raises(ValueError, match=r"BatchNorm1d\(momentum\)"):
+        nn.BatchNorm1d(3, momentum=2)
+    with pytest.raises(TypeError, match="expected input of dtype float32, received float64"):
+        nn.BatchNorm1d(3)(np.zeros((4, 3)))
+
+
+# --- configuration and buffers ------------------------------------------------------------------------
+@pytest.mark.parametrize("layer", [
+    lambda: nn.Conv2d(3, 8, (3, 5), stride=(1, 2), padding=(1, 0), bias=False, dtype=np.float64, rng=0),
+    lambda: nn.MaxPool2d(3, stride=2, padding=1),
+    lambda: nn.AvgPool2d((2, 3)),
+    lambda: nn.BatchNorm1d(5, eps=1e-3, momentum=0.2),
+    lambda: nn.BatchNorm2d(4, dtype=np.float64),
+])
+def test_layers_rebuild_from_their_config(layer):
+    import json
+
+    from gradbox.nn.module import get_layer_class, layer_name
+
+    m = layer()
+    config = json.loads(json.dumps(m.get_config()))  # JSON-friendly
+    rebuilt = get_layer_class(layer_name(m)).from_config(config)
+    assert type(rebuilt) is type(m) and rebuilt.get_config() == m.get_config()
+    assert [(k, v.shape, v.dtype) for k, v in rebuilt.state_dict().items()] == \
+        [(k, v.shape, v.dtype) for k, v in m.state_dict().items()]
+
+
+def test_batch_norm_buffers_in_state_dict_and_eval():
+    bn = nn.BatchNorm2d(2)
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(8, 2, 4, 4)).astype(np.float32)
+    for _ in range(3):
+        bn(x)
+    sd = bn.state_dict()
+    assert list(sd) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert int(sd["num_batches_tracked"]) == 3
+    other = nn.BatchNorm2d(2)
+    other.load_state_dict(sd)
+    bn.eval(), other.eval()
+    np.testing.assert_array_equal(bn(x).data, other(x).data)
+    with gb.no_grad():
+        before = bn.running_mean.copy()
+        bn.train()(x)  # training under no_grad still updates the running statistics
+        assert not np.array_equal(before, bn.running_mean)
+
+
+def test_conv_init_uses_conv_fans():
+    conv = nn.Conv2d(16, 32, 3, init="he_uniform", rng=0)
+    bound = np.sqrt(6 / (16 * 9))
+    assert np.abs(conv.weight.data).max() <= bound and np.abs(conv.weight.data).max() > 0.9 * bound
+    conv = nn.Conv2d(16, 32, 3, init="xavier_uniform", rng=0)
+    bound = np.sqrt(6 / ((16 + 32) * 9))
+    assert np.abs(conv.weight.data).max() <= bound and np.abs(conv.weight.data).max() > 0.9 * bound
+
+
+def test_float32_training_step_runs():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=0), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(4 * 4 * 4, 3, rng=0))
+    opt = gb.optim.SGD(model.parameters(), lr=0.1)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(16, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, 16)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = nn.CrossEntropyLoss()(model(X), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.data))
+    assert all(p.grad.dtype == np.float32 for p in model.parameters())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("name", ["gradbox.nn._conv_functional", "gradbox.nn.conv", "gradbox.nn.pooling",
+                                  "gradbox.nn.normalization"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
+
+
+# --- the compiled kernels (numba) -------------------------------------------------------------------
+def run_ops(seed, fast):
+    """Outputs and gradients of every op on a float32 configuration, on one path."""
+    previous = F.use_fast_kernels(fast)
+    try:
+        rng, xs, ws, stride, padding = conv_config(seed)
+        x, w, b = (rng.normal(size=s).astype(np.float32) for s in (xs, ws, ws[:1]))
+        X, W, B = (Tensor(a, requires_grad=True) for a in (x, w, b))
+        out = F.conv2d(X, W, B, stride=stride, padding=padding)
+        out.backward(rng.normal(size=out.shape).astype(np.float32))
+        results = [out.data, X.grad, W.grad, B.grad]
+        rng, xs, kernel, stride, padding = pool_config(seed)
+        x = rng.normal(size=xs).astype(np.float32)
+        for fn in (F.max_pool2d, F.avg_pool2d):
+            X = Tensor(x, requires_grad=True)
+            out = fn(X, kernel, stride, padding)
+            out.backward(rng.normal(size=out.shape).astype(np.float32))
+            results += [out.data, X.grad]
+        return results
+    finally:
+        F.use_fast_kernels(previous)
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def test_fast_kernels_equal_numpy_path_in_float32(seed):
+    pytest.importorskip("numba")
+    for fast, slow in zip(run_ops(seed, True), run_ops(seed, False)):
+        assert fast.dtype == slow.dtype == np.float32
+        np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(slow).max())))
+
+
+def test_kernels_load_lazily_and_switch_off_by_environment():
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("numba")
+    code = ("import sys, numpy as np, gradbox as gb; assert 'gradbox._conv_kernels' not in sys.modules; "
+            "assert 'numba' not in sys.modules; "
+            "gb.nn.functional.max_pool2d(np.ones((1, 1, 2, 2)), 2); print('gradbox._conv_kernels' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for value, loaded in (("1", "True"), ("0", "False")):
+        env["GRADBOX_FAST"] = value
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert out.stdout.strip() == loaded, out.stderr
+
+
+# --- model files --------------------------------------------------------------------------------------
+def test_model_file_round_trip_of_a_cnn_with_batch_norm(tmp_path):
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, rng=0), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, (3, 2), stride=(1, 2), bias=False, init="xavier_normal", rng=1), nn.BatchNorm2d(6, momentum=0.2),
+        nn.ReLU(), nn.AvgPool2d(2, stride=1, padding=1), nn.Flatten(), nn.Linear(6 * 3 * 3, 8, rng=2),
+        nn.BatchNorm1d(8, eps=1e-3), nn.ReLU(), nn.Linear(8, 3, rng=3),
+    )
+    X = np.random.default_rng(0).normal(2.0, 1.5, size=(16, 1, 8, 8)).astype(np.float32)
+    for _ in range(3):
+        model(X)  # training steps move the running statistics away from 0 and 1
+    path = tmp_path / "cnn.gbx"
+    gb.io.save_model(path, model)
+    loaded = gb.io.load_model(path).model
+    assert [type(m) for m in loaded] == [type(m) for m in model]
+    assert [m.get_config() for m in loaded] == [m.get_config() for m in model]
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    assert list(ours) == list(theirs) and "1.running_var" in ours and int(theirs["1.num_batches_tracked"]) == 3
+    for k in ours:
+        np.testing.assert_array_equal(ours[k], theirs[k])
+        assert ours[k].dtype == theirs[k].dtype
+    model.eval(), loaded.eval()
+    with gb.no_grad():
+        np.testing.assert_array_equal(model(X).data, loaded(X).data)
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"type": "Conv2d", "in_channels": 0, "out_channels": 2, "kernel_size": 3}, r"Conv2d\(in_channels\)"),
+    ({"type": "Conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": [3, 3, 3]}, r"Conv2d\(kernel_size\)"),
+    ({"type": "MaxPool2d", "kernel_size": 2, "stride": True}, r"MaxPool2d\(stride\)"),
+    ({"type": "BatchNorm2d", "num_features": 4, "momentum": 1.5}, r"BatchNorm2d\(momentum\)"),
+    ({"type": "BatchNorm1d", "num_features": 4, "dtype": "int8"}, r"BatchNorm1d\(dtype\)"),
+])
+def test_bad_layer_configs_are_refused(entry, match):
+    from gradbox.nn.module import entry_state_specs
+
+    with pytest.raises(ValueError, match=match):
+        entry_state_specs(entry, "model[0]")

@@ -1,0 +1,138 @@
+"""issue 14 item 15: a gradient check that does not cry wolf on trained models, and still catches bugs.
+
+gradbox 0.1 compared relative errors with 1e-7 at one step size (1e-6). A trained model's
+gradients are small, so the rounding error of the central differences alone exceeded the
+threshold (`3.bias 1.19e-07`, FAILED). The check now measures each entry's numerical error
+(steps h and 2h, plus a rounding term) and calls a disagreement within it "ok (rounding)";
+a kink within every step is skipped and counted; a wrong backward fails at every step size.
+"""
+import numpy as np
+import pytest
+
+import gradbox as gb
+from gradbox import Function, nn
+from gradbox.gradcheck import GradientReport
+from gradbox.train import build_mlp
+
+
+def check_of_0_1(model, X, y, eps=1e-6, threshold=1e-7, atol=1e-10):
+    """gradbox 0.1's verdict: one step of 1e-6, relative error < 1e-7 or ‖g - g̃‖ < 1e-10 (the negative control)."""
+    from gradbox.gradcheck import _numeric_grad, relative_error
+
+    params = list(model.parameters())
+    saved = [(p, p.data) for p in params]
+    try:
+        for p in params:
+            p.data, p.grad = p.data.astype(np.float64), None
+        model.eval()
+        nn.CrossEntropyLoss()(model(gb.Tensor(X)), y).backward()
+
+        def f():
+            with gb.no_grad():
+                return float(nn.CrossEntropyLoss()(model(gb.Tensor(X)), y).data)
+
+        ok = []
+        for p in params:
+            n = _numeric_grad(f, p.data, eps)
+            ok.append(relative_error(p.grad, n) < threshold or np.linalg.norm(p.grad - n) < atol)
+        return all(ok)
+    finally:
+        for p, data in saved:
+            p.data, p.grad = data, None
+
+
+def spirals():
+    ds = gb.datasets.load("spirals", n_samples=300, noise=0.2, seed=0)
+    return ds.X.astype(np.float32), ds.y
+
+
+def trained(activation, epochs=1500):
+    X, y = spirals()
+    model = build_mlp(2, [32, 32], 3, activation=activation, rng=0)
+    gb.fit(model, X, y, epochs=epochs, batch_size=None, seed=0, verbose=0,
+           optimizer=gb.optim.Adam(model.parameters(), lr=0.01))
+    return model, X[:8].astype(np.float64), y[:8]
+
+
+@pytest.fixture(scope="module", params=["relu", "tanh"])
+def trained_spirals(request):
+    return request.param, *trained(request.param)
+
+
+def test_trained_models_pass_where_the_old_check_cried_wolf(trained_spirals):
+    act, model, X, y = trained_spirals
+    # negative control: 0.1's check (one step of 1e-6, relative error only) fails these correct gradients
+    assert not check_of_0_1(model, X, y)
+    report = gb.check_gradients(model, nn.CrossEntropyLoss(), X, y)
+    assert report.passed, report.table()
+    text = report.table()
+    assert "FAIL" not in text and text.splitlines()[-1].startswith("PASSED")
+    assert max(r["rel_error"] for r in report.rows) > 1e-7  # trained: small gradients, large relative errors
+    for r in report.rows:  # every row above the threshold is within its measured numerical error
+        if r["rel_error"] >= 1e-7:
+            assert report.verdict(r) in ("ok (rounding)", "ok (zero)"), r
+    # the parameters and the mode are restored
+    assert all(p.dtype == np.float32 for p in model.parameters())
+
+
+class ScaledWrong(Function):
+    """x·s with a planted bug: the gradient is off by a factor 1 + 1e-3."""
+
+    def forward(self, x):
+        return x * 1.5
+
+    def backward(self, g):
+        return g * 1.5 * (1 + 1e-3)
+
+
+class PlantedBug(nn.Module):
+    def forward(self, x):
+        return ScaledWrong.apply(x)
+
+
+def test_a_planted_bug_in_a_trained_model_still_fails(trained_spirals):
+    act, model, X, y = trained_spirals
+    layers = list(model)
+    broken = nn.Sequential(*layers[:2], PlantedBug(), *layers[2:])
+    report = gb.check_gradients(broken, nn.CrossEntropyLoss(), X, y)
+    assert not report.passed
+    verdicts = {r["name"]: report.verdict(r) for r in report.rows}
+    assert verdicts["0.weight"] == "FAIL" and verdicts["0.bias"] == "FAIL"  # before the bug
+    assert all(v != "FAIL" for k, v in verdicts.items() if not k.startswith("0."))  # after it: right
+    last = report.table().splitlines()[-1]
+    assert last.startswith("FAILED: 2 of 6 parameters") and "worst 0." in last
+
+
+def test_a_relu_input_exactly_at_zero_is_a_kink_not_a_failure():
+    model = nn.Sequential(nn.Linear(1, 2, rng=0), nn.ReLU(), nn.Linear(2, 2, rng=1))
+    model[0].weight.data[:] = [[1.0], [2.0]]
+    model[0].bias.data[:] = [0.0, -1.0]
+    X, y = np.array([[0.0], [1.5]]), np.array([0, 1])  # the first unit's input is exactly 0 for sample 0
+    assert not check_of_0_1(model, X, y)  # negative control: 0.1 reported a wrong gradient here
+    report = gb.check_gradients(model, nn.CrossEntropyLoss(), X, y)
+    assert report.passed, report.table()
+    assert report.rows[1]["kinks"] >= 1  # 0.bias, entry 0
+    assert "at a kink skipped" in report.table() and "skipped: a kink (e.g. a ReLU input at 0)" in report.table()
+
+
+def test_summary_quotes_the_rows_that_decide_the_verdict():
+    """0.1 printed 'FAILED ... 7.3e-05' where 7.3e-05 came from a row marked ok."""
+    ok_zero = dict(name="a", shape=(2,), analytic_norm=1e-12, numeric_norm=0.0, rel_error=7.3e-5,
+                   abs_error=1e-12, floor=1e-13)
+    failing = dict(name="b", shape=(2,), analytic_norm=1.0, numeric_norm=1.0, rel_error=2e-6,
+                   abs_error=4e-6, floor=1e-9)
+    report = GradientReport([ok_zero, failing], 1e-7)
+    assert not report.passed and report.max_rel_error == 2e-6
+    last = report.table().splitlines()[-1]
+    assert "worst b: relative error 2.00e-06" in last and "7.3" not in last
+    passing = GradientReport([ok_zero, dict(failing, abs_error=2e-9)], 1e-7)
+    assert passing.passed and passing.verdict(passing.rows[1]) == "ok (rounding)"
+    assert "b above the threshold only by the numerical error" in passing.table()
+
+
+def test_step_sizes_are_validated():
+    model = nn.Sequential(nn.Linear(2, 2, rng=0))
+    with pytest.raises(ValueError, match=r"check_gradients\(eps\)"):
+        gb.check_gradients(model, nn.CrossEntropyLoss(), np.ones((2, 2)), np.array([0, 1]), eps=0)
+    with pytest.raises(ValueError, match=r"check_gradients\(min_eps\)"):
+        gb.check_gradients(model, nn.CrossEntropyLoss(), np.ones((2, 2)), np.array([0, 1]), min_eps=2.0)
