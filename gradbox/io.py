@@ -106,6 +106,38 @@ class ModelFile:
     metadata: dict = field(default_factory=dict)
     spec: list = field(default_factory=list)
 
+    # NOTE: the model file's own preprocessing (stored mean/scale, input shape, classes) is applied
+    # here, so Python users get exactly what `gradbox predict` / `gradbox evaluate` print.
+    @property
+    def classes(self) -> list:
+        """The class labels the model was trained on (``0..C-1`` when the file records none)."""
+        from .train.inference import model_classes
+
+        return model_classes(self)
+
+    def preprocess(self, X, where: str = "X"):
+        """Raw features -> the model's input: stored standardisation, input shape and dtype applied."""
+        from .train.inference import model_inputs
+
+        return model_inputs(self, X, where)
+
+    def predict_proba(self, X):
+        """Class probabilities (N, C) of raw samples ``X``."""
+        from .train.inference import predict_proba
+
+        return predict_proba(self.model, self.preprocess(X))
+
+    def predict(self, X):
+        """Predicted class labels of raw samples ``X`` (the recorded class names, as ``gradbox predict``)."""
+        classes = self.classes
+        return np.array([classes[i] for i in self.predict_proba(X).argmax(axis=1)])
+
+    def evaluate(self, X, y) -> dict:
+        """Loss, accuracy and confusion matrix on raw samples ``X`` with labels ``y`` (class indices)."""
+        from .train.inference import evaluate_model_file
+
+        return evaluate_model_file(self, X, y)
+
 
 # --------------------------------------------------------------------------- atomic writes
 def _fsync_dir(directory: str) -> None:

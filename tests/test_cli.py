@@ -248,7 +248,7 @@ def test_gradcheck_fails_with_exit_1_on_a_wrong_gradient(monkeypatch, capsys):
 def test_info(trained, capsys):
     rc, out, _ = run(["info", os.path.join(trained, "model.gbx")], capsys)
     assert rc == 0
-    assert "Linear" in out and "2 -> 8" in out and "(N, 8)" in out
+    assert "Linear" in out and "in_features=2, out_features=8" in out and "(N, 8)" in out
     assert "total parameters: 42" in out  # 2*8+8 + 8*2+2
     assert "dataset: moons" in out and "classes: 2" in out
 

@@ -133,9 +133,9 @@ def test_errors(kwargs, exc, match):
 
 
 def _cli(argv):
-    from gradbox import cli_see
+    from gradbox.cli import main
 
-    return cli_see.main(argv)
+    return main(argv)
 
 
 def test_cli_explain_fresh_model_on_digits(capsys):
@@ -151,9 +151,10 @@ def test_cli_explain_saved_model_and_errors(tmp_path, capsys):
     assert _cli(["explain", str(path), "--batch", "20", "--lr", "0.1"]) == 0
     out = capsys.readouterr().out
     assert "Linear(64→8)+Tanh" in out and "lr = 0.1" in out
-    assert _cli(["explain", "--batch", "0"]) == 1
+    # NOTE: one exit-code convention for every subcommand: 2 for a bad command line
+    assert _cli(["explain", "--batch", "0"]) == 2
     assert "--batch" in capsys.readouterr().err
-    assert _cli(["explain", "--dataset", "nope"]) == 1
+    assert _cli(["explain", "--dataset", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
     bad = tmp_path / "wide.gbx"
     gb.save_model(bad, nn.Sequential(nn.Linear(7, 2, rng=0)))
@@ -169,3 +170,54 @@ def test_docstring_examples_run():
     module = importlib.import_module("gradbox.report")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.fixture(scope="module")
+def trained_digits(tmp_path_factory):
+    from gradbox.cli import main
+
+    out = str(tmp_path_factory.mktemp("digits") / "run")
+    assert main(["train", "--epochs", "20", "--hidden", "64", "--dropout", "0", "--quiet", "--out", out]) == 0
+    return out
+
+
+def _reported_loss(text, pattern):
+    import re
+
+    return float(re.search(pattern, text).group(1))
+
+
+def test_cli_explain_uses_the_model_files_data_scaling_and_lr(trained_digits, capsys):
+    """explain on a trained digits model reports the small loss that evaluate reports, at the model's lr.
+
+    It used to min-max scale the inputs (training standardises) and report a loss of 0.55 where the
+    stored scaling gives about 0.0004, at lr 0.01 instead of the model's own.
+    """
+    from gradbox.cli import main
+
+    assert main(["evaluate", trained_digits]) == 0
+    evaluated = _reported_loss(capsys.readouterr().out, r"loss\s+([0-9.]+)")
+    assert main(["explain", trained_digits, "--batch", "270"]) == 0  # the whole test part
+    out = capsys.readouterr().out
+    explained = _reported_loss(out, r"CrossEntropyLoss = ([0-9.eE+-]+)")
+    assert explained == pytest.approx(evaluated, abs=1e-4)
+    assert evaluated < 0.3
+    assert "lr = 0.001" in out and "test part of digits" in out
+
+
+def test_cli_explain_and_graph_work_on_a_csv_trained_model(tmp_path, capsys):
+    from gradbox.cli import main
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3)) * [1, 100, 0.01]
+    y = (X[:, 0] > 0).astype(int)
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,b,c,label\n" + "".join(f"{a},{b},{c},{t}\n" for (a, b, c), t in zip(X, y)))
+    out = str(tmp_path / "run")
+    assert main(["train", "--dataset", str(csv), "--hidden", "8", "--epochs", "30", "--quiet", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["explain", out, "--batch", "8"]) == 0
+    assert "test part of d" in capsys.readouterr().out
+    assert main(["graph", out, "--batch", "3"]) == 0
+    src = capsys.readouterr().out
+    assert src.startswith("digraph") and "random" not in src

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import gradbox as gb
-from gradbox.train import EarlyStopping, ModelCheckpoint, Trainer, _StopAfterSteps, build_mlp, load_checkpoint_file
+from gradbox.train import EarlyStopping, ModelCheckpoint, Trainer, build_mlp, load_checkpoint_file
+from tests._helpers import StopAfterSteps as _StopAfterSteps
 
 N, BATCH, EPOCHS = 80, 16, 3          # 5 steps per epoch, 15 steps in all
 STEPS_PER_EPOCH = N // BATCH
@@ -232,7 +233,9 @@ def cli_reference(tmp_path_factory):
 @pytest.mark.parametrize("stop", [1, 9, 12])  # first step, mid-epoch, epoch boundary
 def test_cli_interrupt_then_resume_in_a_fresh_process(tmp_path, cli_reference, stop):
     out = str(tmp_path / "run")
-    r = _cli("train", *CLI_FLAGS, "--out", out, "--stop-after-steps", str(stop))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "tests._helpers", str(stop), *CLI_FLAGS, "--out", out],
+                       capture_output=True, text=True, timeout=120, check=False, cwd=root)
     assert r.returncode == 130
     assert "resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not os.path.exists(os.path.join(out, "model.gbx"))  # interrupted: no model yet

@@ -318,3 +318,129 @@ def test_bce_and_mse_losses():
     h = fit(r, X, target.ravel(), loss=nn.MSELoss(), optimizer=gb.optim.Adam(r.parameters(), lr=0.05),
             epochs=10, verbose=0)
     assert "accuracy" not in h.history and h.history["loss"][-1] < h.history["loss"][0]
+
+
+# --- batches of any rank, the unit of work, the sampler ----------------------------------------
+def _images(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 1, 8, 8)).astype(np.float32)
+    y = (X[:, 0, :4].mean(axis=(1, 2)) > X[:, 0, 4:].mean(axis=(1, 2))).astype(np.int64)
+    return X, y
+
+
+def _flatten_model(seed=0):
+    gb.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16, rng=seed), nn.ReLU(), nn.Linear(16, 2, rng=seed + 1))
+
+
+def test_fit_predict_evaluate_take_image_shaped_batches():
+    """X of shape (N, 1, 8, 8) trains a Flatten-first model: no forced 2-D X or 2-D batch buffer."""
+    X, y = _images()
+    model = _flatten_model()
+    h = fit(model, X, y, epochs=15, batch_size=16, seed=0, verbose=0, validation_data=_images(32, seed=1))
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    res = evaluate(model, X, y)
+    assert res["n"] == 96 and res["accuracy"] > 0.8
+    assert predict(model, X).shape == (96,) and predict_proba(model, X).shape == (96, 2)
+    # the same data flattened gives the same training, step for step
+    flat = _flatten_model()
+    fit(flat, X.reshape(96, -1), y, epochs=15, batch_size=16, seed=0, verbose=0,
+        validation_data=tuple(a.reshape(32, -1) if a.ndim > 1 else a for a in _images(32, seed=1)))
+    assert all(np.array_equal(a, b) for a, b in zip(model.state_dict().values(), flat.state_dict().values()))
+
+
+def test_image_batches_resume_exactly(tmp_path):
+    from tests._helpers import StopAfterSteps
+
+    X, y = _images()
+    ref = Trainer(_flatten_model(), batch_size=16, seed=3, verbose=0)
+    ref.fit(X, y, epochs=3)
+    t = Trainer(_flatten_model(), batch_size=16, seed=3, verbose=0, callbacks=[StopAfterSteps(8)])
+    t.fit(X, y, epochs=3)
+    t.save_checkpoint(tmp_path / "c.gbx")
+    r = Trainer(_flatten_model(seed=5), batch_size=16, seed=3, verbose=0)
+    r.load_checkpoint(tmp_path / "c.gbx")
+    r.fit(X, y, epochs=3)
+    assert all(np.array_equal(a, b) for a, b in zip(ref.model.state_dict().values(), r.model.state_dict().values()))
+
+
+def test_validation_data_must_have_the_training_sample_shape():
+    X, y = _images(32)
+    with pytest.raises(ValueError, match="validation_data"):
+        fit(_flatten_model(), X, y, epochs=1, verbose=0, validation_data=(X.reshape(32, 1, 4, 16), y))
+
+
+def test_train_step_is_the_overridable_unit_of_work():
+    X, y = _blobs()
+    calls = []
+
+    class Clipped(Trainer):
+        def train_step(self, xb, yb):
+            calls.append(xb.shape[0])
+            logs = super().train_step(xb, yb)
+            for p in self.model.parameters():  # e.g. post-step weight clipping
+                np.clip(p.data, -0.05, 0.05, out=p.data)
+            return logs
+
+    gb.manual_seed(0)
+    t = Clipped(build_mlp(2, [8], 3), batch_size=50, seed=0, verbose=0)
+    t.fit(X, y, epochs=2)
+    assert calls == [50, 50, 20] * 2 and t.global_step == 6
+    assert max(float(np.abs(p.data).max()) for p in t.model.parameters()) <= np.float32(0.05)
+
+
+def test_a_sampler_replaces_the_order_of_samples():
+    """A sampler object decides which samples each step sees (a sharded one plugs in the same way)."""
+    from gradbox.train import RandomSampler
+
+    X, y = _blobs()
+    seen = []
+
+    class Recording(Trainer):
+        def train_step(self, xb, yb):
+            seen.append(xb.copy())
+            return super().train_step(xb, yb)
+
+    class Halves(RandomSampler):
+        """Every step takes only the first half of its batch (a 'shard' of rank 0 of 2)."""
+
+        def batches(self, n, batch_size, start=0):
+            for idx in super().batches(n, batch_size, start):
+                yield idx[: (len(idx) + 1) // 2]
+
+    gb.manual_seed(0)
+    t = Recording(build_mlp(2, [8], 3), batch_size=40, verbose=0, sampler=Halves(shuffle=False))
+    t.fit(X, y, epochs=1)
+    assert [len(b) for b in seen] == [20, 20, 20]
+    assert np.array_equal(seen[0], X[:20].astype(np.float32)) and np.array_equal(seen[1], X[40:60].astype(np.float32))
+    with pytest.raises(TypeError, match="sampler"):
+        Trainer(build_mlp(2, [8], 3), sampler=object(), verbose=0)
+
+
+def test_random_sampler_is_the_default_order():
+    from gradbox.train import RandomSampler
+
+    s = RandomSampler(seed=7)
+    s.set_epoch(1)
+    first = np.concatenate(list(s.batches(10, 3)))
+    assert np.array_equal(first, np.random.default_rng(7).permutation(10))
+    s.end_epoch()
+    s.set_epoch(2)
+    assert not np.array_equal(np.concatenate(list(s.batches(10, 3))), first)
+    state = s.state_dict()
+    t = RandomSampler(seed=0)
+    t.load_state_dict(state)
+    assert np.array_equal(np.concatenate(list(t.batches(10, 3))), np.concatenate(list(s.batches(10, 3))))
+
+
+def test_eval_mode_restores_each_modules_own_mode():
+    from gradbox.train import eval_mode
+
+    model = nn.Sequential(nn.Linear(2, 2, rng=0), nn.Dropout(0.5))
+    model[1].eval()  # a mixed state
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert model.training and model[0].training and not model[1].training
+    with pytest.raises(RuntimeError), eval_mode(model):
+        raise RuntimeError("restored even on errors")
+    assert model.training and not model[1].training

@@ -1,0 +1,38 @@
+"""Test-only helpers (kept out of the library).
+
+``python -m tests._helpers N ARGS...`` runs ``gradbox train ARGS...`` that stops after N optimizer
+steps as a Ctrl-C would (a checkpoint, exit 130, one line on stderr).
+"""
+import sys
+
+from gradbox.train import Callback
+
+
+class StopAfterSteps(Callback):
+    """Request a stop after ``n`` optimizer steps in this session (simulates Ctrl-C)."""
+
+    def __init__(self, n):
+        self.n = int(n)
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = self.trainer.global_step
+
+    def on_batch_end(self, step, logs=None):
+        if self.trainer.global_step - self._start >= self.n:
+            self.trainer.request_stop(interrupted=True)
+
+
+def train_until(steps, argv):
+    """``gradbox train ARGV`` under the CLI's error handler, stopped after ``steps`` optimizer steps."""
+    from gradbox.cli.main import build_parser, guarded
+    from gradbox.cli.train import train_config
+    from gradbox.train import run
+
+    args = build_parser().parse_args(["train", *argv])
+    return guarded(lambda: run.train(train_config(args), callbacks=[StopAfterSteps(steps)], progress=False,
+                                     log=None) and 0)
+
+
+if __name__ == "__main__":
+    sys.exit(train_until(int(sys.argv[1]), sys.argv[2:]))
