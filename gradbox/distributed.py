@@ -220,17 +220,18 @@ def check_same_data(*arrays, name="X, y"):
                          f"different data on rank(s) {bad} than on rank 0 (each rank must load the same dataset)")
 
 
-def seed_rank_stream(seed):
-    """Reseed gradbox's default generator (dropout, initialisers) from ``(seed, rank)``.
+def seed_rank_stream(seed, step=0):
+    """Reseed gradbox's default generator (dropout, initialisers) from ``(seed, rank, step)``.
 
     Call it after ``broadcast_parameters``: dropout masks then come from independent per-rank
-    streams, reproducible from the seed and the rank.
+    streams, reproducible from the seed and the rank. ``step`` (the optimizer steps done, for a
+    resumed run) starts a stream of its own rather than repeating the first one.
     """
     from .random import set_rng_state
 
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed_rank_stream(seed): expected a non-negative int, received {seed!r}")
-    g = np.random.default_rng(np.random.SeedSequence([int(seed), rank()]))
+    g = np.random.default_rng(np.random.SeedSequence([int(seed), rank(), int(step)]))
     set_rng_state(g.bit_generator.state)
 
 
@@ -513,6 +514,15 @@ def sync_generator(rng, root=0):
     return rng
 
 
+def _install_world(world):
+    """Make ``world`` the answer of ``gradbox._world`` (which process writes files and prints)."""
+    try:
+        from . import _world
+    except ImportError:  # NOTE: a gradbox without the one-writer seam (issue 12) has nothing to tell
+        return
+    _world.set_world(world)
+
+
 class DataParallel:
     """What a training loop needs to run data-parallel, set up in one call (``fit()`` uses it).
 
@@ -528,33 +538,65 @@ class DataParallel:
     model, optimizer : Module, Optimizer
     X, y : arrays
         The training data, the same on every rank.
-    batch_size : int
-        The global batch.
     shuffle : bool
     rng : numpy.random.Generator or None
         The shuffle generator (a trainer's own, so its checkpointed state is the global order's);
         default one from ``seed``.
     seed : int or None
         For the dropout streams (rank 0 draws one when None).
+    step : int
+        Optimizer steps already done (a resumed run): the dropout streams start from there.
+    sampler_state : dict or None
+        A sampler's ``state_dict()`` to continue (a resumed epoch's order).
     require_parallel : bool
         Raise when the world has one process.
     """
 
-    def __init__(self, model, optimizer, X, y, *, batch_size, shuffle=True, rng=None, seed=None,
-                 require_parallel=False, comm=None):
+    def __init__(self, model, optimizer, X, y, *, shuffle=True, rng=None, seed=None, step=0,
+                 sampler_state=None, require_parallel=False, comm=None):
         self.comm = init(comm, require_parallel=require_parallel)
+        _install_world(self)  # NOTE: from here on only rank 0 writes files and prints
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         check_same_data(X, y)
         broadcast_parameters(model)
-        self.rng = sync_generator(rng if rng is not None else np.random.default_rng(seed))
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self.sampler = ShardedSampler(len(X), shuffle=shuffle, seed=self.rng, rank=self.rank, size=self.size)
+        if sampler_state is not None:
+            self.sampler.load_state_dict(sampler_state)
+        sync_generator(self.rng)
+        if self.sampler.order is not None:
+            self.comm.Bcast(self.sampler.order, root=0)
         if seed is None:
-            seed = self.comm.bcast(int(np.random.default_rng().integers(2**31)) if self.comm.Get_rank() == 0
-                                   else None, root=0)
+            seed = self.comm.bcast(int(np.random.default_rng().integers(2**31)) if self.rank == 0 else None, root=0)
         self.seed = int(seed)
-        seed_rank_stream(self.seed)
-        self.sampler = ShardedSampler(len(X), batch_size, shuffle=shuffle, seed=self.rng,
-                                      rank=self.comm.Get_rank(), size=self.comm.Get_size())
+        seed_rank_stream(self.seed, step)
         self.optimizer = DistributedOptimizer(optimizer, sampler=self.sampler, comm=self.comm, n_extras=3)
-        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+
+    @classmethod
+    def for_trainer(cls, trainer, X, y, *, require_parallel=False):
+        """Set up ``trainer`` (a ``gradbox.train.Trainer``) for this world; ``close()`` undoes it.
+
+        Its sampler (a ``RandomSampler``) is replaced by a ``ShardedSampler`` on the same
+        generator and epoch order; its optimizer averages through the pre-step hook.
+        """
+        from .train.sampler import RandomSampler
+
+        original = trainer.sampler
+        if not isinstance(original, (RandomSampler, ShardedSampler)):
+            raise TypeError(f"distributed: expected the trainer's own RandomSampler to shard, received a "
+                            f"{type(original).__name__} (shard it yourself and pass distributed=False)")
+        dp = cls(trainer.model, trainer.optimizer, X, y, shuffle=original.shuffle, rng=original.rng,
+                 seed=trainer.seed, step=trainer.global_step, sampler_state=original.state_dict(),
+                 require_parallel=require_parallel)
+        dp._trainer, dp._original_sampler = trainer, original
+        trainer.sampler = dp.sampler
+        return dp
+
+    def rank(self):  # the world protocol of gradbox._world
+        return self.comm.Get_rank()
+
+    def size(self):
+        return self.comm.Get_size()
 
     def shard(self, batch):
         """This rank's part of a global batch of indices."""
@@ -570,8 +612,13 @@ class DataParallel:
         return float(s[0]), int(round(s[1])), int(round(s[2]))
 
     def close(self):
-        """Stop averaging (removes the optimizer's hook)."""
+        """Stop averaging (removes the optimizer's hook); a trainer gets its own sampler back, in step."""
         self.optimizer.remove()
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            self._original_sampler.load_state_dict(self.sampler.state_dict())
+            trainer.sampler = self._original_sampler
+            self._trainer = None
 
 
 class BatchStatsSync:

@@ -30,7 +30,7 @@ if resume != "-":
     rng.bit_generator.state = meta["rng"]
     epoch, step, global_step, partial, history = meta["epoch"], meta["step"], meta["global_step"], meta["partial"], meta["history"]
     perm = ck["perm"] if "perm" in ck.files else None
-dp = dist.DataParallel(model, opt, X, y, batch_size=10, rng=rng, seed=7, require_parallel=False)
+dp = dist.DataParallel(model, opt, X, y, rng=rng, seed=7, require_parallel=False)
 bs, loss_fn = 10, gb.nn.CrossEntropyLoss()
 
 
