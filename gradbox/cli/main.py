@@ -66,7 +66,7 @@ def _one_line(exc) -> str:
         msg = f"{exc.strerror}: {exc.filename}"
     else:
         msg = str(exc) or type(exc).__name__
-    if _world.size() > 1:  # under mpiexec: which rank failed
+    if getattr(exc, "code", None) != 130 and _world.size() > 1:  # under mpiexec: which rank failed
         msg = f"rank {_world.rank()}: {msg}"
     return " ".join(msg.split())
 
@@ -116,6 +116,8 @@ def _guarded(command, debug=False) -> int:
     try:
         return int(command() or 0)
     except RunError as exc:
+        if exc.code == 130 and not _world.is_main():
+            return exc.code  # NOTE: under mpiexec every rank stops at the same step; rank 0 says so
         _traceback(is_debug() and exc.code != 130)
         print(f"gradbox: error: {_one_line(exc)}", file=sys.stderr)
         return exc.code
