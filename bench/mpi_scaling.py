@@ -177,14 +177,20 @@ def ring_allreduce_s(k, nbytes, gbit_s, alpha):
     return 2 * (k - 1) / k * nbytes / (gbit_s * 1e9 / 8) + 2 * (k - 1) * alpha
 
 
-def scaling_table(c_per_sample, nbytes, global_batch, alphas, ks=(2, 4, 8, 16, 32, 64), gbits=(10, 100)):
+def scaling_table(c_per_sample, overhead_s, nbytes, global_batch, alphas, ks=(2, 4, 8, 16, 32, 64),
+                  gbits=(10, 100)):
+    """Efficiency (one-node time / K) / K-node time, per K and network.
+
+    One step on K nodes: ``o + c * b / K + allreduce(K)``; ``o`` is the per-step cost that does not
+    shrink with K (Python, the optimizer's update of every parameter on every rank).
+    """
     rows = []
     for k in ks:
         row = {"K": k}
+        one = overhead_s + c_per_sample * global_batch
         for g in gbits:
-            comm = ring_allreduce_s(k, nbytes, g, alphas[g])
-            compute = c_per_sample * global_batch / k
-            row[f"eff_{g}"] = compute / (compute + comm)
+            step = overhead_s + c_per_sample * global_batch / k + ring_allreduce_s(k, nbytes, g, alphas[g])
+            row[f"eff_{g}"] = one / (k * step)
         rows.append(row)
     return rows
 
@@ -192,6 +198,32 @@ def scaling_table(c_per_sample, nbytes, global_batch, alphas, ks=(2, 4, 8, 16, 3
 def crossover_batch(c_per_sample, nbytes, k, gbit_s, alpha):
     """Batch per rank below which the allreduce takes longer than the compute."""
     return ring_allreduce_s(k, nbytes, gbit_s, alpha) / c_per_sample
+
+
+def model_report(c, o, report):
+    nbytes = 4 * n_params()
+    alphas = {10: 25e-6, 100: 5e-6}  # NOTE: assumed network latencies per message (TCP 10 GbE, RDMA 100 Gb)
+    report.update(c_per_sample_s=c, overhead_per_step_s=o)
+    print(f"\n## scaling model: c = {c * 1e6:.1f} us/sample (1 process, 1 thread, batch 1024), o = {o * 1e3:.2f} ms "
+          f"per step (batch 1, minus c), {nbytes / 1e6:.2f} MB of float32 gradients, "
+          f"alpha 25 us @ 10 Gbit/s, 5 us @ 100 Gbit/s")
+    for gb_ in (1024, 256):
+        rows = scaling_table(c, o, nbytes, gb_, alphas)
+        report[f"model_{gb_}"] = rows
+        print(f"  global batch {gb_}:  " + "  ".join(
+            f"K={r['K']}: {100 * r['eff_10']:.0f}%/{100 * r['eff_100']:.0f}%" for r in rows))
+    cross = {k: {g: crossover_batch(c, nbytes, k, g, alphas[g]) for g in (10, 100)} for k in (2, 8, 64)}
+    report["crossover_batch_per_rank"] = cross
+    for k, v in cross.items():
+        print(f"  K={k}: the allreduce outlasts the compute below a batch per rank of {v[10]:.0f} at 10 Gbit/s, "
+              f"{v[100]:.0f} at 100 Gbit/s")
+
+
+def measure_overhead(c, tries=3):
+    """Per-step time that does not scale with the batch: one process, one thread, batch 1, minus c."""
+    best = min(_child(["--worker", "train", "--batch", "1", "--steps", "400", "--threads", "1"], 1, 1)["step_s"]
+               for _ in range(tries))
+    return max(0.0, best - c)
 
 
 def main(argv=None):
@@ -203,11 +235,18 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json")
+    ap.add_argument("--model-from", metavar="JSON", help="only the model, from a saved --json run")
+    ap.add_argument("--c", type=float, help="with --model-from: seconds per sample to use instead")
     args = ap.parse_args(argv)
     if args.worker == "train":
         return worker_train(args.batch, args.steps, args.threads)
     if args.worker == "allreduce":
         return worker_allreduce([1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7], reps=50)
+    if args.model_from:  # the model again, from a saved run's measurements and a fresh overhead measurement
+        with open(args.model_from) as f:
+            saved = json.load(f)
+        c = saved["c_per_sample_s"] if args.c is None else args.c
+        return model_report(c, measure_overhead(c), {})
 
     print(f"MLP {'-'.join(map(str, LAYERS))}: {n_params():,} float32 parameters; {os.cpu_count()} cores, "
           f"load average before {os.getloadavg()[0]:.1f}", flush=True)
@@ -237,20 +276,7 @@ def main(argv=None):
     report["ratios"] = ratios
     # compute per sample: one process, one thread, batch 1024 (the best rate over rounds: least disturbed)
     c = 1.0 / max(thr[1024]["1p1t"])
-    nbytes = 4 * n_params()
-    alphas = {10: 25e-6, 100: 5e-6}  # NOTE: assumed network latencies per message (TCP 10 GbE, RDMA 100 Gb)
-    report["c_per_sample_s"] = c
-    print(f"\n## scaling model: c = {c * 1e6:.1f} us/sample (1 process, 1 thread, batch 1024), "
-          f"{nbytes / 1e6:.2f} MB of float32 gradients, alpha 25 us @ 10 Gbit/s, 5 us @ 100 Gbit/s")
-    for gb_ in (1024, 256):
-        rows = scaling_table(c, nbytes, gb_, alphas)
-        report[f"model_{gb_}"] = rows
-        print(f"  global batch {gb_}:  " + "  ".join(
-            f"K={r['K']}: {100 * r['eff_10']:.0f}%/{100 * r['eff_100']:.0f}%" for r in rows))
-    cross = {g: crossover_batch(c, nbytes, 64, g, alphas[g]) for g in (10, 100)}
-    report["crossover_batch_per_rank_K64"] = cross
-    print(f"  communication dominates (K=64) below a batch per rank of {cross[10]:.0f} at 10 Gbit/s, "
-          f"{cross[100]:.0f} at 100 Gbit/s")
+    model_report(c, measure_overhead(c), report)
     print(f"load average after: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
     if args.json:
         with open(args.json, "w") as f:
