@@ -110,14 +110,16 @@ def _abort_on_exception(exc_type, exc, tb):
     abort(f"{exc_type.__name__}: {exc}", code=1)
 
 
-def abort(message: str, code: int = 1):
-    """Print ``gradbox: rank R failed: <message>`` on stderr and end every rank of the job.
+def abort(message, code: int = 1):
+    """Print ``gradbox: rank R failed: <message>`` on stderr (unless ``message`` is None) and end
+    every rank of the job with exit status ``code``.
 
     For error handlers that exit non-zero (``sys.exit`` bypasses the exception hook): on one rank
     of many, a plain exit would leave the other ranks blocked in a collective.
     """
-    r = rank()
-    print(f"gradbox: rank {r} failed: {message}", file=sys.stderr, flush=True)
+    if message is not None:
+        print(f"gradbox: rank {rank()} failed: {message}", file=sys.stderr, flush=True)
+    sys.stderr.flush()
     sys.stdout.flush()
     if _comm is not None and _comm.Get_size() > 1:
         _comm.Abort(int(code) or 1)
@@ -453,6 +455,7 @@ class DistributedOptimizer:
                     view *= weight
                 flags[i] = 1
         self._extras[...] = self.extras
+        self.extras[...] = 0  # NOTE: a step whose caller set nothing sends zeros, not the last step's values
         self._buffer[-2] = weight
         self._buffer[-1] = 1.0 if self._stop_local else 0.0
         self.comm.Allreduce(self._MPI.IN_PLACE, self._buffer)
@@ -556,18 +559,18 @@ class DataParallel:
                  sampler_state=None, require_parallel=False, comm=None):
         self.comm = init(comm, require_parallel=require_parallel)
         _install_world(self)  # NOTE: from here on only rank 0 writes files and prints
-        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        r, k = self.comm.Get_rank(), self.comm.Get_size()
         check_same_data(X, y)
         broadcast_parameters(model)
         self.rng = rng if rng is not None else np.random.default_rng(seed)
-        self.sampler = ShardedSampler(len(X), shuffle=shuffle, seed=self.rng, rank=self.rank, size=self.size)
+        self.sampler = ShardedSampler(len(X), shuffle=shuffle, seed=self.rng, rank=r, size=k)
         if sampler_state is not None:
             self.sampler.load_state_dict(sampler_state)
         sync_generator(self.rng)
         if self.sampler.order is not None:
             self.comm.Bcast(self.sampler.order, root=0)
         if seed is None:
-            seed = self.comm.bcast(int(np.random.default_rng().integers(2**31)) if self.rank == 0 else None, root=0)
+            seed = self.comm.bcast(int(np.random.default_rng().integers(2**31)) if r == 0 else None, root=0)
         self.seed = int(seed)
         seed_rank_stream(self.seed, step)
         self.optimizer = DistributedOptimizer(optimizer, sampler=self.sampler, comm=self.comm, n_extras=3)
