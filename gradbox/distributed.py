@@ -36,6 +36,7 @@ _INSTALL_HINT = "pip install 'gradbox[mpi]'"
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 
 _comm = None           # the communicator once init() ran
+_batch_stats_sync = None  # a BatchStatsSync while a DataParallel set-up is open
 _prev_excepthook = None
 
 
@@ -46,6 +47,11 @@ def _mpi():
     except ImportError as exc:
         raise ImportError(f"gradbox.distributed: expected mpi4py ({_INSTALL_HINT}), received {exc}") from None
     return MPI
+
+
+def active_batch_stats_sync():
+    """The ``BatchStatsSync`` that batch normalisation uses while data-parallel training runs, else None."""
+    return _batch_stats_sync
 
 
 def launched_size() -> int:
@@ -517,6 +523,12 @@ def sync_generator(rng, root=0):
     return rng
 
 
+def _has_batch_norm(model):
+    from .nn.normalization import _BatchNorm
+
+    return any(isinstance(m, _BatchNorm) for m in model.modules())
+
+
 def _install_world(world):
     """Make ``world`` the answer of ``gradbox._world`` (which process writes files and prints)."""
     try:
@@ -574,6 +586,8 @@ class DataParallel:
         self.seed = int(seed)
         seed_rank_stream(self.seed, step)
         self.optimizer = DistributedOptimizer(optimizer, sampler=self.sampler, comm=self.comm, n_extras=3)
+        global _batch_stats_sync
+        _batch_stats_sync = BatchStatsSync(self.comm)  # NOTE: BatchNorm normalises over the global batch
 
     @classmethod
     def for_trainer(cls, trainer, X, y, *, require_parallel=False):
@@ -588,6 +602,17 @@ class DataParallel:
         if not isinstance(original, (RandomSampler, ShardedSampler)):
             raise TypeError(f"distributed: expected the trainer's own RandomSampler to shard, received a "
                             f"{type(original).__name__} (shard it yourself and pass distributed=False)")
+        k = init(require_parallel=require_parallel).Get_size()
+        n = len(X)
+        bs = min(trainer.batch_size or n, n)
+        smallest = min(bs, n % bs or bs)
+        if smallest < k and _has_batch_norm(trainer.model):
+            # NOTE: a rank with an empty shard runs no forward pass, but BatchNorm's statistics
+            # exchange needs every rank
+            raise ValueError(f"distributed: expected every global batch to hold at least {k} samples (one per "
+                             f"rank) with BatchNorm layers, received batch_size={trainer.batch_size} on {n} "
+                             f"samples (smallest batch {smallest}); choose a batch size whose last batch is "
+                             f"not smaller than {k}")
         dp = cls(trainer.model, trainer.optimizer, X, y, shuffle=original.shuffle, rng=original.rng,
                  seed=trainer.seed, step=trainer.global_step, sampler_state=original.state_dict(),
                  require_parallel=require_parallel)
@@ -616,6 +641,8 @@ class DataParallel:
 
     def close(self):
         """Stop averaging (removes the optimizer's hook); a trainer gets its own sampler back, in step."""
+        global _batch_stats_sync
+        _batch_stats_sync = None
         self.optimizer.remove()
         trainer = getattr(self, "_trainer", None)
         if trainer is not None:

@@ -422,3 +422,32 @@ def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert (out / "checkpoint.gbx").exists() and not (out / "metrics.json").exists()
     assert err.count("interrupted at") == 1
+
+
+@pytest.mark.parametrize("kind", ["bn1d", "bn2d"])
+@pytest.mark.parametrize("name, k", [("sgd", 2), ("adam", 3)])
+def test_batch_norm_synchronised_equals_one_process(tmp_path, kind, name, k):
+    """BatchNorm1d (MLP) and BatchNorm2d (CNN) normalise over the global batch: parameters and
+    running statistics equal one process's (103 samples, batch 10: shards of 3 and 4, last batch 3)."""
+    _needs_train_package()
+    from gradbox.train import Trainer
+
+    out = tmp_path / "bn"
+    r = mpirun(k, "fit_trainer.py", name, 3, 0, "-", out, kind)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = np.load(f"{out}.npz")
+    X, y, model = common.setup(kind)
+    Trainer(model, None, common.optimizer(name, model.parameters()), batch_size=10, seed=7,
+            verbose=0).fit(X, y, epochs=3)
+    sd = model.state_dict()
+    assert any("running_var" in key for key in sd)
+    err = max(float(np.abs(got[f"sd.{key}"] - v).max()) for key, v in sd.items())
+    print(f"{kind}, {name}, K={k}: parameters and running statistics, max |difference| {err:.1e}")
+    assert err < 1e-10
+
+
+def test_batch_norm_refuses_empty_shards(tmp_path):
+    _needs_train_package()
+    r = mpirun(3, "fit_trainer.py", "sgd", 1, 0, "-", tmp_path / "x", "bn1d_batch2")
+    assert r.returncode != 0
+    assert "expected every global batch to hold at least 3 samples (one per rank) with BatchNorm" in r.stderr

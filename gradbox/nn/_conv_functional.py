@@ -426,7 +426,13 @@ class BatchNormFunction(Function):
 
     def forward(self, x, weight, bias, mean, var, eps, training):
         axes = _channel_axes(x.ndim)
-        if training:
+        self.sync = _batch_stats_sync() if training else None
+        if self.sync is not None:
+            # NOTE: data-parallel training (gradbox.distributed): the global batch's statistics
+            mean, var, self.count, self.share = self.sync.stats(x, axes)
+            centred = x - _per_channel(mean, x.ndim)
+            self.batch_stats = (mean, var)
+        elif training:
             mean = x.mean(axis=axes)
             centred = x - _per_channel(mean, x.ndim)
             var = np.mean(centred * centred, axis=axes)
@@ -451,8 +457,10 @@ class BatchNormFunction(Function):
             dxhat = g * _per_channel(self.weight, nd)
             if self.training:
                 m = g.size // g.shape[1]
-                s1 = _per_channel(dxhat.sum(axis=axes), nd)
-                s2 = _per_channel((dxhat * xhat).sum(axis=axes), nd)
+                s1, s2 = dxhat.sum(axis=axes), (dxhat * xhat).sum(axis=axes)
+                if self.sync is not None:  # the global batch's sums (gradbox.distributed.BatchStatsSync)
+                    s1, s2 = self.sync.grad_sums(s1, s2, self.share)
+                s1, s2 = _per_channel(s1, nd), _per_channel(s2, nd)
                 gx = dxhat * m
                 gx -= s1
                 gx -= xhat * s2
@@ -499,10 +507,12 @@ def batch_norm(x, running_mean, running_var, weight, bias, training=False, momen
             raise TypeError(f"{who}: expected {name} of dtype {x.dtype}, received {v.dtype}")
     m = x.size // c
     if training:
-        if m <= 1:
+        if m <= 1 and _batch_stats_sync() is None:  # NOTE: synchronised, the global batch counts
             raise ValueError(f"{who}: expected more than 1 value per channel when training, received input {x.shape}")
         out = BatchNormFunction.apply(x, weight, bias, mean=None, var=None, eps=eps, training=True)
         mean, var = out._ctx.batch_stats if out._ctx is not None else _batch_stats(x.data)
+        if out._ctx is not None and out._ctx.sync is not None:
+            m = out._ctx.count  # the global batch's count, for the unbiased running variance
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean
@@ -514,6 +524,13 @@ def batch_norm(x, running_mean, running_var, weight, bias, training=False, momen
         raise ValueError(f"{who}: expected running_mean and running_var in eval mode, received None")
     return BatchNormFunction.apply(x, weight, bias, mean=np.asarray(running_mean), var=np.asarray(running_var),
                                    eps=eps, training=False)
+
+
+def _batch_stats_sync():
+    """The cross-rank statistics exchange while data-parallel training runs, else None."""
+    from .. import distributed  # NOTE: NumPy only at import; MPI is loaded by the training call
+
+    return distributed.active_batch_stats_sync()
 
 
 def _batch_stats(x):
