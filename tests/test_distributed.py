@@ -405,15 +405,15 @@ def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
         pytest.skip(problem)
     out = tmp_path / "run"
     cmd = [_mpiexec(), "-n", "2", sys.executable, "-m", "gradbox", "train", "--epochs", "100000", "--quiet",
-           "--out", str(out)]
+           "--checkpoint-every", "5steps", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
     try:
-        # NOTE: waits for training to have begun (config.json is written just before fit starts)
-        for _ in range(600):
-            if (out / "config.json").exists() or proc.poll() is not None:
+        # NOTE: waits until every rank trains (and so has its signal handler): the first periodic
+        # checkpoint needs 5 steps, each of which needs both ranks in the gradient exchange
+        for _ in range(1200):
+            if (out / "checkpoint.gbx").exists() or proc.poll() is not None:
                 break
             time.sleep(0.1)
-        time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -422,6 +422,10 @@ def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert (out / "checkpoint.gbx").exists() and not (out / "metrics.json").exists()
     assert err.count("interrupted at") == 1
+    from gradbox.train import load_checkpoint_file
+
+    meta = load_checkpoint_file(str(out / "checkpoint.gbx"))[1]
+    assert f"optimizer step {meta['global_step']})" in err  # the stop's own checkpoint, one step for all
 
 
 @pytest.mark.parametrize("kind", ["bn1d", "bn2d"])
