@@ -131,9 +131,15 @@ class Browser:
     def frame_session(self):
         """A session on the page's first iframe, or None. NOTE: a sandboxed frame runs in its own
         process (site isolation), so it is a target of its own, not a context of the page's."""
-        frames = [t for t in self.send("Target.getTargets", session=False)["targetInfos"] if t["type"] == "iframe"]
-        if not frames:
-            return None
+        deadline = time.monotonic() + self.timeout
+        while True:  # NOTE: the frame's target appears a little after the page has loaded
+            frames = [t for t in self.send("Target.getTargets", session=False)["targetInfos"]
+                      if t["type"] == "iframe"]
+            if frames:
+                break
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
         session = self.send("Target.attachToTarget", {"targetId": frames[0]["targetId"], "flatten": True},
                             session=False)["sessionId"]
         self.send("Runtime.enable", session=session)

@@ -183,6 +183,7 @@ def test_explain_report_in_a_notebook_cell_runs_in_its_sandboxed_frame(tmp_path)
         assert b.eval("document.querySelector('.gb-step.active').getAttribute('data-frag')", frame) == EXPLAIN_ORDER[0]
         active = "document.querySelector('.gb-step.active').getAttribute('data-frag')"
         b.click("iframe", at=(0.98, 0.02))                 # focus the frame (an empty corner), as a reader would
+        b.wait_for("document.hasFocus()", session=frame)   # NOTE: focus moves to the frame's process asynchronously
         b.press(*RIGHT)                                    # the arrow keys work inside the cell
         b.wait_for(f"{active} === '{EXPLAIN_ORDER[1]}'", session=frame, timeout=5)
         b.press(*RIGHT)
