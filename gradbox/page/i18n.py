@@ -243,7 +243,7 @@ _TEXT = {
         "plot_training": "training",
         "plot_validation": "validation",
         "plot_best": "best validation {v:.3f} (epoch {e})",
-        "plot_test": "test {v:.3f} (final model)",
+        "plot_test": "test {v:.3f} (weights of epoch {e})",
     },
     "ko": {
         "report_head": "explain: 미니배치 하나(m = {m})로 순전파와 역전파를 한 번씩 계산했습니다. "
@@ -295,7 +295,7 @@ _TEXT = {
         "plot_training": "훈련",
         "plot_validation": "검증",
         "plot_best": "최고 검증 정확도 {v:.3f} (에폭 {e})",
-        "plot_test": "테스트 {v:.3f} (최종 모델)",
+        "plot_test": "테스트 {v:.3f} (에폭 {e}의 가중치)",
     },
 }
 for _lang in LANGS:
