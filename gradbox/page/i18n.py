@@ -98,7 +98,7 @@ LABELS = {
     "ko": {
         "html_lang": "ko",
         "title_explain": "박스 하나씩 따라가는 역전파",
-        "title_graph": "계산 그래프, 게이트 하나씩",
+        "title_graph": "게이트 하나씩 따라가는 계산 그래프",
         "subtitle_explain": "미니배치 하나(m = {m})로 경사 하강법을 한 번 반복한 결과입니다. 모든 값은 gradbox 엔진이 계산했습니다",
         "forward": "순전파",
         "backward": "역전파",
@@ -142,7 +142,7 @@ LABELS = {
         "upstream": "상류 기울기",
         "local": "국소적 미분",
         "downstream": "하류 기울기",
-        "gradcheck": "기울기 확인 (해석적 기울기와 수치 미분, float64 중심 차분)",
+        "gradcheck": "기울기 확인 (해석적 기울기와 수치 미분으로 구한 기울기 비교, float64 중심 차분)",
         "gradcheck_note": "매개변수마다 표본 {k}개에서 구한 상대 오차 ‖g − g̃‖ / (‖g‖ + ‖g̃‖); 1e-7보다 작으면 역전파가 맞습니다",
         "gradcheck_ok": "통과", "gradcheck_fail": "실패",
         "update_formula": "W[l] := W[l] − α·dW[l],  b[l] := b[l] − α·db[l]",
