@@ -211,11 +211,17 @@ def read_config(path) -> dict:
 # --------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------
-def load_dataset(name, target=None, options=None, min_classes=2):
-    """A classification ``Dataset`` by name or path, with clear errors."""
+def load_dataset(name, target=None, options=None, min_classes=2, images=False):
+    """A classification ``Dataset`` by name or path, with clear errors.
+
+    With ``images`` image data comes as NCHW images (``flatten=False``: the course's HDF5 files
+    store height, width, channels, so their flat rows are not C·H·W rows); a CNN's input.
+    """
     from .. import datasets
 
     options = {k: v for k, v in (options or {}).items() if v is not None}
+    if images:
+        options["flatten"] = False
     if target is not None:
         options["target"] = target
     looks_like_file = os.sep in name or "/" in name or "." in os.path.basename(name)
@@ -269,7 +275,7 @@ def prepare_data(c):
     """
     from ..data import Standardizer
 
-    ds = load_dataset(c["dataset"], c["target"], dataset_options(c))
+    ds = load_dataset(c["dataset"], c["target"], dataset_options(c), images=bool(c.get("conv")))
     shape = None
     if c.get("conv"):
         shape = image_shape(ds)
@@ -651,7 +657,7 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
     stopped = next((cb.stopped_epoch for cb in trainer.callbacks if getattr(cb, "stopped_epoch", None)), None)
     meta = model_metadata(c, ds, trainer.optimizer, shape)
     meta.update(epochs_trained=trainer.epoch, test_accuracy=None if res is None else res["accuracy"])
-    curves = None
+    curves = filters = None
     if _world.is_main():
         # model first: metrics.json, written last, marks a finished run
         save_model(os.path.join(out, "model.gbx"), model,
@@ -666,6 +672,7 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
             curves = "curves.png"
         except ImportError:
             curves = None  # matplotlib missing: the numbers are in history.csv
+        filters = _plot_filters(c, ds, model, Xte, yte, out)
     h = history.as_dict()
     metrics = {
         "test_accuracy": None if res is None else res["accuracy"],
@@ -679,7 +686,7 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
         "classes": meta["classes"], "n_train": trainer.n_train,
         "world_size": _world.size(),
         "training_seconds": trainer.elapsed, "elapsed_seconds": time.perf_counter() - t_start,
-        "files": [f for f in ("model.gbx", "history.csv", curves, "metrics.json") if f],
+        "files": [f for f in ("model.gbx", "history.csv", curves, filters, "metrics.json") if f],
         "gradbox_version": _version(),
     }
     write_json(os.path.join(out, "metrics.json"), metrics)
@@ -687,5 +694,25 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
         correct = int(round(res["accuracy"] * res["n"]))
         _say(log, f"test accuracy {res['accuracy']:.4f} ({correct}/{res['n']})  test loss {res['loss']:.4f}  "
                   f"[{trainer.elapsed:.1f}s training]")
-    _say(log, f"wrote {out}/: model.gbx, metrics.json, history.csv" + (f", {curves}" if curves else ""))
+    _say(log, f"wrote {out}/: model.gbx, metrics.json, history.csv" + "".join(f", {f}" for f in (curves, filters) if f))
     return Run(out=out, config=c, model=model, trainer=trainer, history=history, test=res, metrics=metrics)
+
+
+def _plot_filters(c, ds, model, Xte, yte, out):
+    """Write ``filters.png`` of a CNN run (issue 13): the first layer's filters and the feature maps of
+    the first test sample; returns its name, or None (no conv, or matplotlib missing)."""
+    if not c.get("conv"):
+        return None
+    try:
+        from ..plots_conv import plot_filters
+    except ImportError:
+        return None
+    sample, about = (None, "") if Xte is None or not len(Xte) else (Xte[:1], " -- test sample 0")
+    if sample is not None:
+        label = ds.classes[int(yte[0])] if ds.classes is not None else int(yte[0])
+        about += f" (class {label.decode(errors='replace') if isinstance(label, bytes) else label})"
+    try:
+        plot_filters(model, sample, os.path.join(out, "filters.png"), title=f"{ds.name}: {architecture(model)}{about}")
+    except ImportError:
+        return None
+    return "filters.png"
