@@ -29,6 +29,8 @@ __all__ = ["feature_maps", "plot_filters"]
 
 MAX_IMAGES = 64  # per section: more filters or maps than this are cut (the title says so)
 COLUMNS = 16
+TITLE_IN = 0.3  # inches above each section's images for its title
+GAP_IN = 0.2  # inches below them
 
 
 def _conv_layers(model):
@@ -67,39 +69,38 @@ def feature_maps(model, x_sample):
     if not _conv_layers(model):
         raise ValueError("feature_maps(model): expected a network with a Conv2d layer, received none")
     layers = _flatten(model)
-    x = Tensor(_sample(model, x_sample))
-    outputs = []
-    with no_grad(), nn.eval_mode(model):
-        for layer in layers:
-            x = layer(x)
-            outputs.append(x.data)
-    result, n_conv = [], 0
+    picks, n_conv = [], 0  # (label, index of the layer whose output is drawn)
     for i, layer in enumerate(layers):
         if not isinstance(layer, nn.Conv2d):
             continue
         n_conv += 1
         k = layer.kernel_size
         label = f"Conv2d {n_conv} ({layer.in_channels}→{layer.out_channels}, {k[0]}×{k[1]})"
-        j, taken = i, i
+        j = i
         while j + 1 < len(layers) and isinstance(layers[j + 1], (nn.BatchNorm2d, nn.Dropout)):
             j += 1
             label += f" + {type(layers[j]).__name__}"
         if j + 1 < len(layers) and getattr(layers[j + 1], "is_activation", False):
             j += 1
             label += f" + {type(layers[j]).__name__}"
-            taken = j
-        else:
-            taken = j
-        result.append((label, np.asarray(outputs[taken][0], dtype=np.float64)))
-    return result
+        picks.append((label, j))
+    x = Tensor(_sample(model, x_sample))
+    outputs = []
+    with no_grad(), nn.eval_mode(model):
+        for layer in layers[:picks[-1][1] + 1]:  # NOTE: the layers after the last drawn one are not needed
+            x = layer(x)
+            outputs.append(x.data)
+    return [(label, np.asarray(outputs[j][0], dtype=np.float64)) for label, j in picks]
 
 
-def _grid(subfig, images, title, cmap, vlims=None):
-    """Images in rows of ``COLUMNS`` on ``subfig`` without ticks; ``vlims[i]`` = (vmin, vmax) or None (RGB)."""
+def _grid(subfig, images, title, cmap, vlims, cols, height):
+    """Images in rows of ``cols`` on ``subfig`` (``height`` inches) without ticks, the title above;
+    ``vlims[i]`` = (vmin, vmax), or ``vlims`` None for RGB images."""
     n = len(images)
-    cols = min(n, COLUMNS)
     rows = math.ceil(n / cols)
     axes = subfig.subplots(rows, cols, squeeze=False)
+    # NOTE: subfigures leave no room for their titles by themselves
+    subfig.subplots_adjust(top=1 - TITLE_IN / height, bottom=GAP_IN / height, left=0.01, right=0.99, wspace=0.12, hspace=0.12)
     for idx, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -192,16 +193,15 @@ def plot_filters(model, x_sample, path, title: str | None = None, dpi: int = 120
                 sections.append((list(shown), lims, "magma",
                                  f"feature maps after {label}: {cut} maps of {maps.shape[1]}×{maps.shape[2]} "
                                  f"(one colour scale, {lo:.2g} to {hi:.2g})"))
-    cols = min(COLUMNS, max(len(s[0]) for s in sections))
-    rows = [math.ceil(len(s[0]) / min(len(s[0]), COLUMNS)) for s in sections]
+    cols = max(8, min(COLUMNS, max(len(s[0]) for s in sections)))  # one cell size for every section
     cell = 0.62
-    heights = [r * cell + 0.45 for r in rows]
-    fig = Figure(figsize=(max(cols * cell, 7.0), sum(heights) + (0.4 if title else 0)))
+    heights = [math.ceil(len(s[0]) / cols) * cell + TITLE_IN + GAP_IN for s in sections]
+    fig = Figure(figsize=(cols * cell, sum(heights)))
     subfigs = fig.subfigures(len(sections), 1, height_ratios=heights, squeeze=False)[:, 0]
-    for sub, (imgs, lims, cmap, text) in zip(subfigs, sections):
-        _grid(sub, imgs, text, cmap, lims)
+    for sub, h, (imgs, lims, cmap, text) in zip(subfigs, heights, sections):
+        _grid(sub, imgs, text, cmap, lims, cols, h)
     if title:
-        fig.suptitle(title, fontsize=11, y=1.0 + 0.25 / fig.get_figheight())
+        fig.suptitle(title, fontsize=11, y=1.0 + 0.3 / fig.get_figheight())
     ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".") or "png"
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight")
