@@ -50,7 +50,8 @@ TRAIN_FLAGS = {  # dest -> (flags, kwargs)
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a classifier (no arguments: digits, >= 0.97 test accuracy)",
                        description="Train a classifier (an MLP, or a CNN with --conv) and write a run folder with "
-                                   "model.gbx, metrics.json, history.csv and curves.png. Flags override --config.")
+                                   "model.gbx, metrics.json, history.csv and curves.png (and filters.png for a CNN). "
+                                   "Flags override --config.")
     p.add_argument("--config", metavar="FILE.toml", help="TOML file of the same settings (keys as the flags)")
     for dest, (flags, kw) in TRAIN_FLAGS.items():
         if "action" not in kw:  # NOTE: a switch (store_true) takes no metavar
