@@ -333,6 +333,8 @@ class _CtrlC:
 
         if self.enabled and threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handler)
+            # NOTE: SIGTERM (a batch system's stop; mpiexec forwards it to every rank) stops the same way
+            self._old_term = signal.signal(signal.SIGTERM, self._handler)
         return self
 
     def _handler(self, signum, frame):
@@ -346,6 +348,7 @@ class _CtrlC:
             import signal
 
             signal.signal(signal.SIGINT, self._old)
+            signal.signal(signal.SIGTERM, self._old_term)
         return False
 
 
