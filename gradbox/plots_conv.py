@@ -100,7 +100,8 @@ def _grid(subfig, images, title, cmap, vlims, cols, height):
     rows = math.ceil(n / cols)
     axes = subfig.subplots(rows, cols, squeeze=False)
     # NOTE: subfigures leave no room for their titles by themselves
-    subfig.subplots_adjust(top=1 - TITLE_IN / height, bottom=GAP_IN / height, left=0.01, right=0.99, wspace=0.12, hspace=0.12)
+    subfig.subplots_adjust(top=1 - TITLE_IN / height, bottom=GAP_IN / height, left=0.01, right=0.99,
+                           wspace=0.12, hspace=0.12)
     for idx, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
