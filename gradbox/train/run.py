@@ -8,8 +8,8 @@
     r = run.resume("runs/a", epochs=10)       # continues exactly from runs/a/checkpoint.gbx
 
 A run folder holds ``config.json`` (written first), ``checkpoint.gbx`` (while interrupted or with
-``checkpoint_every``), then ``model.gbx``, ``history.csv``, ``curves.png`` and ``metrics.json``
-(written last: it marks a finished run). The model file carries the standardiser's mean and
+``checkpoint_every``), then ``model.gbx``, ``history.csv``, ``curves.png``, for a CNN ``filters.png``,
+and ``metrics.json`` (written last: it marks a finished run). The model file carries the standardiser's mean and
 scale, the class labels and the input shape, so ``gradbox.load_model(path).predict(X_raw)``
 reproduces ``gradbox predict``. Only the main process (:func:`gradbox._world.is_main`) writes.
 
