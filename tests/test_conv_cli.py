@@ -203,3 +203,30 @@ def test_plot_filters_rgb_gray_and_errors(tmp_path):
     with pytest.raises(ValueError, match="expected a network with a Conv2d"):
         plot_filters(nn.Sequential(nn.Linear(2, 2)), None, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def _write_idx(path, array):
+    codes = {np.dtype(np.uint8): 0x08}
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+@pytest.mark.parametrize("kind", ["idx", "npz"])
+def test_idx_and_npz_images_reach_the_cnn_as_nchw(tmp_path, kind):
+    rng = np.random.default_rng(2)
+    if kind == "idx":
+        images = rng.integers(0, 256, size=(30, 7, 9), dtype=np.uint8)
+        _write_idx(tmp_path / "train-images-idx3-ubyte", images)
+        _write_idx(tmp_path / "train-labels-idx1-ubyte", (np.arange(30) % 3).astype(np.uint8))
+        path, expected = tmp_path / "train-images-idx3-ubyte", images[:, None] / 255.0
+    else:
+        expected = rng.normal(size=(30, 2, 5, 6))
+        np.savez(tmp_path / "img.npz", X=expected, y=np.arange(30) % 3)
+        path = tmp_path / "img.npz"
+    c = run.resolve_config({"dataset": str(path), "conv": [4], "val_split": 0.0, "test_split": 0.2})
+    ds, (Xtr, ytr, Xva, yva, Xte, yte), scaler, shape = run.prepare_data(c)
+    assert shape == expected.shape[1:] and Xtr.shape[1:] == shape and Xte.shape[1:] == shape
+    # every training image is one of the file's images, standardised per channel
+    raw = scaler.transform(expected.reshape(len(expected), -1)).reshape(expected.shape)
+    found = [int(np.argmin(np.abs(raw - x).reshape(len(raw), -1).max(axis=1))) for x in Xtr]
+    assert all(np.allclose(raw[i], x, atol=1e-5) for i, x in zip(found, Xtr)) and len(set(found)) == len(Xtr)
