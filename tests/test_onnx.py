@@ -338,3 +338,37 @@ def test_preprocessing_of_shaped_inputs_is_per_flat_feature(tmp_path):
     np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
     with pytest.raises(ValueError, match="of 12 features"):
         gonnx.export(model, tmp_path / "m.onnx", input_shape=(None, 3, 4), preprocessing=(mean[:4], scale[:4]))
+
+
+def _gradbox_cli(*args, cwd=None):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "gradbox", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_export_then_onnxruntime_equals_the_model_files_predictions(tmp_path, digits_model_file):
+    path, X, _, _ = digits_model_file
+    out = tmp_path / "digits.onnx"
+    res = _gradbox_cli("export", path, "--format", "onnx", "--out", out, "--opset", 21)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"wrote {out}: ONNX opset 21") and "standardisation" in res.stdout
+    raw = X[:300].astype(np.float32)
+    got = gonnx.run(out, raw)["probabilities"]
+    # what `gradbox predict` prints: the model file's own preprocessing applied
+    np.testing.assert_allclose(got, gb.io.load_model(path).predict_proba(raw), rtol=TOL, atol=TOL)
+    assert _gradbox_cli("export", path, "--out", tmp_path / "q.onnx", "--quiet").stdout == ""
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["export", "missing.gbx", "--out", "m.onnx"], 1, "gradbox: error: "),
+    (["export", "MODEL", "--out", "m.onnx", "--opset", "5"], 1, "gradbox: error: opset: expected an int from 13"),
+    (["export", "MODEL", "--format", "tflite", "--out", "m.onnx"], 2, "invalid choice: 'tflite'"),
+    (["export", "MODEL"], 2, "--out"),
+])
+def test_cli_export_errors_are_one_line(tmp_path, digits_model_file, args, code, message):
+    args = [str(digits_model_file[0]) if a == "MODEL" else a for a in args]
+    res = _gradbox_cli(*args, cwd=tmp_path)
+    assert res.returncode == code and message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "m.onnx").exists()
