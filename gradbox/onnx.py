@@ -191,14 +191,17 @@ _EXPORTERS = {
 
 
 # --- inputs -----------------------------------------------------------------------------------
-def _layers(model):
-    from .nn import Module, Sequential
+def _layers(model, where="model"):
+    """``(where, layer)`` of every layer in order; gradbox's own Sequential, nested or not, is
+    unrolled (``model[2][1]``), any other module is one layer."""
+    from .nn import Module
+    from .nn.module import layer_name
 
-    if isinstance(model, Sequential):
-        return list(model)
-    if isinstance(model, Module):
-        return [model]
-    raise TypeError(f"model: expected a gradbox.nn.Module or a ModelFile, received {type(model).__name__}")
+    if not isinstance(model, Module):
+        raise TypeError(f"model: expected a gradbox.nn.Module or a ModelFile, received {type(model).__name__}")
+    if layer_name(model) != "Sequential":
+        return [(where, model)]
+    return [leaf for i, m in enumerate(model) for leaf in _layers(m, f"{where}[{i}]")]
 
 
 def _model_dtype(model):
@@ -305,12 +308,13 @@ def export(model, path, input_shape=None, opset=None, preprocessing=None, metada
         raise ValueError(f"opset: expected an int from {MIN_OPSET} to {newest}, received {opset!r}")
     # refuse an unknown layer before any work, naming it
     names = []
-    for i, m in enumerate(layers):
+    for where, m in layers:
         name = layer_name(m)
         if name not in _EXPORTERS:
-            raise TypeError(f"model[{i}] ({type(m).__name__}): cannot be exported to ONNX "
+            raise TypeError(f"{where} ({type(m).__name__}): cannot be exported to ONNX "
                             f"(supported layers: {', '.join(_EXPORTERS)})")
         names.append(name)
+    layers = [m for _, m in layers]
     shape = _input_shape(layers, input_shape)
     dtype = _model_dtype(model)
     # run gradbox once on a zero batch: refuses an input_shape the model cannot take, gives the output width

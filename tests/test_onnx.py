@@ -372,3 +372,14 @@ def test_cli_export_errors_are_one_line(tmp_path, digits_model_file, args, code,
     assert res.returncode == code and message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_nested_sequentials_are_unrolled_and_named(tmp_path):
+    inner = nn.Sequential(nn.Linear(8, 8, rng=1), nn.Tanh())
+    model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), inner, nn.Linear(8, 2, rng=2))
+    gonnx.export(model, tmp_path / "m.onnx")
+    X = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+    np.testing.assert_allclose(gonnx.run(tmp_path / "m.onnx", X)["logits"], _gradbox(model, X)[0], rtol=TOL, atol=TOL)
+    inner.append(MyLayer())
+    with pytest.raises(TypeError, match=r"model\[2\]\[2\] \(MyLayer\): cannot be exported to ONNX"):
+        gonnx.export(model, tmp_path / "m2.onnx")
