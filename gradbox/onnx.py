@@ -388,7 +388,7 @@ def export_model_file(model_path, out_path, opset=None, input_shape=None):
     proto = export(mf, out_path, input_shape=input_shape, opset=opset)
     n = len(proto.graph.node)
     opset_used = proto.opset_import[0].version
-    pre = " with its standardisation" if any(nd.op_type == "Sub" for nd in proto.graph.node[:1]) else ""
+    pre = " with its standardisation" if any(p.key == "preprocessing" for p in proto.metadata_props) else ""
     return f"wrote {os.fspath(out_path)}: ONNX opset {opset_used}, {n} nodes{pre}; outputs logits, probabilities"
 
 
