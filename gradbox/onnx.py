@@ -319,18 +319,14 @@ def export(model, path, input_shape=None, opset=None, preprocessing=None, metada
     dtype = _model_dtype(model)
     # run gradbox once on a zero batch: refuses an input_shape the model cannot take, gives the output width
     from . import no_grad
+    from .nn import eval_mode
     from .tensor import Tensor
 
-    was = [(m, m.training) for m in model.modules()]
-    model.eval()
     try:
-        with no_grad():
+        with eval_mode(model), no_grad():
             out = model(Tensor(np.zeros((1, *shape[1:]), dtype=dtype))).data
     except (ValueError, TypeError) as exc:
         raise ValueError(f"input_shape {shape}: the model refuses such input: {exc}") from None
-    finally:
-        for m, mode in was:
-            object.__setattr__(m, "training", mode)
     pre = _check_preprocessing(preprocessing, shape[1:])
 
     g = _Graph(onnx, dtype)

@@ -28,14 +28,8 @@ def _ort_or_reference():
 def _gradbox(model, X):
     """gradbox's logits (eval mode, no graph) for input of any rank, and its probabilities as
     ``gradbox.train.predict_proba`` computes them (softmax, or sigmoid of a single logit)."""
-    was = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with gb.no_grad():
-            z = model(gb.Tensor(X)).data
-    finally:
-        for m, mode in was:
-            m.training = mode
+    with nn.eval_mode(model), gb.no_grad():
+        z = model(gb.Tensor(X)).data
     z64 = z.astype(np.float64)
     if z.shape[1] == 1:
         p = 1 / (1 + np.exp(-z64))
