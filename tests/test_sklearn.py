@@ -316,16 +316,20 @@ def test_pickle_and_joblib_round_trip():
     np.testing.assert_array_equal(clone_p.predict_proba(X), clone_j.predict_proba(X))
 
 
-def test_save_model_of_the_fitted_network(tmp_path):
+@pytest.mark.parametrize("extras", [{}, {"dropout": 0.2, "dtype": "float32"}, {"batch_norm": True}])
+def test_save_model_of_the_fitted_network(tmp_path, extras):
+    if extras.get("batch_norm") and getattr(nn, "BatchNorm1d", None) is None:
+        pytest.skip("gradbox without nn.BatchNorm1d")
     X, y = _blobs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier((8, 8), max_iter=5, random_state=0).fit(X, y)
+        clf = MLPClassifier((8, 8), max_iter=5, random_state=0, **extras).fit(X, y)
     path = tmp_path / "clf.gbx"
     gb.io.save_model(path, clf.model_, metadata={"classes": clf.classes_.tolist()})
     mf = gb.io.load_model(path)
-    logits = gb.train.predict_logits(mf.model, X)
+    logits = gb.train.predict_logits(mf.model, X.astype(clf.model_[0].weight.dtype))
     np.testing.assert_array_equal(clf.classes_[logits.argmax(axis=1)], clf.predict(X))
+    np.testing.assert_allclose(logits, gb.train.predict_logits(clf.model_, X.astype(logits.dtype)), rtol=0, atol=0)
     assert mf.metadata["classes"] == [0, 1, 2]
 
 
