@@ -119,6 +119,9 @@ def test_every_layer_type_matches_gradbox(tmp_path, name, build, shape, opset):
     assert proto.opset_import[0].version == opset
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert [o.name for o in proto.graph.output] == ["logits", "probabilities"]
+    ops = {node.op_type for node in proto.graph.node}
+    if name.startswith("BatchNorm"):  # Mul + Add at opset 13 (see gradbox/onnx.py's _batch_norm)
+        assert ("BatchNormalization" in ops) == (opset >= 14)
     worst = 0.0
     for n in BATCHES:
         X = rng.normal(size=(n, *shape)).astype(np.float32)
