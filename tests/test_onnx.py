@@ -98,9 +98,10 @@ WORST = {}  # layer type -> worst |onnx - gradbox| over batches and opsets, prin
 @pytest.fixture(scope="module", autouse=True)
 def _report_worst(request):
     yield
-    if WORST:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if WORST and capture is not None:
         lines = [f"  {name:40s} {diff:.3g}" for name, diff in WORST.items()]
-        with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+        with capture.global_and_fixture_disabled():
             print("\nworst |ONNX - gradbox| per layer type (float32, batches 1/7/1000, opsets 13/17/21):")
             print("\n".join(lines))
 
