@@ -71,6 +71,11 @@ def test_kill_minus_9_during_save_never_breaks_the_previous_file(tmp_path):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             _saver_child(path, trial, slow=trial % 2 == 1)
+        # NOTE: on a loaded machine the child may need longer than `window` to start; wait
+        # (bounded) until it has replaced the file once, so the kill lands among its saves.
+        before, deadline = os.stat(path).st_mtime_ns, time.monotonic() + 20
+        while os.stat(path).st_mtime_ns == before and time.monotonic() < deadline:
+            time.sleep(0.001)
         time.sleep(float(rng.uniform(0.0, window)))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
