@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from .. import _world
 from ..train.run import ConfigError, RunError
 
 __all__ = ["CLIError", "USAGE_EXIT", "build_parser", "guarded", "main", "usage_error"]
@@ -67,6 +68,8 @@ def _one_line(exc) -> str:
         msg = f"{exc.strerror}: {exc.filename}"
     else:
         msg = str(exc) or type(exc).__name__
+    if getattr(exc, "code", None) != 130 and _world.size() > 1:  # under mpiexec: which rank failed
+        msg = f"rank {_world.rank()}: {msg}"
     return " ".join(msg.split())
 
 
@@ -98,11 +101,25 @@ def guarded(command, debug=False) -> int:
     """Run ``command()`` under the one error handler: its exit code, or one line on stderr and a code.
 
     ``debug`` (a bool, or a callable asked when an error happens) also prints the traceback.
+    Under ``mpiexec -n K`` (K > 1) a failure ends every rank (``MPI_Abort``): a rank that merely
+    exited would leave the others waiting in the next gradient exchange. An interruption (130)
+    stops all ranks at one step by itself and exits normally.
     """
+    code = _guarded(command, debug)
+    if code not in (0, 130, 141) and _world.size() > 1:
+        from .. import distributed
+
+        distributed.abort(None, code)
+    return code
+
+
+def _guarded(command, debug=False) -> int:
     is_debug = debug if callable(debug) else (lambda: debug)
     try:
         return int(command() or 0)
     except RunError as exc:
+        if exc.code == 130 and not _world.is_main():
+            return exc.code  # NOTE: under mpiexec every rank stops at the same step; rank 0 says so
         _traceback(is_debug() and exc.code != 130)
         print(f"gradbox: error: {_one_line(exc)}", file=sys.stderr)
         return exc.code
