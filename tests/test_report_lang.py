@@ -155,3 +155,22 @@ def test_report_without_source_has_no_html():
                                    loss_name=report.loss_name, lr=report.lr, batch_size=report.batch_size)
     assert bare._repr_html_() is None
     assert str(bare) == str(report)
+
+
+def test_korean_conv_report_has_the_course_layouts_in_korean():
+    from gradbox.report import _width
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(64, 3, rng=1))
+    X = np.random.default_rng(0).normal(size=(6, 1, 8, 8)).astype(np.float32)
+    report = gb.explain(model, X, np.arange(6) % 3, lang="ko")
+    text_ko, text_en = str(report), report.table(lang="en")
+    for label in ["층별 출력 형상", "강좌 (m, n_H, n_W, n_C)", "W 강좌 (f, f, n_C_prev, n_C)", "Z, A 노트/강좌"]:
+        assert label in text_ko, label
+    assert "course (m, n_H, n_W, n_C)" in text_en and not HANGUL.search(text_en)
+    # the shapes themselves are the same in both languages
+    shapes = re.findall(r"\(\d+(?:, \d+)*,?\)", text_en)
+    assert "(3, 3, 1, 4)" in shapes and shapes == re.findall(r"\(\d+(?:, \d+)*,?\)", text_ko)
+    lines = text_ko.splitlines()
+    rules = [i for i, line in enumerate(lines) if line and set(line) == {"-"}]
+    assert len(rules) == 4 and all(len(lines[i]) == _width(lines[i - 1]) for i in rules)

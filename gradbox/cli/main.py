@@ -1,7 +1,8 @@
 """The ``gradbox`` command's parser, its one error handler and its exit codes.
 
 Every subcommand is ``handler(args) -> int``, registered by its module's ``register(subparsers)``
-(``train.py``; ``model.py``: evaluate, predict, gradcheck, info; ``see.py``: graph, explain).
+(``train.py``; ``model.py``: evaluate, predict, gradcheck, info; ``see.py``: graph, explain;
+``export.py``: export).
 
 Exit codes, the same for every subcommand: 0 success; 1 bad data, a bad file or a failed check;
 2 a bad command line or configuration; 130 interrupted (Ctrl-C); 141 a closed pipe. Every error
@@ -49,7 +50,7 @@ def version():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import model, see, train
+    from . import export, model, see, train
 
     parser = _Parser(prog="gradbox", description="Train, check and use small neural networks (NumPy only).")
     parser.add_argument("--version", action="version", version=f"gradbox {version()}")
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(sub)
     model.register(sub)
     see.register(sub)
+    export.register(sub)
     return parser
 
 

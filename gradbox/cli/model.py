@@ -116,7 +116,7 @@ def _eval_data(args, mf):
         if not isinstance(rec, dict) or "source" not in rec:
             raise usage_error("--dataset: the model file records no dataset; pass --dataset NAME|PATH")
         opts = {**rec.get("options", {}), **{k: v for k, v in options.items() if v is not None}}
-        ds = run.load_dataset(rec["source"], rec.get("target"), opts)
+        ds = run.load_dataset(rec["source"], rec.get("target"), opts, images=_takes_images(mf))
         parts = run.split(ds, rec.get("val_split", 0.15), rec.get("test_split", 0.15), rec.get("seed", 0))
         X, y = parts[4], parts[5]
         if X is None or len(X) == 0:
@@ -127,10 +127,16 @@ def _eval_data(args, mf):
         else:
             what = "test set" if ds.test is not None else "test part"
         return X, y, f"the {what} of {ds.name} ({len(y)} samples, seed {rec.get('seed', 0)})", ds
-    ds = run.load_dataset(args.dataset, args.target, options, min_classes=1)
+    ds = run.load_dataset(args.dataset, args.target, options, min_classes=1, images=_takes_images(mf))
     if ds.test is not None:
         return ds.test[0], ds.test[1], f"the test set of {ds.name} ({len(ds.test[1])} samples)", ds
     return ds.X, ds.y, f"all of {ds.name} ({len(ds.y)} samples)", ds
+
+
+def _takes_images(mf):
+    """Whether the model takes (C, H, W) images, so that data is loaded as NCHW images (issue 13)."""
+    shape = model_input_shape(mf)
+    return shape is not None and len(shape) == 3
 
 
 def _align_labels(ds, model_classes, y, where="--dataset"):

@@ -8,8 +8,8 @@
     r = run.resume("runs/a", epochs=10)       # continues exactly from runs/a/checkpoint.gbx
 
 A run folder holds ``config.json`` (written first), ``checkpoint.gbx`` (while interrupted or with
-``checkpoint_every``), then ``model.gbx``, ``history.csv``, ``curves.png`` and ``metrics.json``
-(written last: it marks a finished run). The model file carries the standardiser's mean and
+``checkpoint_every``), then ``model.gbx``, ``history.csv``, ``curves.png``, for a CNN ``filters.png``,
+and ``metrics.json`` (written last: it marks a finished run). The model file carries the standardiser's mean and
 scale, the class labels and the input shape, so ``gradbox.load_model(path).predict(X_raw)``
 reproduces ``gradbox predict``. Only the main process (:func:`gradbox._world.is_main`) writes.
 
@@ -40,11 +40,17 @@ __all__ = ["DEFAULTS", "ConfigError", "Run", "RunError", "RunInterrupted", "buil
 # --------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------
-def load_dataset(name, target=None, options=None, min_classes=2):
-    """A classification ``Dataset`` by name or path, with clear errors."""
+def load_dataset(name, target=None, options=None, min_classes=2, images=False):
+    """A classification ``Dataset`` by name or path, with clear errors.
+
+    With ``images`` image data comes as NCHW images (``flatten=False``: the course's HDF5 files
+    store height, width, channels, so their flat rows are not C·H·W rows); a CNN's input.
+    """
     from .. import datasets
 
     options = {k: v for k, v in (options or {}).items() if v is not None}
+    if images:
+        options["flatten"] = False
     if target is not None:
         options["target"] = target
     looks_like_file = os.sep in name or "/" in name or "." in os.path.basename(name)
@@ -92,12 +98,13 @@ def image_shape(ds):
 def prepare_data(c):
     """(dataset, (X_train, y_train, X_val, y_val, X_test, y_test), scaler, input_shape) of a configuration.
 
-    The features are standardised with the training part's mean and scale (per feature of the
-    flattened sample); with ``conv`` the samples are then given their image shape.
+    The features are standardised with the training part's mean and scale: per feature of the
+    flattened sample, or with ``conv`` per channel (the same values for every pixel of a channel,
+    as image networks do; see :func:`image_standardizer`), and the samples then get their image shape.
     """
     from ..data import Standardizer
 
-    ds = load_dataset(c["dataset"], c["target"], dataset_options(c))
+    ds = load_dataset(c["dataset"], c["target"], dataset_options(c), images=bool(c.get("conv")))
     shape = None
     if c.get("conv"):
         shape = image_shape(ds)
@@ -106,10 +113,30 @@ def prepare_data(c):
                            f"of {ds.n_features} features (use --hidden alone for flat data)")
     Xtr, ytr, Xva, yva, Xte, yte = split(ds, c["val_split"], c["test_split"], c["seed"])
     flat = lambda A: A.reshape(len(A), -1)
-    scaler = Standardizer().fit(flat(Xtr))
+    scaler = image_standardizer(flat(Xtr), shape) if shape is not None else Standardizer().fit(flat(Xtr))
     f = lambda A: _shaped(scaler.transform(flat(A)).astype(np.float32, copy=False), shape)
     parts = (f(Xtr), ytr, f(Xva) if len(Xva) else None, yva, f(Xte) if len(Xte) else None, yte)
     return ds, parts, scaler, shape
+
+
+def image_standardizer(X_flat, shape):
+    """A ``Standardizer`` of flattened images ``X_flat`` (N, C*H*W) with one mean and scale per channel.
+
+    NOTE: per-pixel standardisation (the MLP's) blows up the rare ink of an almost always blank
+    border pixel to tens of standard deviations, and a convolution shares its weights across
+    pixels; per channel keeps the picture. On digits with ``--conv 16,32`` (30 epochs, dropout 0.3)
+    it raised the mean test accuracy of seeds 0-4 from 0.976 (per pixel) to 0.983 (issue 13). The
+    arrays keep the per-feature shape, so model files, ``evaluate`` and ``predict`` are unchanged.
+    """
+    from ..data import Standardizer
+
+    c = int(shape[0])
+    per_channel = np.asarray(X_flat, dtype=np.float64).reshape(len(X_flat), c, -1)
+    mean = per_channel.mean(axis=(0, 2))
+    scale = per_channel.std(axis=(0, 2))
+    scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0  # NOTE: a blank channel maps to 0, not NaN
+    n = per_channel.shape[2]
+    return Standardizer.from_params(np.repeat(mean, n), np.repeat(scale, n))
 
 
 def _shaped(X, shape):
@@ -462,7 +489,7 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
     stopped = next((cb.stopped_epoch for cb in trainer.callbacks if getattr(cb, "stopped_epoch", None)), None)
     meta = model_metadata(c, ds, trainer.optimizer, shape)
     meta.update(epochs_trained=trainer.epoch, test_accuracy=None if res is None else res["accuracy"])
-    curves = None
+    curves = filters = None
     if _world.is_main():
         # model first: metrics.json, written last, marks a finished run
         save_model(os.path.join(out, "model.gbx"), model,
@@ -477,6 +504,7 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
             curves = "curves.png"
         except ImportError:
             curves = None  # matplotlib missing: the numbers are in history.csv
+        filters = _plot_filters(c, ds, model, Xte, yte, out)
     h = history.as_dict()
     metrics = {
         "test_accuracy": None if res is None else res["accuracy"],
@@ -490,7 +518,7 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
         "classes": meta["classes"], "n_train": trainer.n_train,
         "world_size": _world.size(),
         "training_seconds": trainer.elapsed, "elapsed_seconds": time.perf_counter() - t_start,
-        "files": [f for f in ("model.gbx", "history.csv", curves, "metrics.json") if f],
+        "files": [f for f in ("model.gbx", "history.csv", curves, filters, "metrics.json") if f],
         "gradbox_version": _version(),
     }
     write_json(os.path.join(out, "metrics.json"), metrics)
@@ -498,5 +526,25 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
         correct = int(round(res["accuracy"] * res["n"]))
         _say(log, f"test accuracy {res['accuracy']:.4f} ({correct}/{res['n']})  test loss {res['loss']:.4f}  "
                   f"[{trainer.elapsed:.1f}s training]")
-    _say(log, f"wrote {out}/: model.gbx, metrics.json, history.csv" + (f", {curves}" if curves else ""))
+    _say(log, f"wrote {out}/: model.gbx, metrics.json, history.csv" + "".join(f", {f}" for f in (curves, filters) if f))
     return Run(out=out, config=c, model=model, trainer=trainer, history=history, test=res, metrics=metrics)
+
+
+def _plot_filters(c, ds, model, Xte, yte, out):
+    """Write ``filters.png`` of a CNN run (issue 13): the first layer's filters and the feature maps of
+    the first test sample; returns its name, or None (no conv, or matplotlib missing)."""
+    if not c.get("conv"):
+        return None
+    try:
+        from ..plots_conv import plot_filters
+    except ImportError:
+        return None
+    sample, about = (None, "") if Xte is None or not len(Xte) else (Xte[:1], " -- test sample 0")
+    if sample is not None:
+        label = ds.classes[int(yte[0])] if ds.classes is not None else int(yte[0])
+        about += f" (class {label.decode(errors='replace') if isinstance(label, bytes) else label})"
+    try:
+        plot_filters(model, sample, os.path.join(out, "filters.png"), title=f"{ds.name}: {architecture(model)}{about}")
+    except ImportError:
+        return None
+    return "filters.png"
