@@ -13,7 +13,8 @@ import time
 
 from .. import _world
 
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar"]
+__all__ = ["CSVLogger", "Callback", "DivergenceMonitor", "EarlyStopping", "ModelCheckpoint", "ProgressBar",
+           "RestoreBestWeights"]
 
 
 class Callback:
@@ -114,6 +115,87 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch = meta.get("best"), meta.get("best_epoch")
         self.wait, self.stopped_epoch = int(meta.get("wait", 0)), meta.get("stopped_epoch")
         self._best_weights = dict(arrays) if arrays else None
+
+
+class RestoreBestWeights(Callback):
+    """Keep the weights of the epoch with the best ``monitor`` value (Keras's ``restore_best_weights``).
+
+    At the end of a completed ``fit`` (not an interrupted one), the model gets the weights of
+    ``best_epoch`` back; ``restored`` says whether that happened. Without validation data
+    ``"val_loss"`` falls back to ``"loss"``.
+    """
+
+    def __init__(self, monitor="val_loss", mode="auto"):
+        if mode not in ("min", "max", "auto"):
+            raise ValueError(f"RestoreBestWeights(mode): expected 'min', 'max' or 'auto', received {mode!r}")
+        self.monitor = monitor
+        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.best, self.best_epoch, self.restored = None, None, False
+        self._weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        key = self.monitor if logs.get(self.monitor) is not None else ("loss" if self.monitor == "val_loss" else None)
+        if key is None or logs.get(key) is None:
+            raise ValueError(f"RestoreBestWeights(monitor): expected one of {sorted(logs)}, received {self.monitor!r}")
+        value = float(logs[key])
+        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        if better:
+            self.best, self.best_epoch = value, epoch
+            self._weights = self.trainer.model.state_dict()
+
+    def on_train_end(self, logs=None):
+        # NOTE: an interrupted fit keeps its current weights: the checkpoint must continue from them.
+        if self._weights is not None and not self.trainer.interrupted:
+            self.trainer.model.load_state_dict(self._weights)
+            self.restored = True
+
+    def get_state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch}, dict(self._weights or {})
+
+    def set_state(self, meta, arrays):
+        self.best, self.best_epoch = meta.get("best"), meta.get("best_epoch")
+        self._weights = dict(arrays) if arrays else None
+
+
+class DivergenceMonitor(Callback):
+    """Warn once when the epoch's training loss exceeds ``factor`` x the first epoch's.
+
+    A NaN or infinite loss already stops ``Trainer`` (``TrainingDiverged``, like Keras's
+    ``TerminateOnNaN``); this catches a loss that grows without overflowing (``--lr 1e6``).
+    ``warn(text)`` receives the message (default: ``warnings.warn``); ``warned`` says whether it came.
+    """
+
+    def __init__(self, factor=1e3, warn=None):
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not factor > 1:
+            raise ValueError(f"DivergenceMonitor(factor): expected a number > 1, received {factor!r}")
+        self.factor, self.warn = float(factor), warn
+        self.first, self.warned = None, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        if self.first is None:
+            self.first = float(loss)
+        elif not self.warned and self.first > 0 and loss > self.factor * self.first:
+            self.warned = True
+            lr = getattr(self.trainer.optimizer, "lr", None)
+            hint = f" (now {lr:g})" if isinstance(lr, float) else ""
+            text = (f"training is diverging: the loss rose from {self.first:.4g} at epoch 1 to {loss:.4g} at epoch "
+                    f"{epoch}; lower the learning rate{hint}")
+            if self.warn is not None:
+                self.warn(text)
+            else:
+                import warnings
+
+                warnings.warn(text, RuntimeWarning, stacklevel=2)
+
+    def get_state(self):
+        return {"first": self.first, "warned": self.warned}, {}
+
+    def set_state(self, meta, arrays):
+        self.first, self.warned = meta.get("first"), bool(meta.get("warned", False))
 
 
 class ModelCheckpoint(Callback):
