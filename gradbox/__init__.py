@@ -53,5 +53,7 @@ __all__ = [
     "gradcheck", "check_gradients", "relative_error", "manual_seed", "get_rng_state", "set_rng_state",
     "exp", "log", "relu", "leaky_relu", "sigmoid", "log_sigmoid", "tanh", "softmax", "log_softmax",
     "maximum", "matmul", "sum", "mean", "max", "reshape", "transpose",
-    "sum_to", "broadcast_to", "min", "clip", "abs", "sin", "cos", "pow", *_LAZY,
+    "sum_to", "broadcast_to", "clip", "sin", "cos", *_LAZY,
+    # NOTE: gb.min, gb.abs and gb.pow are not in __all__: `from gradbox import *` must not
+    # replace the builtins min, abs and pow (which take non-tensors)
 ]

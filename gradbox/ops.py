@@ -1,7 +1,9 @@
 """Primitive boxes. Each is a ``Function`` with the notes' forward and backward.
 
 Every backward returns ``upstream gradient x local gradient`` for each input,
-summed back over broadcast dimensions (``unbroadcast``).
+summed back over broadcast dimensions (``unbroadcast``). Boxes compute with the array
+module of their inputs (``_xp``: NumPy for NumPy arrays, else ``backend.get_array_module``),
+so that another array library with NumPy's API can follow without touching the ops.
 """
 from __future__ import annotations
 
@@ -226,8 +228,6 @@ def pow(a, exponent):  # noqa: A001 - mirrors the operator's name
     array([2., 8.], dtype=float32)
     """
     if isinstance(exponent, (int, float, np.integer, np.floating)) and not isinstance(a, (int, float, np.number)):
-        if isinstance(exponent, complex):
-            raise TypeError(f"pow: expected a real exponent, received {exponent!r}")
         a = as_tensor(a)
         return Pow.apply(a, exponent=a.dtype.type(exponent) if a.dtype in _FLOATS else exponent)
     if not isinstance(exponent, (Tensor, np.ndarray, int, float, np.number, list)):

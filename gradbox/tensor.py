@@ -55,6 +55,15 @@ class Tensor:
     dtype : numpy dtype, optional
         Convert to this dtype.
 
+    Notes
+    -----
+    Version counter (PyTorch's): ``x._version`` counts the in-place changes made through
+    the tensor (``x.data = a``, ``x.data += 1``, ``x[i] = v``). A box records the versions
+    of the inputs it saves; backward raises ``RuntimeError`` if one changed since, instead
+    of returning a silently wrong gradient. Writes into the array itself
+    (``x.data[...] = v``, an optimizer's in-place update) are NumPy's and are not counted,
+    as PyTorch's ``.data`` is not.
+
     Examples
     --------
     >>> import gradbox as gb

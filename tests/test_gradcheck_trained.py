@@ -6,8 +6,12 @@ threshold (`3.bias 1.19e-07`, FAILED). The check now measures each entry's numer
 (steps h and 2h, plus a rounding term) and calls a disagreement within it "ok (rounding)";
 a kink within every step is skipped and counted; a wrong backward fails at every step size.
 """
+import os
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradbox as gb
 from gradbox import Function, nn
@@ -136,3 +140,47 @@ def test_step_sizes_are_validated():
         gb.check_gradients(model, nn.CrossEntropyLoss(), np.ones((2, 2)), np.array([0, 1]), eps=0)
     with pytest.raises(ValueError, match=r"check_gradients\(min_eps\)"):
         gb.check_gradients(model, nn.CrossEntropyLoss(), np.ones((2, 2)), np.array([0, 1]), min_eps=2.0)
+
+
+class Scaled(Function):
+    """x·1.5 with a backward off by ``self.bug`` (0: correct)."""
+
+    def forward(self, x, bug):
+        self.bug = bug
+        return x * 1.5
+
+    def backward(self, g):
+        return g * 1.5 * (1 + self.bug)
+
+
+class ScaledLayer(nn.Module):
+    def __init__(self, bug):
+        super().__init__()
+        self.bug = bug
+
+    def forward(self, x):
+        return Scaled.apply(x, bug=self.bug)
+
+
+@settings(max_examples=int(os.environ.get("GRADBOX_FUZZ_N", 25)))  # GRADBOX_FUZZ_N=400: longer runs
+@given(seed=st.integers(0, 2**16), act=st.sampled_from(["relu", "tanh", "sigmoid"]),
+       bug=st.one_of(st.just(0.0), st.floats(1e-3, 0.5)), scale=st.sampled_from([0.1, 1.0, 3.0]))
+def test_property_correct_boxes_pass_and_planted_bugs_fail(seed, act, bug, scale):
+    """Random small MLPs (weights of three scales, so small and saturated gradients too): with a
+    correct box the check passes, with a backward off by 0.1%..50% it fails, on the layer below."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(s) for s in rng.integers(2, 6, size=3)]
+    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+    model = nn.Sequential(nn.Linear(sizes[0], sizes[1], rng=seed), acts[act](), ScaledLayer(bug),
+                          nn.Linear(sizes[1], sizes[2], rng=seed + 1))
+    for p in model.parameters():
+        p.data = p.data * scale
+    X = rng.normal(size=(4, sizes[0]))
+    y = rng.integers(0, sizes[2], size=4)
+    report = gb.check_gradients(model, nn.CrossEntropyLoss(), X, y)
+    verdicts = {r["name"]: report.verdict(r) for r in report.rows}
+    assert verdicts["3.weight"] != "FAIL" and verdicts["3.bias"] != "FAIL", report.table()
+    if bug == 0.0:
+        assert report.passed, report.table()
+    elif any(r["name"].startswith("0.") and r["analytic_norm"] > 1e-8 for r in report.rows):
+        assert not report.passed, report.table()  # the gradient below the bug is visible: caught

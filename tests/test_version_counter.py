@@ -120,3 +120,15 @@ def test_custom_boxes_are_checked_by_default():
     x.data += 1
     with pytest.raises(RuntimeError, match=r"\(the input of Square\)"):
         y.backward()
+
+
+def test_an_optimizer_step_between_forward_and_backward_is_caught():
+    # NOTE: the optimizer writes into p.data in place; without the version bump this
+    # backward would silently use the updated weight (a wrong gradient).
+    w = gb.nn.Parameter(np.array([3.0]))
+    opt = gb.optim.SGD([w], lr=0.1)
+    loss = (w * w).sum()
+    w.grad = np.array([1.0])
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

@@ -235,6 +235,9 @@ class Optimizer:
         for p, state in zip(self.params, self.state):
             if p.grad is not None:
                 self._update(p.data, p.grad, state)
+                # NOTE: the update writes into the array in place: bump the version counter so a
+                # graph built before this step refuses to backpropagate through the old values.
+                p._version += 1
         return loss
 
     def _update(self, w, g, state):  # pragma: no cover - interface
