@@ -309,31 +309,53 @@ class ProgressBar(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         t = self.trainer
         self._t0 = time.perf_counter()
+        self._step0 = t.step
         if self._tqdm and not self._silent:
             import shutil
 
             from tqdm.auto import tqdm
 
             width = len(str(t.epochs))
-            # NOTE: a fixed narrow bar leaves room for the metrics; shutil falls back to 80 columns
-            # where the terminal reports a size of 0 (tqdm would then hide the bar).
+            # NOTE: the line must fit 80 columns with every metric and the run's time left: a short bar,
+            # no step counts or per-epoch clock (the postfix says what matters). shutil falls back to 80
+            # columns where the terminal reports a size of 0 (tqdm would then hide the bar).
             self._bar = tqdm(total=t.steps_per_epoch, initial=t.step, desc=f"epoch {epoch:>{width}}/{t.epochs}",
                              file=self._out(), leave=True, mininterval=0.2, unit="step",
                              ncols=max(60, shutil.get_terminal_size().columns), nrows=max(
                                  10, shutil.get_terminal_size().lines),
-                             bar_format="{desc} {bar:12} {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+                             bar_format="{desc} {bar:6}{postfix}")
+
+    def _time_left(self, epoch, done_steps):
+        """Seconds left in the run: the epochs to come at the mean epoch time, plus this epoch's rest."""
+        t = self.trainer
+        times = self._epoch_times
+        if times:
+            per_epoch = sum(times) / len(times)
+        elif done_steps > 0:
+            per_epoch = (time.perf_counter() - self._t0) / done_steps * max(1, t.steps_per_epoch)
+        else:
+            return None
+        rest = 0.0 if done_steps >= t.steps_per_epoch else (1 - done_steps / max(1, t.steps_per_epoch)) * per_epoch
+        return (t.epochs - epoch) * per_epoch + rest
 
     def on_batch_end(self, step, logs=None):
         if self._bar is not None:
             self._bar.update(1)
             if self._bar.n % 10 == 0 or self._bar.n == self._bar.total:
-                self._bar.set_postfix_str(self._postfix(logs), refresh=False)
+                t = self.trainer
+                left = self._time_left(t.epoch + 1, step)
+                text = self._postfix(logs) + ("" if left is None else f" left {_fmt_seconds(left)}")
+                self._bar.set_postfix_str(text, refresh=False)
 
     @staticmethod
-    def _postfix(logs, keys=("loss", "accuracy", "val_loss", "val_accuracy")):
+    def _value(v) -> str:
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.4g}"
+
+    @classmethod
+    def _postfix(cls, logs, keys=("loss", "accuracy", "val_loss", "val_accuracy"), sep=" "):
         logs = logs or {}
         short = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
-        return "  ".join(f"{short[k]} {logs[k]:.4f}" for k in keys if logs.get(k) is not None)
+        return sep.join(f"{short[k]} {cls._value(logs[k])}" for k in keys if logs.get(k) is not None)
 
     def on_epoch_end(self, epoch, logs=None):
         t = self.trainer
@@ -341,13 +363,13 @@ class ProgressBar(Callback):
         self._epoch_times.append(took)
         left = (t.epochs - epoch) * (sum(self._epoch_times) / len(self._epoch_times))
         per = f"{took * 1000:.0f}ms" if took < 1 else f"{took:.1f}s"
-        text = f"{self._postfix(logs)}  {per}/epoch  time left {_fmt_seconds(left)}"
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{self._postfix(logs)}  time left {_fmt_seconds(left)}", refresh=True)
+            self._bar.set_postfix_str(f"{self._postfix(logs)} left {_fmt_seconds(left)}", refresh=True)
             self._bar.close()
             self._bar = None
         elif not self._silent:
             width = len(str(t.epochs))
+            text = f"{self._postfix(logs, sep='  ')}  {per}/epoch  time left {_fmt_seconds(left)}"
             print(f"epoch {epoch:>{width}}/{t.epochs}  {text}", file=self._out(), flush=True)
 
     def on_train_end(self, logs=None):

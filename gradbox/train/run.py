@@ -668,7 +668,7 @@ def _say(log, text):
         log(text)
 
 
-def _callbacks(c, out, extra, progress, log):
+def _callbacks(c, out, extra, progress, warn):
     from .callbacks import DivergenceMonitor, EarlyStopping, ModelCheckpoint, ProgressBar, RestoreBestWeights
 
     cbs = []
@@ -676,7 +676,8 @@ def _callbacks(c, out, extra, progress, log):
         cbs.append(EarlyStopping("val_loss", patience=c["patience"], restore_best=True))
     if c["restore_best_weights"]:
         cbs.append(RestoreBestWeights("val_loss"))
-    cbs.append(DivergenceMonitor(1e3, warn=lambda text: _warn(log, text)))
+    if warn is not None:
+        cbs.append(DivergenceMonitor(1e3, warn=warn))
     every = parse_checkpoint_every(c["checkpoint_every"])
     if every:
         cbs.append(ModelCheckpoint(out, every=every[0], unit=every[1]))
@@ -686,39 +687,37 @@ def _callbacks(c, out, extra, progress, log):
     return cbs
 
 
-def _warn(log, text):
-    """A warning: one line on stderr (``warnings.warn`` when the run is silent, ``log=None``)."""
+def stderr_warning(text):
+    """The default ``warn`` of a run: one line on stderr, ``gradbox: warning: ...`` (main process only)."""
     import sys
-    import warnings
 
-    if not _world.is_main():
-        return
-    if log is None:
-        warnings.warn(text, RuntimeWarning, stacklevel=3)
-    else:
+    if _world.is_main():
         print(f"gradbox: warning: {text}", file=sys.stderr, flush=True)
 
 
-def train(config, out=None, *, callbacks=(), progress=True, log=print, handle_sigint=True) -> Run:
+def train(config, out=None, *, callbacks=(), progress=True, log=print, handle_sigint=True,
+          warn=stderr_warning) -> Run:
     """Train a fresh run of ``config`` (a dict of ``DEFAULTS`` keys) into the folder ``out``.
 
     ``out`` (or ``config["out"]``; default ``runs/<dataset>-<timestamp>``) must be new or hold no
     run. ``callbacks`` are added to the trainer's; ``progress`` shows a progress bar; ``log``
-    receives the one-line summaries (None: silent). With ``handle_sigint`` a Ctrl-C stops after
-    the current step, writes a checkpoint and raises ``RunInterrupted``.
+    receives the one-line summaries (None: silent); ``warn`` the warnings (a training loss 1000 x
+    its first epoch's: diverging; None: none). With ``handle_sigint`` a Ctrl-C or SIGTERM stops
+    after the current step, writes a checkpoint and raises ``RunInterrupted`` (code 130 or 143).
     """
     c = resolve_config({**dict(config), **({"out": out} if out is not None else {})})
-    return _execute(c, None, callbacks, progress, log, handle_sigint)
+    return _execute(c, None, callbacks, progress, log, handle_sigint, warn)
 
 
-def resume(path, epochs=None, *, callbacks=(), progress=True, log=print, handle_sigint=True) -> Run:
+def resume(path, epochs=None, *, callbacks=(), progress=True, log=print, handle_sigint=True,
+           warn=stderr_warning) -> Run:
     """Continue the run in folder ``path`` exactly from its ``checkpoint.gbx`` (optionally to ``epochs``)."""
     saved = read_run_config(path)
     c = resolve_config({**saved, **({"epochs": epochs} if epochs else {})})
-    return _execute(c, path, callbacks, progress, log, handle_sigint)
+    return _execute(c, path, callbacks, progress, log, handle_sigint, warn)
 
 
-def _execute(c, resume_dir, callbacks, progress, log, handle_sigint) -> Run:
+def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr_warning) -> Run:
     from .trainer import Trainer
 
     t_start = time.perf_counter()
@@ -738,7 +737,7 @@ def _execute(c, resume_dir, callbacks, progress, log, handle_sigint) -> Run:
     ckpt_file = os.path.join(out, "checkpoint.gbx")
     try:
         trainer = Trainer(model, "cross_entropy", opt, batch_size=batch, shuffle=True, seed=c["seed"],
-                          callbacks=_callbacks(c, out, list(callbacks), progress, log), verbose=0)
+                          callbacks=_callbacks(c, out, list(callbacks), progress, warn), verbose=0)
         # NOTE: a checkpoint is a model file too, so it carries what evaluate/predict need.
         trainer.extra_metadata = model_metadata(c, ds, opt, shape)
         trainer.extra_arrays = {"norm.mean": scaler.mean_, "norm.scale": scaler.scale_}
