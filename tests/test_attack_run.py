@@ -464,3 +464,29 @@ def test_metadata_fuzz(model_run, tmp_path, capsys):
             if rc != 0:
                 one_line_error(rc, err, None)
             assert "unexpected" not in err, (changes, err)
+
+
+# ------------------------------------------------------------------------------------------------
+# configuration values from a TOML file or flags: refused in one line, never a crash
+# ------------------------------------------------------------------------------------------------
+def test_config_fuzz(tmp_path, capsys):
+    """Hostile TOML values (GRADBOX_FUZZ_N files): checked before any data, model or folder exists."""
+    from gradbox.train import run as runmod
+
+    rnd = random.Random(int(os.environ.get("GRADBOX_FUZZ_SEED", "0")))
+    hostile = ['-1', '0', '1e309', '"nan"', '10000000000', '[1, -2]', '[]', '{}', 'true', '"x"', '""', '-0.5',
+               '"../../etc/passwd"', '[[1]]', '1.5', '"full"', '"100steps"', '{ a = 1 }', '"none"']
+    keys = [k for k in runmod.DEFAULTS if k not in ("dataset", "out")]
+    for i in range(max(FUZZ_N, 4) * 3):
+        picked = rnd.sample(keys, rnd.randint(1, 3))
+        cfg = tmp_path / f"c{i}.toml"
+        cfg.write_text('dataset = "moons"\nn_samples = 60\nepochs = 1\nhidden = [4]\n'
+                       + "".join(f"{k} = {rnd.choice(hostile)}\n" for k in picked))
+        try:
+            config = runmod.resolve_config(runmod.read_config(str(cfg)))
+        except runmod.RunError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith("--"), str(exc)
+            continue
+        # accepted: then it is a valid configuration within the documented limits
+        assert config["n_samples"] is None or config["n_samples"] <= runmod.MAX_SYNTHETIC_SAMPLES
+        assert config["lr"] is None or config["lr"] > 0

@@ -751,8 +751,12 @@ def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr
                     meta = trainer.load_checkpoint(state)
                 except ValueError as exc:
                     raise RunError(f"--resume {out}: checkpoint.gbx does not fit this run: {exc}") from None
-                _say(log, f"resuming {out} at epoch {meta['epoch'] + 1}, step {meta['step']} "
-                          f"(optimizer step {meta['global_step']})")
+                if meta["epoch"] >= c["epochs"]:
+                    _say(log, f"{out}: all {meta['epoch']} epochs are trained (optimizer step {meta['global_step']}); "
+                              "writing the run's files (--epochs N continues training)")
+                else:
+                    _say(log, f"resuming {out} at epoch {meta['epoch'] + 1}, step {meta['step']} "
+                              f"(optimizer step {meta['global_step']})")
             else:
                 write_json(cfg_file, {"config": c, "gradbox_version": _version()})
             n_val = 0 if Xva is None else len(Xva)
@@ -935,7 +939,9 @@ def _weights_note(trainer, history):
     if why == "the last" and vals and all(v is not None for v in vals):
         best = int(np.argmin(vals))
         best_epoch = h["epoch"][best] if h.get("epoch") else best + 1
-        if best_epoch != epoch:
+        last = vals[h["epoch"].index(epoch)] if epoch in h.get("epoch", []) else vals[-1]
+        # NOTE: only a clear difference is worth a hint (not 0.0246 against 0.0245)
+        if best_epoch != epoch and last > 1.05 * vals[best]:
             note += (f"; val_loss was lowest ({vals[best]:.4f}) at epoch {best_epoch}: --restore-best-weights "
                      f"keeps that epoch's")
     return epoch, note
