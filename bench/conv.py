@@ -214,7 +214,17 @@ def serve(contender: str):
         print(json.dumps(reply), flush=True)
 
 
-def sgemm_rate(seconds=0.3) -> float:
+def sgemm_rate(seconds=0.3, threads=2) -> float:
+    """float32 1024^3 matmul FLOP/s on ``threads`` BLAS threads (threadpoolctl when installed)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # NOTE: then NumPy's default thread count
+        return _sgemm_rate(seconds)
+    with threadpool_limits(threads, user_api="blas"):
+        return _sgemm_rate(seconds)
+
+
+def _sgemm_rate(seconds):
     a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
     a.dot(a)
     n, t0 = 0, time.perf_counter()
@@ -296,13 +306,13 @@ def main(argv=None):
         peaks = []
         for r in range(args.rounds):
             order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
-            peaks.append(sgemm_rate())
+            peaks.append(sgemm_rate(threads=args.threads))
             for w in workloads:
                 batch = WORKLOADS[w][1]
                 for c in order:
                     rep = workers[c].ask(cmd="run", workload=w, seconds=args.slot)
                     rates[(w, c)].append(batch * rep["steps"] / rep["seconds"])
-            peaks.append(sgemm_rate())
+            peaks.append(sgemm_rate(threads=args.threads))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         for wk in workers.values():

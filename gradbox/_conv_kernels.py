@@ -83,21 +83,20 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
 def _max_pool(x, kh, kw, sh, sw, ph, pw, out, arg):
     n, c, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
+    # NOTE: plain 4-index element reads (no row views); padding is the clipped window range
     for ni in range(n):
         for ci in range(c):
-            img = x[ni, ci]
             for oy in range(oh):
                 y0 = oy * sh - ph
                 ya, yb = max(y0, 0), min(y0 + kh, h)
                 for ox in range(ow):
                     x0 = ox * sw - pw
                     xa, xb = max(x0, 0), min(x0 + kw, w)
-                    best = img[np.uintp(ya), np.uintp(xa)]
+                    best = x[ni, ci, np.uintp(ya), np.uintp(xa)]
                     where = ya * w + xa
                     for iy in range(ya, yb):
-                        r = img[np.uintp(iy)]
                         for ix in range(xa, xb):
-                            v = r[np.uintp(ix)]
+                            v = x[ni, ci, np.uintp(iy), np.uintp(ix)]
                             # NOTE: strictly greater: the first maximum in row-major order wins ties, as PyTorch
                             if v > best:
                                 best = v

@@ -535,6 +535,8 @@ def _read(path):
     if os.path.isdir(fspath):
         raise IsADirectoryError(errno.EISDIR, f"path: expected a gradbox file, received the directory {fspath!r}",
                                 fspath)
+    if not stat.S_ISREG(os.stat(fspath).st_mode):  # NOTE: opening a FIFO would wait forever (issue 14 item 11)
+        raise ModelFileError(f"{fspath}: expected a regular file, received a FIFO, device or socket")
     with open(fspath, "rb") as f:
         n_total = os.fstat(f.fileno()).st_size
         head = f.read(_PREFIX.size)

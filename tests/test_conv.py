@@ -382,3 +382,80 @@ def test_bad_layer_configs_are_refused(entry, match):
 
     with pytest.raises(ValueError, match=match):
         entry_state_specs(entry, "model[0]")
+
+
+# --- property-based: any geometry -----------------------------------------------------------------
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def geometries(draw):
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(kh - 2 * ph, 1), 9))
+    w = draw(st.integers(max(kw - 2 * pw, 1), 9))
+    return ((draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w), (kh, kw),
+            (draw(st.integers(1, 3)), draw(st.integers(1, 3))), (ph, pw))
+
+
+@given(geometries(), st.integers(0, 2**31 - 1))
+def test_conv_output_shape_and_adjointness_for_any_geometry(geometry, seed):
+    """The notes' size formula, and <im2col(x), c> = <x, col2im(c)> (col2im is im2col's adjoint)."""
+    xs, kernel, stride, padding = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=xs)
+    w = rng.normal(size=(2, xs[1]) + kernel)
+    out = F.conv2d(x, w, stride=stride, padding=padding)
+    expect = tuple(CF.conv_output_size(n, k, s, p) for n, k, s, p in zip(xs[2:], kernel, stride, padding))
+    assert out.shape == (xs[0], 2) + expect
+    cols = CF.im2col(x, kernel, stride, padding)
+    c = rng.normal(size=cols.shape)
+    assert np.isclose((cols * c).sum(), (x * CF.col2im(c, xs, kernel, stride, padding)).sum(), rtol=1e-10, atol=1e-10)
+
+
+@given(geometries(), st.integers(0, 2**31 - 1))
+def test_pooling_gradients_route_every_upstream_value(geometry, seed):
+    """Max pooling sends each dA to exactly one input (Σ dX = Σ dA); average pooling spreads it, the share
+    that falls on padding lost: Σ dX = <dA, avg_pool(ones)> (the backward is the forward's adjoint)."""
+    xs, kernel, stride, padding = geometry
+    padding = (min(padding[0], kernel[0] // 2), min(padding[1], kernel[1] // 2))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=xs)
+    for fn in (F.max_pool2d, F.avg_pool2d):
+        X = Tensor(x, requires_grad=True)
+        out = fn(X, kernel, stride, padding)
+        g = rng.normal(size=out.shape)
+        out.backward(g)
+        if fn is F.max_pool2d:
+            assert np.isclose(X.grad.sum(), g.sum())
+            assert np.count_nonzero(X.grad) <= g.size
+        else:
+            share = F.avg_pool2d(np.ones(xs), kernel, stride, padding).data
+            assert np.isclose(X.grad.sum(), (g * share).sum())
+
+
+def test_switching_kernels_between_forward_and_backward():
+    """A max pool's backward follows the path its forward took (they store the argmax differently)."""
+    pytest.importorskip("numba")
+    x = distinct(np.random.default_rng(0), (2, 3, 6, 6))
+    grads = []
+    for first in (True, False):
+        previous = F.use_fast_kernels(first)
+        try:
+            X = Tensor(x, requires_grad=True)
+            out = F.max_pool2d(X, 3, 2, 1)
+            F.use_fast_kernels(not first)
+            out.backward(np.ones(out.shape))
+            grads.append(X.grad)
+        finally:
+            F.use_fast_kernels(previous)
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_float16_uses_the_numpy_path():
+    x = np.random.default_rng(0).normal(size=(1, 2, 5, 5)).astype(np.float16)
+    w = np.random.default_rng(1).normal(size=(3, 2, 3, 3)).astype(np.float16)
+    out = F.conv2d(x, w, padding=1)
+    assert out.dtype == np.float16 and out.shape == (1, 3, 5, 5)
+    assert F.max_pool2d(x, 2).dtype == np.float16

@@ -5,6 +5,8 @@ and another misses step 4: PyTorch counts steps per parameter, and so must Adam'
 """
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradbox as gb
 from gradbox import optim
@@ -33,28 +35,28 @@ CASES = [
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw, _ in CASES]
 
 
-def gradients(seed=0):
+def gradients(seed=0, missing=MISSING):
     rng = np.random.default_rng(seed)
-    return [[None if (t, i) in MISSING else rng.standard_normal(s) * 10.0 ** rng.integers(-2, 2)
+    return [[None if (t, i) in missing else rng.standard_normal(s) * 10.0 ** rng.integers(-2, 2)
              for i, s in enumerate(SHAPES)] for t in range(1, STEPS + 1)]
 
 
-def run_gradbox(name, kwargs, fused=None, seed=0, cls=None):
+def run_gradbox(name, kwargs, fused=None, seed=0, cls=None, missing=MISSING):
     rng = np.random.default_rng(100 + seed)
     params = [gb.nn.Parameter(rng.standard_normal(s)) for s in SHAPES]
     opt = (cls or getattr(optim, name))(params, fused=fused, **kwargs)
-    for grads in gradients(seed):
+    for grads in gradients(seed, missing):
         for p, g in zip(params, grads):
             p.grad = None if g is None else g.copy()
         opt.step()
     return opt, [p.data for p in params]
 
 
-def run_torch(name, kwargs, seed=0):
+def run_torch(name, kwargs, seed=0, missing=MISSING):
     rng = np.random.default_rng(100 + seed)
     params = [torch.tensor(rng.standard_normal(s), dtype=torch.float64, requires_grad=True) for s in SHAPES]
     opt = getattr(torch.optim, name)(params, **kwargs)
-    for grads in gradients(seed):
+    for grads in gradients(seed, missing):
         for p, g in zip(params, grads):
             p.grad = None if g is None else torch.tensor(g)
         opt.step()
@@ -112,3 +114,17 @@ def test_fused_equals_plain_and_pytorch_with_a_late_parameter(name, kwargs, _):
         assert np.array_equal(a, b)
         np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
     assert [s.get("step") for s in fused.state] == [s.get("step") for s in plain.state]
+
+
+@settings(max_examples=30)
+@given(case=st.sampled_from([c for c in CASES if c[0] != "SGD"]),
+       missing=st.sets(st.tuples(st.integers(1, STEPS), st.integers(0, len(SHAPES) - 1)), max_size=10),
+       seed=st.integers(0, 2**16))
+def test_any_pattern_of_missing_gradients_equals_pytorch(case, missing, seed):
+    name, kwargs, _ = case
+    ours, w_ours = run_gradbox(name, kwargs, seed=seed, missing=missing)
+    theirs, w_theirs = run_torch(name, kwargs, seed=seed, missing=missing)
+    for a, b in zip(w_ours, w_theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    for i, tp in enumerate(theirs.param_groups[0]["params"]):
+        assert ours.state[i].get("step") == (int(theirs.state[tp]["step"]) if tp in theirs.state else None)

@@ -26,7 +26,14 @@ IDX (``*.idx3``,          MNIST's format, gzipped or not. Pass the *images* file
 ========================  =======================================================================
 
 Every loader accepts ``dtype`` (default float32, the dtype of gradbox's layers; use float64 for
-gradient checks). Synthetic data is the same for the same ``seed``.
+gradient checks) and ``flatten`` (default True: flat rows; False keeps image data as NCHW images;
+``Dataset.image_shape`` says the image shape either way). Synthetic data is the same for the same
+``seed``.
+
+Files are read defensively: every size a file declares (an HDF5 shape, an IDX header, an .npy
+header inside an .npz, the inflated length of a .gz, a CSV's rows) is checked against the file's
+real size and against ``GRADBOX_MAX_DATA_BYTES`` (environment variable, default 2 GiB, e.g. ``8G``)
+before memory is allocated; a FIFO, device or socket is refused before it is opened.
 
 Examples
 --------
@@ -48,7 +55,7 @@ from importlib import resources
 import numpy as np
 
 from ..data import check_array
-from . import _files, _synthetic
+from . import _files, _limits, _synthetic
 
 __all__ = ["Dataset", "load", "list_datasets"]
 
@@ -74,6 +81,12 @@ class Dataset:
         Where the data came from.
     classes : list or None
         The original label of each class index, e.g. ``["malignant", "benign"]``.
+    image_shape : tuple or None
+        ``(channels, height, width)`` of one sample for image data (digits, the course's HDF5
+        files, IDX/MNIST, an NPZ with a 3-D or 4-D ``X``), None for tabular data. ``X`` is
+        (n_samples, *image_shape) when loaded with ``flatten=False``, else flat rows; the flat
+        rows keep the file's own pixel order (the course's HDF5 images flatten as height, width,
+        channels, as in the course, so ``flatten=False`` is the way to NCHW images).
     """
 
     X: np.ndarray
@@ -85,6 +98,7 @@ class Dataset:
     source: str = ""
     classes: list | None = None
     options: dict = field(default_factory=dict, repr=False)
+    image_shape: tuple | None = None
 
     @property
     def n_samples(self) -> int:
@@ -92,7 +106,8 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
-        return int(self.X.shape[1])
+        """Values per sample (the width of the flat rows; C·H·W for images)."""
+        return int(np.prod(self.X.shape[1:]))
 
     def __repr__(self):
         test = f", test={len(self.test[1])} samples" if self.test is not None else ""
@@ -110,7 +125,7 @@ def _shipped(name, dtype):
 
 def _digits(dtype=np.float32):
     """UCI handwritten digits (8x8 images, pixel values 0..16)."""
-    return _shipped("digits", dtype)
+    return {**_shipped("digits", dtype), "layout": "flat", "image_shape": (1, 8, 8)}
 
 
 def _breast_cancer(dtype=np.float32):
@@ -204,14 +219,40 @@ def _file_loader(reader):
     return loader
 
 
-def _finish(fields, name, dtype, source):
+def _images(X, fields, name):
+    """X as (n, C, H, W) images, or None for tabular data; ``fields["layout"]`` says how the reader left it."""
+    layout = fields.get("layout")
+    if layout == "flat":
+        shape = tuple(fields["image_shape"])
+        if X.ndim != 2 or X.shape[1] != int(np.prod(shape)):
+            raise ValueError(f"{name}: expected rows of {int(np.prod(shape))} pixels, received shape {X.shape}")
+        return X.reshape(len(X), *shape)
+    if layout == "NHWC" and X.ndim == 4:
+        return X.transpose(0, 3, 1, 2)
+    if layout == "NHW" and X.ndim == 3:
+        return X[:, None]
+    return X if X.ndim >= 3 else None
+
+
+def _shaped(X, fields, name, flatten, dtype):
+    """(X as requested, image_shape or None): flat rows, or images (n, C, H, W) when ``flatten`` is False."""
+    images = _images(X, fields, name)
+    image_shape = None if images is None else tuple(int(d) for d in images.shape[1:])
+    if flatten or images is None:
+        X = X.reshape(len(X), -1) if X.ndim > 2 else X
+        if X.ndim != 2:
+            raise ValueError(f"{name}: expected a 2-D array of shape (n_samples, n_features), received shape "
+                             f"{X.shape}")
+        return check_array(X, name, ndim=2, dtype=dtype), image_shape
+    return np.ascontiguousarray(check_array(images, name, ndim=None, dtype=dtype)), image_shape
+
+
+def _finish(fields, name, dtype, source, flatten=True):
     """Validate the loader's output and build the Dataset."""
     X = check_array(fields["X"], "X", ndim=None)
-    if X.ndim > 2:
-        X = X.reshape(len(X), -1)
-    if X.ndim != 2:
+    if X.ndim < 2:
         raise ValueError(f"X: expected a 2-D array of shape (n_samples, n_features), received shape {X.shape}")
-    X = check_array(X, "X", ndim=2, dtype=dtype)
+    X, image_shape = _shaped(X, fields, "X", flatten, dtype)
     y = check_array(fields["y"], "y", ndim=(1, 2))
     if y.ndim == 2 and 1 in y.shape:
         y = y.reshape(-1)
@@ -231,29 +272,39 @@ def _finish(fields, name, dtype, source):
     test = fields.get("test")
     if test is not None:
         Xt = check_array(test[0], "X_test", ndim=None)
-        Xt = check_array(Xt.reshape(len(Xt), -1) if Xt.ndim > 2 else Xt, "X_test", ndim=2, dtype=dtype)
+        if Xt.ndim < 2:
+            raise ValueError(f"X_test: expected a 2-D array of shape (n_samples, n_features), received shape "
+                             f"{Xt.shape}")
+        Xt, _ = _shaped(Xt, fields, "X_test", flatten, dtype)
         yt = check_array(test[1], "y_test", ndim=(1, 2)).reshape(-1)
         if len(yt) != len(Xt):
             raise ValueError(f"y_test: expected {len(Xt)} labels (one per row of X_test), received {len(yt)}")
-        if Xt.shape[1] != X.shape[1]:
-            raise ValueError(f"X_test: expected {X.shape[1]} features (as X), received shape {Xt.shape}")
+        if Xt.shape[1:] != X.shape[1:]:
+            what = f"{X.shape[1]} features" if X.ndim == 2 else f"samples of shape {X.shape[1:]}"
+            raise ValueError(f"X_test: expected {what} (as X), received shape {Xt.shape}")
         if n_classes is not None:
             yt = yt.astype(np.int64)
         test = (Xt, yt)
     names = fields.get("feature_names")
-    if names is not None and len(names) != X.shape[1]:
+    if names is not None and len(names) != int(np.prod(X.shape[1:])):
         names = None
     return Dataset(X=X, y=y, name=name, n_classes=n_classes, feature_names=names, test=test,
-                   source=fields.get("source", source), classes=fields.get("classes"))
+                   source=fields.get("source", source), classes=fields.get("classes"), image_shape=image_shape)
 
 
-def load(name_or_path, **options) -> Dataset:
+def load(name_or_path, flatten=True, **options) -> Dataset:
     """Load a dataset by name (see :func:`list_datasets`) or from a file path.
 
     Parameters
     ----------
     name_or_path : str or os.PathLike
         A name such as ``"digits"`` or ``"spirals"``, or a ``.csv``/``.npz``/``.h5``/IDX path.
+    flatten : bool, default True
+        For image data: True gives flat rows (n_samples, n_features), as gradbox 0.1 did; False
+        keeps each sample's image shape, batch-first and channels first (NCHW): the digits as
+        (1797, 1, 8, 8), the course's HDF5 cats as (m, 3, 64, 64), IDX/MNIST as (n, 1, 28, 28),
+        an NPZ's 3-D or 4-D ``X`` as stored. Either way ``Dataset.image_shape`` gives the image
+        shape (None for tabular data, which ``flatten`` leaves as it is).
     **options
         The loader's options (see the module docstring), e.g. ``n_samples=500, seed=1`` or
         ``target="label"``; ``dtype=`` for every loader. Unknown options raise ``TypeError``.
@@ -261,8 +312,9 @@ def load(name_or_path, **options) -> Dataset:
     Raises
     ------
     ValueError
-        Unknown name, bad option value, or bad file content (the message names the column,
-        row or array).
+        Unknown name, bad option value, bad file content (the message names the column, row or
+        array), a file that declares more data than ``GRADBOX_MAX_DATA_BYTES`` (default 2 GiB; see
+        ``gradbox.datasets._limits``), or a path that is not a regular file (a FIFO, a device).
     FileNotFoundError
         A path that does not exist.
     TypeError
@@ -275,12 +327,17 @@ def load(name_or_path, **options) -> Dataset:
     >>> ds = load("moons", n_samples=50, noise=0.05, seed=3)
     >>> ds.n_classes, ds.X.dtype
     (2, dtype('float32'))
+    >>> images = load("digits", flatten=False)
+    >>> images.X.shape, images.image_shape
+    ((1797, 1, 8, 8), (1, 8, 8))
     """
     if isinstance(name_or_path, os.PathLike):
         name_or_path = os.fspath(name_or_path)
     if not isinstance(name_or_path, str):
         raise TypeError(f"name_or_path: expected a dataset name or a file path, received "
                         f"{type(name_or_path).__name__}")
+    if not isinstance(flatten, (bool, np.bool_)):
+        raise TypeError(f"flatten: expected True or False, received {flatten!r}")
     dtype = options.get("dtype", np.float32)
     try:
         dtype = np.dtype(dtype)
@@ -291,7 +348,7 @@ def load(name_or_path, **options) -> Dataset:
     key = name_or_path.strip().lower().replace("-", "_")
     if key in _REGISTRY:
         fields = _call(_REGISTRY[key], f"load({key!r})", options)
-        return _finish(fields, key, dtype, key)
+        return _finish(fields, key, dtype, key, flatten)
     path = name_or_path
     kind, reader = _reader_for(path)
     if not os.path.exists(path):
@@ -304,9 +361,10 @@ def load(name_or_path, **options) -> Dataset:
         raise FileNotFoundError(f"name_or_path: no such file {path!r}")
     if os.path.isdir(path):
         raise ValueError(f"name_or_path: expected a file, received the directory {path!r}")
+    _limits.check_regular_file(path, "name_or_path")  # NOTE: before anything opens it: a FIFO would block
     if kind is None:
         raise ValueError(f"name_or_path: expected a .csv, .csv.gz, .npz, .h5, .hdf5 or IDX (*.idx3, *-ubyte[.gz]) "
                          f"file, received {os.path.basename(path)!r}")
     fields = _call(_file_loader(reader), f"load({os.path.basename(path)!r})", {"path": path, **options})
     name = os.path.basename(path)
-    return _finish(fields, name, dtype, path)
+    return _finish(fields, name, dtype, path, flatten)

@@ -12,19 +12,48 @@ import math
 import os
 import re
 import zipfile
+import zlib
 
 import numpy as np
 
+from ._limits import check_declared, check_regular_file, max_data_bytes, open_regular, values_bytes
 
+
+@contextlib.contextmanager
 def _open_text(path):
-    if _is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+    """A UTF-8 text stream of ``path`` (gunzipped when it starts with the gzip magic); regular files only."""
+    with open_regular(path) as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        with contextlib.ExitStack() as stack:
+            binary = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")) if gz else raw
+            text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+            try:
+                yield text
+            finally:
+                text.detach()
 
 
-def _is_gzip(path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
+# NOTE: a longer line is refused: csv would hold all of its cells as Python strings (about 50 bytes
+# each, so a 4 MiB line of "0," costs about 100 MB), before any limit on the values could apply.
+MAX_CSV_LINE = 4 * 1024**2
+_CSV_CHUNK_CELLS = 2**19  # cells parsed as strings (~50 bytes each) before they become float64 columns
+
+
+def _bounded_lines(f, path, limit):
+    """The lines of ``f``, refusing a line longer than MAX_CSV_LINE or more than ``limit`` characters in all."""
+    total = 0
+    while True:
+        line = f.readline(MAX_CSV_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_CSV_LINE:
+            raise ValueError(f"{path}: expected CSV lines of at most {MAX_CSV_LINE} characters, received a longer "
+                             "one (corrupt or not a CSV file?)")
+        total += len(line)
+        if total > limit:
+            check_declared(path, "the CSV text (inflated)", total, limit)
+        yield line
 
 
 def _label_encode(values, name):
@@ -53,43 +82,79 @@ def _label_encode(values, name):
 
 
 def read_csv(path, target=None, delimiter=","):
-    """A CSV with a header row; the ``target`` column (default: the last) holds the labels."""
+    """A CSV with a header row; the ``target`` column (default: the last) holds the labels.
+
+    Rows are parsed in chunks and turned into float64 columns at once, so memory stays near the
+    values' 8 bytes each; the text (inflated, for ``.csv.gz``) and the values are checked against
+    ``GRADBOX_MAX_DATA_BYTES`` as they are read.
+    """
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter: expected a single character, received {delimiter!r}")
+    limit = max_data_bytes()
+    if not _is_gzip_file(path):
+        check_declared(path, "the CSV file", os.stat(path).st_size, limit)
+    blocks, labels, n_rows = [], [], 0
     try:
         with _open_text(path) as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
+            reader = csv.reader(_bounded_lines(f, path, limit), delimiter=delimiter)
+            header = next((r for r in reader if any(cell.strip() for cell in r)), None)
+            if header is None:
+                raise ValueError(f"{path}: expected a header row and data rows, received an empty file")
+            header = [h.strip() for h in header]
+            if len(header) < 2:
+                raise ValueError(f"{path}: expected at least 2 columns (features and target), received header "
+                                 f"{header} (wrong delimiter? pass delimiter=';')")
+            if len(set(header)) != len(header):
+                dup = sorted({h for h in header if header.count(h) > 1})
+                raise ValueError(f"{path}: expected unique column names, received duplicates {dup}")
+            t = _target_index(header, target)
+            chunk, chunk_rows = [], max(1, _CSV_CHUNK_CELLS // len(header))
+            for r in reader:
+                if not any(cell.strip() for cell in r):
+                    continue
+                if len(r) != len(header):
+                    raise ValueError(f"{path}: expected {len(header)} fields in every row, received {len(r)} in "
+                                     f"data row {n_rows + len(chunk) + 1}")
+                chunk.append(r)
+                if len(chunk) == chunk_rows:
+                    n_rows = _csv_block(chunk, header, t, n_rows, blocks, labels, path, limit)
+                    chunk = []
+            if chunk:
+                n_rows = _csv_block(chunk, header, t, n_rows, blocks, labels, path, limit)
     except (UnicodeDecodeError, csv.Error, EOFError, gzip.BadGzipFile, OSError) as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
         raise ValueError(f"{path}: expected a UTF-8 CSV file, received unreadable data ({exc})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise ValueError(f"{path}: expected a header row and data rows, received an empty file")
-    header = [h.strip() for h in rows[0]]
-    data = rows[1:]
-    if len(header) < 2:
-        raise ValueError(f"{path}: expected at least 2 columns (features and target), received header {header} "
-                         f"(wrong delimiter? pass delimiter=';')")
-    if len(set(header)) != len(header):
-        dup = sorted({h for h in header if header.count(h) > 1})
-        raise ValueError(f"{path}: expected unique column names, received duplicates {dup}")
-    if not data:
+    if not n_rows:
         raise ValueError(f"{path}: expected data rows after the header, received none")
-    for i, r in enumerate(data):
-        if len(r) != len(header):
-            raise ValueError(f"{path}: expected {len(header)} fields in every row, received {len(r)} in data row "
-                             f"{i + 1}")
+    X = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    del blocks
+    y, classes, n_classes = _label_encode(labels, f"target column {header[t]!r}")
+    return {"X": X, "y": y, "feature_names": [h for j, h in enumerate(header) if j != t], "classes": classes,
+            "n_classes": n_classes}
+
+
+def _is_gzip_file(path) -> bool:
+    with open_regular(path) as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _target_index(header, target):
     if target is None:
-        t = len(header) - 1
-    elif isinstance(target, str):
+        return len(header) - 1
+    if isinstance(target, str):
         if target not in header:
             raise ValueError(f"target: expected one of the columns {header}, received {target!r}")
-        t = header.index(target)
-    else:
-        raise TypeError(f"target: expected a column name (str), received {type(target).__name__}")
-    columns = list(zip(*data))
-    features, names = [], []
+        return header.index(target)
+    raise TypeError(f"target: expected a column name (str), received {type(target).__name__}")
+
+
+def _csv_block(chunk, header, t, offset, blocks, labels, path, limit):
+    """Convert ``chunk`` (rows of strings, data rows offset+1...) into a float64 block; return the row count."""
+    check_declared(path, f"the CSV's {offset + len(chunk)} rows x {len(header)} columns",
+                   (offset + len(chunk)) * len(header) * 8, limit)
+    columns = list(zip(*chunk))
+    features = []
     for j, (col_name, col) in enumerate(zip(header, columns)):
         if j == t:
             continue
@@ -98,16 +163,15 @@ def read_csv(path, target=None, delimiter=","):
         except ValueError:
             bad = next(i for i, v in enumerate(col) if not _is_float(v))
             raise ValueError(f"X: expected numeric feature columns, received non-numeric column {col_name!r} "
-                             f"({col[bad]!r} in data row {bad + 1}); encode it or drop it") from None
+                             f"({col[bad]!r} in data row {offset + bad + 1}); encode it or drop it") from None
         empty = [i for i, v in enumerate(col) if not v.strip()]
         if empty:
             raise ValueError(f"X: expected a value in every cell, received an empty cell in column {col_name!r}, "
-                             f"data row {empty[0] + 1} (missing values are not supported)")
+                             f"data row {offset + empty[0] + 1} (missing values are not supported)")
         features.append(values)
-        names.append(col_name)
-    y, classes, n_classes = _label_encode([v.strip() for v in columns[t]], f"target column {header[t]!r}")
-    return {"X": np.column_stack(features), "y": y, "feature_names": names, "classes": classes,
-            "n_classes": n_classes}
+    blocks.append(np.column_stack(features))
+    labels.extend(v.strip() for v in columns[t])
+    return offset + len(chunk)
 
 
 def _is_float(v) -> bool:
@@ -122,16 +186,67 @@ def _is_float(v) -> bool:
 def open_npz(path):
     """``np.load(path)`` without pickles, closed afterwards: an NpzFile, or an ndarray for an .npy file.
 
+    Before anything is read, every member's declared shape (its .npy header) is checked against the
+    bytes the member holds and against ``GRADBOX_MAX_DATA_BYTES``; a FIFO or device is refused.
+
     NOTE: the file is opened here, not by np.load: np.load leaks its handle when a
     damaged zip makes NpzFile's constructor raise (a ResourceWarning later).
     """
-    with open(path, "rb") as fh:
+    limit = max_data_bytes()
+    with open_regular(path) as fh:
+        if fh.read(6) == b"\x93NUMPY":
+            fh.seek(0)
+            _check_npy_header(fh, path, "the .npy array", os.fstat(fh.fileno()).st_size, limit)
+        fh.seek(0)
         z = np.load(fh, allow_pickle=False)
         try:
+            if isinstance(z, np.lib.npyio.NpzFile):
+                _check_npz_members(z, path, limit)
             yield z
         finally:
             if isinstance(z, np.lib.npyio.NpzFile):
                 z.close()
+
+
+def _check_npy_header(stream, path, what, size, limit) -> int:
+    """Read an .npy header from ``stream`` (``size`` bytes in all); refuse a shape the bytes or the limit
+    cannot hold. Returns the declared bytes (0 for object arrays, which np.load refuses anyway)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f"{path}: expected .npy format version 1.0 or 2.0 in {what}, received {version}")
+    if dtype.hasobject:
+        return 0
+    nbytes = math.prod(shape) * dtype.itemsize
+    available = size - stream.tell()
+    if nbytes > available:
+        raise ValueError(f"{path}: {what} declares shape {tuple(shape)} of {dtype} ({nbytes} bytes), but holds "
+                         f"{available} bytes (truncated or forged file)")
+    declared = max(nbytes, values_bytes(shape))
+    check_declared(path, f"{what} of shape {tuple(shape)} ({dtype})", declared, limit)
+    return declared
+
+
+def _check_npz_members(z, path, limit) -> None:
+    total = 0
+    for info in z.zip.infolist():
+        what = f"member {info.filename!r}"
+        try:
+            with z.zip.open(info) as m:
+                if m.read(6) == b"\x93NUMPY":
+                    # NOTE: a fresh stream: ZipExtFile reads at most info.file_size bytes, so that is
+                    # the most the member can hold whatever its header says
+                    with z.zip.open(info) as m2:
+                        total += _check_npy_header(m2, path, f"array {what}", info.file_size, limit)
+                else:
+                    total += info.file_size
+        except (RuntimeError, NotImplementedError) as exc:  # encrypted, unknown compression
+            raise ValueError(f"{path}: expected a valid .npz file, received an unreadable {what} ({exc})") from None
+        check_declared(path, "the .npz archive's arrays together", total, limit)
 
 
 def read_npz(path):
@@ -146,6 +261,7 @@ def read_npz(path):
             if "X" not in files or "y" not in files:
                 raise ValueError(f"{path}: expected arrays named 'X' and 'y', received {files}")
             out = {"X": z["X"], "y": z["y"]}
+            out["layout"] = "NHW" if out["X"].ndim == 3 else None  # (n, H, W): one channel
             if "X_test" in files and "y_test" in files:
                 out["test"] = (z["X_test"], z["y_test"])
             for key in ("feature_names", "classes"):
@@ -173,8 +289,8 @@ def _course_images(x, key, path):
     x = np.asarray(x)
     if x.ndim < 2:
         raise ValueError(f"{path}: expected {key!r} of shape (m, ...) images, received shape {x.shape}")
-    x = x.reshape(x.shape[0], -1)
-    # NOTE: the course divides 8-bit pixels by 255 so inputs lie in [0, 1].
+    # NOTE: the images stay (m, H, W, C) here; datasets.load flattens them in this (H, W, C) order,
+    # as the course does, or moves the channels first (flatten=False). The course divides 8-bit pixels by 255 so inputs lie in [0, 1].
     return x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
 
 
@@ -187,11 +303,34 @@ def _course_labels(y, key, path):
     return y
 
 
+def _h5_array(f, key, path, seen):
+    """``f[key][()]`` once its declared shape passed the file-size and limit checks.
+
+    ``seen``: {"file_size": ..., "limit": ..., "declared": bytes declared by the datasets read before}."""
+    import h5py
+
+    d = f[key]
+    if not isinstance(d, h5py.Dataset) or d.shape is None:
+        raise ValueError(f"{path}: expected {key!r} to be an array dataset, received {type(d).__name__}")
+    raw = math.prod(d.shape) * d.dtype.itemsize
+    if d.id.get_create_plist().get_nfilters() == 0 and d.external is None and raw > seen["file_size"]:
+        # NOTE: without compression filters the data must be stored in the file itself
+        raise ValueError(f"{path}: dataset {key!r} declares shape {d.shape} of {d.dtype} ({raw} bytes), but the "
+                         f"file has {seen['file_size']} bytes (truncated or forged file)")
+    seen["declared"] += max(raw, values_bytes(d.shape))
+    check_declared(path, f"dataset {key!r} of shape {d.shape} ({d.dtype})"
+                   + (" with the datasets read before it" if seen["declared"] > max(raw, values_bytes(d.shape))
+                      else ""), seen["declared"], seen["limit"])
+    return d[()]
+
+
 def _read_h5_file(path):
     try:
         import h5py
     except ImportError:
         raise ImportError(f"loading {os.path.basename(str(path))} needs h5py: pip install gradbox[hdf5]") from None
+    check_regular_file(path)
+    seen = {"file_size": os.stat(path).st_size, "limit": max_data_bytes(), "declared": 0}
     try:
         with h5py.File(path, "r") as f:
             keys = list(f.keys())
@@ -199,13 +338,14 @@ def _read_h5_file(path):
             for split in ("train", "test"):
                 kx, ky = f"{split}_set_x", f"{split}_set_y"
                 if kx in f and ky in f:
-                    out[split] = (_course_images(f[kx][()], kx, path), _course_labels(f[ky][()], ky, path))
+                    out[split] = (_course_images(_h5_array(f, kx, path, seen), kx, path),
+                                  _course_labels(_h5_array(f, ky, path, seen), ky, path))
                     if len(out[split][0]) != len(out[split][1]):
                         raise ValueError(f"{path}: expected as many labels as images in {kx}/{ky}, received "
                                          f"{len(out[split][0])} images and {len(out[split][1])} labels")
             if "list_classes" in f:
                 out["classes"] = [c.decode() if isinstance(c, bytes) else str(c)
-                                  for c in np.asarray(f["list_classes"][()]).reshape(-1)]
+                                  for c in np.asarray(_h5_array(f, "list_classes", path, seen)).reshape(-1)]
     except OSError as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
@@ -216,7 +356,8 @@ def _read_h5_file(path):
 def read_h5(path, test_path=None):
     """The course layout: ``train_set_x``/``train_set_y`` and ``test_set_x``/``test_set_y``.
 
-    Images (m, 64, 64, 3) become rows of 12288 features divided by 255. When the file has no
+    Images (m, 64, 64, 3) divided by 255 (rows of 12288 features by default, or (m, 3, 64, 64) with
+    ``load(..., flatten=False)``). When the file has no
     test set, ``test_path`` or the sibling file named with ``train`` replaced by ``test``
     (``train_catvnoncat.h5`` -> ``test_catvnoncat.h5``) supplies it if present.
     """
@@ -243,9 +384,11 @@ def read_h5(path, test_path=None):
                                  f"{other['keys']}")
             test = other["test"]
             source += f" + {test_path}"
-    if test is not None and test[0].shape[1] != X.shape[1]:
-        raise ValueError(f"test_set_x: expected {X.shape[1]} features (as train_set_x), received {test[0].shape[1]}")
-    return {"X": X, "y": y, "test": test, "classes": main.get("classes"), "source": source}
+    if test is not None and test[0].shape[1:] != X.shape[1:]:
+        raise ValueError(f"test_set_x: expected images of shape {X.shape[1:]} (as train_set_x), received "
+                         f"{test[0].shape[1:]}")
+    return {"X": X, "y": y, "test": test, "classes": main.get("classes"), "source": source,
+            "layout": "NHWC" if X.ndim == 4 else ("NHW" if X.ndim == 3 else None)}
 
 
 # --------------------------------------------------------------------------- IDX (MNIST)
@@ -259,27 +402,47 @@ def is_idx_name(path) -> bool:
 
 
 def read_idx_array(path) -> np.ndarray:
-    """One IDX file (gzipped or not) as an array in native byte order."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
+    """One IDX file (gzipped or not) as an array in native byte order.
+
+    The header's dimensions are checked against the file's size (uncompressed) and against
+    ``GRADBOX_MAX_DATA_BYTES`` before the data is read; a gzipped file is inflated only up to the
+    bytes its header declares.
+    """
+    limit = max_data_bytes()
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        gz = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            with (gzip.GzipFile(fileobj=f, mode="rb") if gz else contextlib.nullcontext(f)) as src:
+                return _read_idx_stream(src, path, None if gz else size, limit)
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            if not gz or isinstance(exc, (FileNotFoundError, PermissionError)):
+                raise
             raise ValueError(f"{path}: expected a valid gzip file, received a corrupt one ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise ValueError(f"{path}: expected an IDX file (magic 00 00 <type> <ndim>), received {raw[:4]!r}")
-    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
-    if len(raw) < 4 + 4 * ndim:
+
+
+def _read_idx_stream(src, path, size, limit):
+    """``size``: the file's bytes when ``src`` is the file itself, None for an inflating stream."""
+    magic = src.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES or magic[3] == 0:
+        raise ValueError(f"{path}: expected an IDX file (magic 00 00 <type> <ndim>), received {magic!r}")
+    dtype, ndim = _IDX_TYPES[magic[2]], magic[3]
+    dims = src.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise ValueError(f"{path}: expected {ndim} dimension sizes after the magic, received a truncated file")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
     need = math.prod(shape) * dtype.itemsize
-    have = len(raw) - 4 - 4 * ndim
-    if need != have:
+    if size is not None and need != size - 4 - 4 * ndim:
+        raise ValueError(f"{path}: expected {need} data bytes for shape {shape}, received {size - 4 - 4 * ndim} "
+                         "(truncated or corrupt file)")
+    check_declared(path, f"the IDX header's shape {shape}", max(need, values_bytes(shape)), limit)
+    raw = src.read(need)
+    if len(raw) != need or (size is None and src.read(1)):
+        have = f"{len(raw)}" if len(raw) != need else "more"
         raise ValueError(f"{path}: expected {need} data bytes for shape {shape}, received {have} "
                          "(truncated or corrupt file)")
-    arr = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="))
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _labels_sibling(path):
@@ -316,7 +479,6 @@ def _idx_pair(images_path, labels_path, scale):
         raise ValueError(f"{labels_path}: expected a 1-D IDX labels file, received shape {y.shape}")
     if len(y) != len(X):
         raise ValueError(f"labels_path: expected {len(X)} labels (one per image), received {len(y)}")
-    X = X.reshape(len(X), -1)
     X = X.astype(np.float64) / 255.0 if scale and X.dtype == np.uint8 else X.astype(np.float64)
     return X, y
 
@@ -351,11 +513,11 @@ def read_idx(path, labels_path=None, test_path=None, test_labels_path=None, scal
                 raise ValueError(f"test_labels_path: expected the labels file for {test_path}; pass "
                                  "test_labels_path=")
         test = _idx_pair(test_path, test_labels_path, scale)
-        if test[0].shape[1] != X.shape[1]:
-            raise ValueError(f"test_path: expected images of {X.shape[1]} pixels (as the training images), "
-                             f"received {test[0].shape[1]}")
+        if test[0].shape[1:] != X.shape[1:]:
+            raise ValueError(f"test_path: expected images of shape {X.shape[1:]} (as the training images), "
+                             f"received {test[0].shape[1:]}")
         source += f" ; test {test_path} + {test_labels_path}"
-    return {"X": X, "y": y, "test": test, "source": source}
+    return {"X": X, "y": y, "test": test, "source": source, "layout": "NHW" if X.ndim == 3 else None}
 
 
 def write_idx(path, arr) -> None:

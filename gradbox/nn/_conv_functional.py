@@ -51,9 +51,13 @@ def use_fast_kernels(enabled: bool = True) -> bool:
     return previous
 
 
-def _kernels():
-    """The numba kernel module, or None (switched off, or numba missing). Imported on first use."""
-    if not _FAST["wanted"]:
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _kernels(dtype):
+    """The numba kernel module for arrays of ``dtype``, or None (switched off, numba missing, or a dtype
+    the kernels are not compiled for, such as float16). Imported on first use."""
+    if not _FAST["wanted"] or dtype not in _KERNEL_DTYPES:
         return None
     mod = _FAST["mod"]
     if mod is None:
@@ -145,7 +149,7 @@ def im2col(x: np.ndarray, kernel, stride=1, padding=0) -> np.ndarray:
 
 
 def _im2col(x, kernel, stride, padding):
-    fast = _kernels()
+    fast = _kernels(x.dtype)
     if fast is not None:
         return fast.im2col(x, kernel, stride, padding)
     win = _windows(_pad(x, padding), kernel, stride)
@@ -172,7 +176,7 @@ def col2im(cols: np.ndarray, x_shape, kernel, stride=1, padding=0) -> np.ndarray
 
 
 def _col2im(cols, x_shape, kernel, stride, padding):
-    fast = _kernels()
+    fast = _kernels(cols.dtype)
     if fast is not None:
         return fast.col2im(cols, x_shape, kernel, stride, padding)
     n, c, h, w = x_shape
@@ -289,7 +293,8 @@ class MaxPool2dFunction(Function):
 
     def forward(self, x, kernel, stride, padding):
         self.geometry = (x.shape, kernel, stride, padding)
-        fast = _kernels()
+        # NOTE: the backward follows the forward's path: the two store the argmax differently
+        self.fast = fast = _kernels(x.dtype)
         if fast is not None:
             out, self.argmax = fast.max_pool(x, kernel, stride, padding)
             return out
@@ -310,7 +315,7 @@ class MaxPool2dFunction(Function):
 
     def backward(self, g):
         x_shape, kernel, stride, padding = self.geometry
-        fast = _kernels()
+        fast = self.fast
         if fast is not None:
             return (fast.max_pool_backward(g, self.argmax, x_shape, kernel, stride, padding),)
         n, c, h, w = x_shape
@@ -354,7 +359,7 @@ class AvgPool2dFunction(Function):
 
     def forward(self, x, kernel, stride, padding):
         self.geometry = (x.shape, kernel, stride, padding)
-        fast = _kernels()
+        fast = _kernels(x.dtype)
         if fast is not None:
             return fast.avg_pool(x, kernel, stride, padding)
         win = _windows(_pad(x, padding), kernel, stride)
@@ -367,7 +372,7 @@ class AvgPool2dFunction(Function):
 
     def backward(self, g):
         x_shape, kernel, stride, padding = self.geometry
-        fast = _kernels()
+        fast = _kernels(g.dtype)
         if fast is not None:
             return (fast.avg_pool_backward(g, x_shape, kernel, stride, padding),)
         n, c, h, w = x_shape
@@ -425,16 +430,11 @@ class BatchNormFunction(Function):
     returns_fresh_grads = True
 
     def forward(self, x, weight, bias, mean, var, eps, training):
+        # NOTE: mean and var arrive as constants: the batch's (training) or the running ones (eval);
+        # ``training`` picks the backward formula (in training they are functions of x).
         axes = _channel_axes(x.ndim)
-        if training:
-            mean = x.mean(axis=axes)
-            centred = x - _per_channel(mean, x.ndim)
-            var = np.mean(centred * centred, axis=axes)
-            self.batch_stats = (mean, var)
-        else:
-            centred = x - _per_channel(mean.astype(x.dtype, copy=False), x.ndim)
         inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
-        xhat = centred
+        xhat = x - _per_channel(mean.astype(x.dtype, copy=False), x.ndim)
         xhat *= _per_channel(inv_std, x.ndim)
         self.xhat, self.inv_std, self.weight, self.training, self.axes = xhat, inv_std, weight, training, axes
         y = xhat * _per_channel(weight, x.ndim)
@@ -501,8 +501,8 @@ def batch_norm(x, running_mean, running_var, weight, bias, training=False, momen
     if training:
         if m <= 1:
             raise ValueError(f"{who}: expected more than 1 value per channel when training, received input {x.shape}")
-        out = BatchNormFunction.apply(x, weight, bias, mean=None, var=None, eps=eps, training=True)
-        mean, var = out._ctx.batch_stats if out._ctx is not None else _batch_stats(x.data)
+        mean, var = _batch_stats(x.data)
+        out = BatchNormFunction.apply(x, weight, bias, mean=mean, var=var, eps=eps, training=True)
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean
@@ -517,7 +517,7 @@ def batch_norm(x, running_mean, running_var, weight, bias, training=False, momen
 
 
 def _batch_stats(x):
-    """The batch mean and biased variance per channel (when no graph kept the box's own)."""
+    """The batch mean and biased variance per channel."""
     axes = _channel_axes(x.ndim)
     mean = x.mean(axis=axes)
     centred = x - _per_channel(mean, x.ndim)

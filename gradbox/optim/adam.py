@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 
-from .optimizer import Optimizer, _check, _fusable
+from .._validation import check
+from .optimizer import FRACTION, NON_NEGATIVE, POSITIVE, Optimizer, _fusable
 
 
 class Adam(Optimizer):
@@ -25,20 +26,20 @@ class Adam(Optimizer):
     decoupled = False
     _state_keys = ("exp_avg", "exp_avg_sq")
     _counts_steps = True
-    _bounds = {"lr": {}, "beta1": {"high": 1.0}, "beta2": {"high": 1.0}, "eps": {"low_open": True},
-               "weight_decay": {}}
+    _constraints = {"lr": NON_NEGATIVE, "beta1": FRACTION, "beta2": FRACTION, "eps": POSITIVE,
+                    "weight_decay": NON_NEGATIVE}
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=None):
         who = type(self).__name__
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{who}(betas): expected a pair (beta1, beta2), received {betas!r}")
-        b = self._bounds
+        c = self._constraints
         defaults = dict(
-            lr=_check("lr", lr, who, **b["lr"]),
-            beta1=_check("betas[0]", betas[0], who, **b["beta1"]),
-            beta2=_check("betas[1]", betas[1], who, **b["beta2"]),
-            eps=_check("eps", eps, who, **b["eps"]),
-            weight_decay=_check("weight_decay", weight_decay, who, **b["weight_decay"]),
+            lr=check(who, "lr", lr, c["lr"]),
+            beta1=check(who, "betas[0]", betas[0], c["beta1"]),
+            beta2=check(who, "betas[1]", betas[1], c["beta2"]),
+            eps=check(who, "eps", eps, c["eps"]),
+            weight_decay=check(who, "weight_decay", weight_decay, c["weight_decay"]),
         )
         super().__init__(params, defaults, fused)
 

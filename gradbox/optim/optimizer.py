@@ -14,17 +14,30 @@ import numbers
 
 import numpy as np
 
+from .._validation import Constraint, check
 from ..tensor import Tensor
 
 
+def finite(low=0.0, high=None, low_open=False) -> Constraint:
+    """A finite real number in [low, high) ((low, high) with ``low_open``), converted to float."""
+    what = f"a finite number {'>' if low_open else '>='} {float(low)}" + (f" and < {float(high)}" if high is not None
+                                                                         else "")
+
+    def test(v):
+        return (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                and (v > low if low_open else v >= low) and (high is None or v < high))
+
+    return Constraint(what, test, float)
+
+
+NON_NEGATIVE = finite()  # lr, weight_decay
+POSITIVE = finite(low_open=True)  # eps
+FRACTION = finite(high=1.0)  # momentum, alpha, betas
+
+
 def _check(name, value, who, low=0.0, high=None, low_open=False):
-    """``value`` as a float if it is a finite real in [low, high) (or (low, high) with ``low_open``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low}" + (f" and < {high}" if high is not None else "")
-        raise ValueError(f"{who}({name}): expected a finite number {bound}, received {value!r}")
-    return float(value)
+    """``value`` as a float if it is a finite real in [low, high) (kept for code that imported it)."""
+    return check(who, name, value, finite(low, high, low_open))
 
 
 # --------------------------------------------------------------------------------------
@@ -133,8 +146,8 @@ class Optimizer:
     _state_keys: tuple = ()
     # True when the subclass keeps a per-parameter step count in state["step"]
     _counts_steps: bool = False
-    # float hyperparameter -> its bounds for ``_check`` (used by __init__ and load_state_dict)
-    _bounds: dict = {}
+    # hyperparameter -> its Constraint (gradbox._validation), checked by __init__ and load_state_dict
+    _constraints: dict = {}
 
     def __init__(self, params, defaults: dict, fused=None):
         who = type(self).__name__
@@ -320,8 +333,8 @@ class Optimizer:
             if k not in hyper:
                 continue
             v = hyper[k]
-            if k in self._bounds:
-                checked[k] = _check(k, v, who, **self._bounds[k])
+            if k in self._constraints:
+                checked[k] = check(who, k, v, self._constraints[k])
             elif isinstance(v, type(self.defaults[k])):
                 checked[k] = v
             else:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, _check, _fusable
+from .._validation import check
+from .optimizer import FRACTION, NON_NEGATIVE, POSITIVE, Optimizer, _fusable
 
 
 class RMSprop(Optimizer):
@@ -20,16 +21,16 @@ class RMSprop(Optimizer):
 
     _state_keys = ("square_avg",)
     _counts_steps = True
-    _bounds = {"lr": {}, "alpha": {"high": 1.0}, "eps": {"low_open": True}, "weight_decay": {}}
+    _constraints = {"lr": NON_NEGATIVE, "alpha": FRACTION, "eps": POSITIVE, "weight_decay": NON_NEGATIVE}
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, fused=None):
         who = "RMSprop"
-        b = self._bounds
+        c = self._constraints
         defaults = dict(
-            lr=_check("lr", lr, who, **b["lr"]),
-            alpha=_check("alpha", alpha, who, **b["alpha"]),
-            eps=_check("eps", eps, who, **b["eps"]),
-            weight_decay=_check("weight_decay", weight_decay, who, **b["weight_decay"]),
+            lr=check(who, "lr", lr, c["lr"]),
+            alpha=check(who, "alpha", alpha, c["alpha"]),
+            eps=check(who, "eps", eps, c["eps"]),
+            weight_decay=check(who, "weight_decay", weight_decay, c["weight_decay"]),
         )
         super().__init__(params, defaults, fused)
 

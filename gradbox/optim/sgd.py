@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, _check, _fusable
+from .._validation import check
+from .optimizer import FRACTION, NON_NEGATIVE, Optimizer, _fusable
 
 
 class SGD(Optimizer):
@@ -19,15 +20,15 @@ class SGD(Optimizer):
     """
 
     _state_keys = ("momentum_buffer",)
-    _bounds = {"lr": {}, "momentum": {"high": 1.0}, "weight_decay": {}}
+    _constraints = {"lr": NON_NEGATIVE, "momentum": FRACTION, "weight_decay": NON_NEGATIVE}
 
     def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, fused=None):
         who = "SGD"
-        b = self._bounds
+        c = self._constraints
         defaults = dict(
-            lr=_check("lr", lr, who, **b["lr"]),
-            momentum=_check("momentum", momentum, who, **b["momentum"]),
-            weight_decay=_check("weight_decay", weight_decay, who, **b["weight_decay"]),
+            lr=check(who, "lr", lr, c["lr"]),
+            momentum=check(who, "momentum", momentum, c["momentum"]),
+            weight_decay=check(who, "weight_decay", weight_decay, c["weight_decay"]),
             nesterov=bool(nesterov),
         )
         if nesterov and momentum == 0:
