@@ -306,6 +306,8 @@ FORGERIES = {
     "split": lambda a, m: m["dataset"].update(val_split=0.5),
     "hidden": lambda a, m: m["hyperparameters"].update(hidden=[64]),
     "classes": lambda a, m: m.update(classes=[0, 1, 2]),
+    "weight shape": lambda a, m: a.__setitem__("model.0.weight", np.zeros((9, 2), dtype=np.float32)),
+    "optimizer type": lambda a, m: m["optimizer"].update(type="SGD"),
     "long history": lambda a, m: m.update(history={"epoch": [1, 2, 3], "loss": [1.0, 0.9, 0.8]}),
 }
 
