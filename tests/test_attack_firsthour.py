@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shlex
-import sys
 
 import numpy as np
 import pytest

@@ -21,7 +21,6 @@ import time
 import numpy as np
 import pytest
 
-import gradbox as gb
 from gradbox.cli import main
 from gradbox.io import load_model, load_with_metadata, save, save_model
 from gradbox.train import load_checkpoint_file

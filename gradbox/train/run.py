@@ -9,13 +9,19 @@
 
 A run folder holds ``config.json`` (written first), ``checkpoint.gbx`` (while interrupted or with
 ``checkpoint_every``), then ``model.gbx``, ``history.csv``, ``curves.png`` and ``metrics.json``
-(written last: it marks a finished run). The model file carries the standardiser's mean and
+(written last: it marks a finished run). The final files are written all or nothing (into a
+staging folder, then renamed into place); if that fails, the trained state is kept as
+``checkpoint.gbx`` and the error says how to finish the run. One process at a time owns a run
+folder (``RunLock``: ``.gradbox.lock`` holding its pid; a dead process's lock is taken over). A
+resumed checkpoint is checked field by field against the folder's ``config.json``
+(``check_checkpoint``). Sizes a file declares (the class count) are checked against
+``MAX_CLASSES`` before training. The model file carries the standardiser's mean and
 scale, the class labels and the input shape, so ``gradbox.load_model(path).predict(X_raw)``
 reproduces ``gradbox predict``. Only the main process (:func:`gradbox._world.is_main`) writes.
 
 Errors are ``RunError`` (a ``ValueError``) with ``code`` 1 (bad data or files) or 2 (a bad
-configuration, ``ConfigError``); an interrupted run raises ``RunInterrupted`` (code 130) after
-writing its checkpoint.
+configuration, ``ConfigError``); an interrupted run raises ``RunInterrupted`` (code 130 for
+Ctrl-C, 143 for SIGTERM, which is handled the same way) after writing its checkpoint.
 """
 from __future__ import annotations
 
