@@ -61,7 +61,8 @@ def _series(values):
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
-def plot_history(history, path, title: str | None = None, dpi: int = 120, test_accuracy: float | None = None):
+def plot_history(history, path, title: str | None = None, dpi: int = 120, test_accuracy: float | None = None,
+                 test_epoch: int | None = None):
     """Draw loss (left) and accuracy (right), training and validation, against the epoch.
 
     Parameters
@@ -73,6 +74,8 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120, test_a
     test_accuracy : float, optional
         The final model's test accuracy, drawn as a dotted line with its value (a metrics.json
         dict supplies its own ``test_accuracy``).
+    test_epoch : int, optional
+        The epoch whose weights the tested model holds (default: the last), where the marker goes.
 
     Returns
     -------
@@ -109,8 +112,9 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120, test_a
                 ax.plot([e], [v], "*", color="C1", markersize=11, label=f"best validation {v:.3f} (epoch {e})")
             if test_accuracy is not None:
                 ax.axhline(test_accuracy, color="C2", linestyle=":", linewidth=1.5)
-                ax.plot([epochs[-1]], [test_accuracy], "D", color="C2", markersize=6,
-                        label=f"test {test_accuracy:.3f} (final model)")
+                e = epochs[-1] if test_epoch is None else test_epoch
+                ax.plot([e], [test_accuracy], "D", color="C2", markersize=6,
+                        label=f"test {test_accuracy:.3f} (weights of epoch {e})")
         # NOTE: below the panel, never over the curves (spirals' curves fill every corner).
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     if title:

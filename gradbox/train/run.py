@@ -1004,7 +1004,7 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
                 kind = "CNN" if c.get("conv") else "MLP"
                 plot_history(history, os.path.join(stage, "curves.png"),
                              title=f"{ds.name}: {kind} {architecture(model)}, {c['optimizer']}",
-                             test_accuracy=None if res is None else res["accuracy"])
+                             test_accuracy=None if res is None else res["accuracy"], test_epoch=weights_epoch)
                 curves = "curves.png"
             except ImportError:
                 curves = None  # matplotlib missing: the numbers are in history.csv
