@@ -35,6 +35,7 @@ __all__ = [
     # course 4 week 1: convolutional networks, step by step (layout (m, n_H, n_W, n_C))
     "zero_pad", "conv_single_step", "conv_forward", "conv_backward", "pool_forward", "pool_backward",
     "create_mask_from_window", "distribute_value",
+    "check_exercise",
 ]
 
 _ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -786,3 +787,15 @@ def pool_backward(dA, cache, mode="max"):
                     else:
                         dA_prev[window] += distribute_value(dA[i, h, w, c], (f, f))
     return dA_prev
+
+
+def check_exercise(module_or_path, lang="en", seed=0):
+    """Check a learner's own course functions against this module's references.
+
+    ``module_or_path`` is a module or a ``.py`` file; see :func:`gradbox.exercise.check_exercise`
+    (also ``gradbox exercise FILE.py``). Returns the report; ``report.ok`` is False if any function is wrong.
+    """
+    # NOTE: imported here: gradbox.exercise imports this module for the references.
+    from .exercise import check_exercise as _check
+
+    return _check(module_or_path, lang=lang, seed=seed)

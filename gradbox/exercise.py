@@ -40,7 +40,8 @@ import numpy as np
 from . import course
 from .gradcheck import relative_error
 
-__all__ = ["check_exercise", "ExerciseReport", "FunctionResult", "OutputResult", "FUNCTIONS", "main"]
+__all__ = ["check_exercise", "ExerciseReport", "FunctionResult", "OutputResult", "FUNCTIONS", "add_arguments",
+           "run", "main"]
 
 TOL = 1e-7        # relative error below which an output is right
 MATCH_TOL = 1e-6  # relative error below which a wrong output matches a known mistake
@@ -86,7 +87,7 @@ MESSAGES = {
         "hint_sigmoid_of_cache": "the cache holds Z, not A: compute s = 1 / (1 + exp(-Z)) first",
         "hint_missing_b": "did you forget to add b?",
         "hint_squeeze": "return a number: cost = np.squeeze(cost)",
-        "hint_inplace": "your function changed its input {arg} in place -- copy it first (np.array({arg}, copy=True))",
+        "hint_inplace": "your function changed its input {arg} in place: copy it first (np.array({arg}, copy=True))",
         "hint_no_pad": "did you forget to pad A_prev (zero_pad(A_prev, pad))?",
         "hint_stride": "did you forget the stride in the window's corners (vert_start = h * stride)?",
         "hint_pool_mode": "the other pooling mode's result: check mode='max' / 'average'",
@@ -122,7 +123,7 @@ MESSAGES = {
         "hint_sigmoid_of_cache": "캐시에는 A가 아니라 Z가 들어 있습니다: 먼저 s = 1 / (1 + exp(-Z))를 계산하세요",
         "hint_missing_b": "b를 더하는 것을 빠뜨리지 않았나요?",
         "hint_squeeze": "숫자 하나를 반환하세요: cost = np.squeeze(cost)",
-        "hint_inplace": "함수가 입력 {arg}을(를) 제자리에서 바꿨습니다 -- 먼저 복사하세요 (np.array({arg}, copy=True))",
+        "hint_inplace": "함수가 입력 {arg}을(를) 제자리에서 바꿨습니다. 먼저 복사하세요 (np.array({arg}, copy=True))",
         "hint_no_pad": "A_prev에 패딩을 넣는 것(zero_pad(A_prev, pad))을 빠뜨리지 않았나요?",
         "hint_stride": "창의 시작 위치에 스트라이드를 곱하는 것(vert_start = h * stride)을 빠뜨리지 않았나요?",
         "hint_pool_mode": "다른 풀링 방식의 결과입니다: mode='max' / 'average'를 확인하세요",
@@ -711,8 +712,10 @@ def _run_function(fn_name, fn, lang, rng):
                 results[name] = r
         changed = _changed_input(case.args, args)
         if changed is not None:
-            results.setdefault("(inplace)", OutputResult(changed, False, case=case.desc, hint="inplace",
-                                                         hint_args={"arg": changed}))
+            names = _ARG_NAMES.get(fn_name, ())
+            arg = names[changed] if changed < len(names) else f"argument {changed + 1}"
+            results.setdefault("(inplace)", OutputResult(arg, False, case=case.desc, hint="inplace",
+                                                         hint_args={"arg": arg}))
     raised = results.get("(raised)")
     if raised is not None and raised.hint is None:
         hinted = next((r for r in results.values() if r.hint), None)
@@ -848,24 +851,38 @@ def check_exercise(module_or_path, lang="en", seed=0) -> ExerciseReport:
     return ExerciseReport(functions, lang, where, problem)
 
 
+def add_arguments(parser) -> None:
+    """The ``exercise`` subcommand's arguments, for ``gradbox exercise`` and ``python -m gradbox.exercise``."""
+    parser.add_argument("file", help="the learner's Python file")
+    parser.add_argument("--lang", choices=tuple(MESSAGES), default="en", help="language of the report (en, ko)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random test shapes")
+
+
+def run(args) -> int:
+    """Print the report for ``args.file``; 0 if every function is right, 1 otherwise.
+
+    Bad input (no such file, not a module) raises ``FileNotFoundError``/``TypeError`` for the
+    CLI's one error handler.
+    """
+    report = check_exercise(args.file, lang=args.lang, seed=args.seed)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def main(argv=None) -> int:
-    """``gradbox exercise FILE.py [--lang ko]``: print the report; exit 1 if a function is wrong, 2 on bad input."""
+    """``gradbox exercise FILE.py [--lang ko]``: exit 1 if a function is wrong, 2 on bad input (one line on stderr)."""
     parser = argparse.ArgumentParser(prog="gradbox exercise",
                                      description="check a learner's course functions against gradbox.course")
-    parser.add_argument("file", help="the learner's Python file")
-    parser.add_argument("--lang", choices=tuple(MESSAGES), default="en")
-    parser.add_argument("--seed", type=int, default=0)
+    add_arguments(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     try:
-        report = check_exercise(args.file, lang=args.lang, seed=args.seed)
+        return run(args)
     except (FileNotFoundError, TypeError, ValueError) as exc:
         if args.debug:
             raise
         print(f"gradbox exercise: {exc}", file=sys.stderr)
         return 2
-    print(report)
-    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .function import no_grad
+from .nn.module import eval_mode
 from .tensor import Tensor
 
 
@@ -316,49 +317,52 @@ def check_gradients(model, loss_fn, X, y, eps=1e-5, threshold=1e-7, atol=1e-10, 
     if isinstance(floor_factor, bool) or not isinstance(floor_factor, (int, float)) or not floor_factor >= 0:
         raise ValueError(f"check_gradients(floor_factor): expected a number >= 0, received {floor_factor!r}")
     saved = [(p, p.data, p.grad) for _, p in named]
-    modes = [(m, m.training) for m in model.modules()]
     X64 = np.asarray(X.data if isinstance(X, Tensor) else X, dtype=np.float64)
     y = y.data if isinstance(y, Tensor) else np.asarray(y)
     if y.dtype.kind == "f":
         y = y.astype(np.float64)
     rng = np.random.default_rng(seed)
     try:
-        model.eval()
-        for _, p in named:
-            p.data = p.data.astype(np.float64)
-            p.grad = None
-        loss = loss_fn(model(Tensor(X64)), y)
-        if loss.size != 1:
-            raise ValueError(f"check_gradients(loss_fn): expected a scalar loss, received shape {loss.shape}")
-        loss.backward()
-
-        def f():
-            with no_grad():
-                return float(loss_fn(model(Tensor(X64)), y).data)
-
-        f0 = f()
-        rows = []
-        for name, p in named:
-            idx = range(p.size)
-            if max_entries is not None and p.size > max_entries:
-                idx = np.sort(rng.choice(p.size, size=max_entries, replace=False))
-            a_all = (p.grad if p.grad is not None else np.zeros_like(p.data)).reshape(-1)
-            flat = p.data.reshape(-1)  # NOTE: a view of the float64 copy: entries change in place, restored
-            a, n, floor, kink = [], [], [], []
-            for i in idx:
-                n_i, floor_i, kink_i = _entry(f, f0, flat, int(i), float(a_all[i]), eps, min_eps)
-                a.append(a_all[i]), n.append(n_i), floor.append(floor_i), kink.append(kink_i)
-            a, n, floor, kink = (np.asarray(v, dtype=dt) for v, dt in
-                                 ((a, np.float64), (n, np.float64), (floor, np.float64), (kink, bool)))
-            keep = ~kink
-            ak, nk = a[keep], n[keep]
-            rows.append(dict(name=name, shape=p.shape, analytic_norm=float(np.linalg.norm(ak)),
-                             numeric_norm=float(np.linalg.norm(nk)), rel_error=relative_error(ak, nk),
-                             abs_error=float(np.linalg.norm(ak - nk)), floor=float(np.linalg.norm(floor[keep])),
-                             kinks=int(kink.sum()), checked=int(keep.sum())))
+        with eval_mode(model):
+            return _check_rows(model, loss_fn, named, X64, y, rng, eps, min_eps, max_entries, threshold, atol,
+                               floor_factor)
     finally:
         for p, data, grad in saved:
             p.data, p.grad = data, grad
-        for m, mode in modes:
-            object.__setattr__(m, "training", mode)
+
+
+def _check_rows(model, loss_fn, named, X64, y, rng, eps, min_eps, max_entries, threshold, atol, floor_factor):
+    """``check_gradients``'s body, run in eval mode on float64 copies of the parameters."""
+    for _, p in named:
+        p.data = p.data.astype(np.float64)
+        p.grad = None
+    loss = loss_fn(model(Tensor(X64)), y)
+    if loss.size != 1:
+        raise ValueError(f"check_gradients(loss_fn): expected a scalar loss, received shape {loss.shape}")
+    loss.backward()
+
+    def f():
+        with no_grad():
+            return float(loss_fn(model(Tensor(X64)), y).data)
+
+    f0 = f()
+    rows = []
+    for name, p in named:
+        idx = range(p.size)
+        if max_entries is not None and p.size > max_entries:
+            idx = np.sort(rng.choice(p.size, size=max_entries, replace=False))
+        a_all = (p.grad if p.grad is not None else np.zeros_like(p.data)).reshape(-1)
+        flat = p.data.reshape(-1)  # NOTE: a view of the float64 copy: entries change in place, restored
+        a, n, floor, kink = [], [], [], []
+        for i in idx:
+            n_i, floor_i, kink_i = _entry(f, f0, flat, int(i), float(a_all[i]), eps, min_eps)
+            a.append(a_all[i]), n.append(n_i), floor.append(floor_i), kink.append(kink_i)
+        a, n, floor, kink = (np.asarray(v, dtype=dt) for v, dt in
+                             ((a, np.float64), (n, np.float64), (floor, np.float64), (kink, bool)))
+        keep = ~kink
+        ak, nk = a[keep], n[keep]
+        rows.append(dict(name=name, shape=p.shape, analytic_norm=float(np.linalg.norm(ak)),
+                         numeric_norm=float(np.linalg.norm(nk)), rel_error=relative_error(ak, nk),
+                         abs_error=float(np.linalg.norm(ak - nk)), floor=float(np.linalg.norm(floor[keep])),
+                         kinks=int(kink.sum()), checked=int(keep.sum())))
     return GradientReport(rows, threshold, atol, floor_factor)

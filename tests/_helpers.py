@@ -5,7 +5,19 @@ steps as a Ctrl-C would (a checkpoint, exit 130, one line on stderr).
 """
 import sys
 
+from gradbox import io as gio
 from gradbox.train import Callback
+
+
+def serialize(arrays, metadata=None, model=None) -> bytes:
+    """A whole gradbox file as bytes, as ``gradbox.io`` would write it."""
+    return b"".join(bytes(p) for p in gio._serialize_parts(arrays, metadata, model))
+
+
+def load_model_bytes(buf):
+    """``load_model`` of a file's bytes (no file on disk)."""
+    arrays, _, header = gio._parse(buf)
+    return gio._model_from_header(arrays, header)
 
 
 class StopAfterSteps(Callback):

@@ -325,6 +325,7 @@ def test_h5_without_h5py_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_shared_catvnoncat(shared_data):
+    pytest.importorskip("h5py")  # NOTE: the hdf5 extra
     ds = datasets.load(os.path.join(shared_data, "train_catvnoncat.h5"))
     assert ds.X.shape == (209, 12288) and ds.y.shape == (209,)
     assert ds.test[0].shape == (50, 12288) and ds.test[1].shape == (50,)

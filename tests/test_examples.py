@@ -29,6 +29,7 @@ def test_purchase_graph_matches_the_notes(simple, tmp_path):
 
 
 def test_cat_classifier_fast_course_equals_engine(shared_data, capsys):
+    pytest.importorskip("h5py")  # NOTE: the course's files are HDF5 (the hdf5 extra)
     ex = _load("cat_classifier")
     res = ex.run(os.path.join(shared_data, "train_catvnoncat.h5"), os.path.join(shared_data, "test_catvnoncat.h5"),
                  iterations=8, verbose=False)
@@ -55,6 +56,7 @@ def test_gradcheck_walkthrough_catches_the_broken_box():
 
 
 def test_digits_mlp_fast(tmp_path):
+    pytest.importorskip("matplotlib")  # NOTE: the example draws its curves (the cli extra)
     ex = _load("digits_mlp")
     curves = tmp_path / "curves.png"
     res = ex.run(epochs=2, curves=str(curves), verbose=False)

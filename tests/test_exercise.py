@@ -209,7 +209,7 @@ def test_in_place_change_of_an_input_is_reported():
 
     report = exercise.check_exercise(types.SimpleNamespace(relu_backward=relu_backward))
     assert not report.ok
-    assert "in place" in str(report)
+    assert "dA wrong — your function changed its input dA in place" in str(report)
 
 
 def test_wrong_return_type():
@@ -282,3 +282,12 @@ def test_readme_shows_the_real_report(tmp_path, capsys):
     shown = readme.split("forgets `keepdims=True` it prints, and exits 1:\n\n```\n", 1)[1].split("```", 1)[0]
     assert exercise.main([_write(tmp_path, README_LEARNER)]) == 1
     assert capsys.readouterr().out == shown
+
+
+def test_course_check_exercise_is_the_exercise_checker(tmp_path):
+    import gradbox.course as course
+
+    path = tmp_path / "learner.py"
+    path.write_text("from gradbox.course import linear_forward\n")
+    report = course.check_exercise(str(path))
+    assert report.ok and "linear_forward" in str(report)

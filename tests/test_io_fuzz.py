@@ -19,6 +19,7 @@ import pytest
 
 import gradbox as gb
 from gradbox import io as gio
+from tests._helpers import load_model_bytes, serialize
 from gradbox.io import ModelFileError
 
 from .gbx_bytes import load_model_bytes, serialize

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import gradbox as gb
 from gradbox import Tensor, nn
 from gradbox import io as gio
+from tests._helpers import load_model_bytes, serialize
 from gradbox.nn.module import LAYERS, get_layer_class, layer_name, state_slots
 
 from .gbx_bytes import serialize

@@ -444,3 +444,13 @@ def test_eval_mode_restores_each_modules_own_mode():
     with pytest.raises(RuntimeError), eval_mode(model):
         raise RuntimeError("restored even on errors")
     assert model.training and not model[1].training
+
+
+@pytest.mark.parametrize("name", ["gradbox.train", "gradbox.train.sampler", "gradbox.train.presets",
+                                  "gradbox.train.history", "gradbox._world"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0

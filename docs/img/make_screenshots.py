@@ -23,6 +23,7 @@ SHOTS = [  # (page, fragment, file, window)
     ("explain_ko", "#layer=2&phase=backward", "explain_backward_ko.png", "1280,1000"),
     ("explain_en", "#phase=update", "explain_update_en.png", "1280,800"),
     ("explain_ko", "#phase=history", "explain_history_ko.png", "1280,640"),
+    ("cnn_en", "#layer=1&phase=forward", "explain_conv_en.png", "1280,900"),
     ("graph_en", "#step=3", "graph_purchase_en.png", "1280,760"),
     ("graph_ko", "#step=5", "graph_purchase_ko.png", "1280,760"),
 ]
@@ -48,6 +49,16 @@ def main():
         print(f"explain page ({lang}): {page.size_bytes / 1e6:.2f} MB -> {pages[f'explain_{lang}']}")
         pages[f"graph_{lang}"] = os.path.join(tmp, f"graph_{lang}.html")
         write_graph_page(pages[f"graph_{lang}"], "purchase", lang)
+    # A small CNN on the digits as 8x8 images: conv filters and feature maps.
+    from gradbox import nn
+    images = X.reshape(-1, 1, 8, 8)
+    cnn = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(8 * 4 * 4, 10, rng=1))
+    h_cnn = gb.fit(cnn, images[:1400], ds.y[:1400], epochs=4, batch_size=64, seed=0, verbose=0,
+                   optimizer=gb.optim.SGD(cnn.parameters(), lr=0.05))
+    pages["cnn_en"] = os.path.join(tmp, "cnn_en.html")
+    page = write_explain_page(pages["cnn_en"], cnn, images[1400:1432], ds.y[1400:1432], lr=0.05, history=h_cnn)
+    print(f"CNN explain page: {page.size_bytes / 1e6:.2f} MB -> {pages['cnn_en']}")
     for key, frag, name, size in SHOTS:
         with tempfile.TemporaryDirectory() as profile:
             subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",

@@ -234,28 +234,42 @@ def _read_input(path, feature_names, n_features):
         raise CLIError(f"--input: no such file {path!r}")
     low = path.lower()
     if low.endswith(".npz"):
-        import zipfile
+        return _read_npz(path)
+    return _read_csv(path, feature_names, n_features)
 
-        try:
-            from ..datasets._files import open_npz
 
-            with open_npz(path) as z:
-                if not isinstance(z, np.lib.npyio.NpzFile):  # NOTE: an .npy file, whatever its name
-                    raise CLIError(f"--input {path}: expected an .npz file with an array X, received a single .npy "
-                                   "array")
-                keys = list(z.keys())
-                key = "X" if "X" in keys else (keys[0] if len(keys) == 1 else None)
-                if key is None:
-                    raise CLIError(f"--input {path}: expected an array named 'X', received arrays {keys}")
-                X = z[key]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            # NOTE: an empty file raises EOFError, a damaged zip BadZipFile (neither is a ValueError/OSError).
-            first = (str(exc) or type(exc).__name__).splitlines()[0]
-            raise CLIError(f"--input {path}: expected an .npz file with an array X, received unreadable data "
-                           f"({first})") from None
-        if X.dtype.kind not in "fiub":
-            raise CLIError(f"--input {path}: expected numeric features, received dtype {X.dtype}")
-        return X.astype(np.float64)
+def _npz_array(path):
+    from ..datasets._files import open_npz
+
+    with open_npz(path) as z:
+        if not isinstance(z, np.lib.npyio.NpzFile):  # NOTE: an .npy file, whatever its name
+            raise CLIError(f"--input {path}: expected an .npz file with an array X, received a single .npy array")
+        keys = list(z.keys())
+        key = "X" if "X" in keys else (keys[0] if len(keys) == 1 else None)
+        if key is None:
+            raise CLIError(f"--input {path}: expected an array named 'X', received arrays {keys}")
+        return z[key]
+
+
+def _read_npz(path):
+    import zipfile
+
+    try:
+        X = _npz_array(path)
+    except CLIError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        # NOTE: an empty file raises EOFError, a damaged zip BadZipFile (neither is a ValueError/OSError).
+        first = (str(exc) or type(exc).__name__).splitlines()[0]
+        raise CLIError(f"--input {path}: expected an .npz file with an array X, received unreadable data "
+                       f"({first})") from None
+    if X.dtype.kind not in "fiub":
+        raise CLIError(f"--input {path}: expected numeric features, received dtype {X.dtype}")
+    return X.astype(np.float64)
+
+
+def _read_csv(path, feature_names, n_features):
+    low = path.lower()
     if not low.endswith((".csv", ".txt")):
         raise CLIError(f"--input: expected a .csv or .npz file, received {os.path.basename(path)!r}")
     import csv

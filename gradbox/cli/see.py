@@ -15,7 +15,7 @@ import numpy as np
 from .main import add_common, usage_error
 from .model import _add_dataset_flags, _eval_data, load_model_file
 
-__all__ = ["cmd_explain", "cmd_graph", "register"]
+__all__ = ["cmd_explain", "cmd_exercise", "cmd_graph", "register", "report_page", "write_page"]
 
 
 def register(sub) -> None:
@@ -30,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--example", choices=EXAMPLES, help="purchase, purchase-simple, gates or mlp")
     p.add_argument("--out", help="output file: .svg, .png, .pdf or .dot (default: print DOT on stdout)")
     p.add_argument("--batch", type=int, default=4, help="batch size for a MODEL graph (default 4)")
+    _add_page_flags(p, "with --example: write the graph as a page that backpropagates one gate at a time")
     _add_dataset_flags(p, "data for a MODEL graph (default: the model's own test data)")
     add_common(p)
     p.set_defaults(func=cmd_graph)
@@ -46,8 +47,32 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float,
                    help="learning rate for lr·‖dW‖/‖W‖ (default: the model's own, else 0.001)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch and of a fresh model (default 0)")
+    _add_page_flags(p, "write one iteration, box by box, as a self-contained HTML page instead of the table")
     add_common(p)
     p.set_defaults(func=cmd_explain)
+
+    # gradbox exercise: see gradbox/exercise.py
+    from ..exercise import add_arguments
+
+    p = sub.add_parser("exercise", help="check a learner's course functions against gradbox.course",
+                       description="Run each function of FILE.py that carries a course name (linear_forward, "
+                                   "linear_backward, relu_backward, L_model_backward, update_parameters, "
+                                   "conv_forward, pool_backward, ...) against gradbox.course and report every "
+                                   "output; exit 1 if any is wrong.")
+    add_arguments(p)
+    add_common(p)
+    p.set_defaults(func=cmd_exercise)
+
+
+def _add_page_flags(p, html_help):
+    p.add_argument("--html", metavar="PAGE", help=html_help)
+    p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of the page (en, ko)")
+
+
+def cmd_exercise(args) -> int:
+    from ..exercise import run
+
+    return run(args)
 
 
 def _positive(value, name):
@@ -98,6 +123,16 @@ def cmd_graph(args) -> int:
         raise usage_error("give either MODEL or --example, not both")
     if not args.example and not args.model:
         raise usage_error("expected MODEL or --example purchase|purchase-simple|gates|mlp")
+    if args.html:
+        from ..page import write_graph_page
+
+        if not args.example:
+            raise usage_error("--html: expected --example purchase|purchase-simple|gates|mlp (a MODEL's page is "
+                              "gradbox explain MODEL --html PAGE)")
+        write_graph_page(args.html, args.example, args.lang)
+        if not args.quiet:
+            print(f"wrote {args.html}")
+        return 0
     graph = viz.example_graph(args.example) if args.example else _model_graph(args)
     if args.out:
         import warnings
@@ -165,9 +200,46 @@ def cmd_explain(args) -> int:
     else:
         model, Xb, yb, what, source = _fresh(args)
         lr = args.lr or _default_lr()
+    if args.html:
+        history = _run_history(args.model) if args.model else None
+        write_page(args.html, model, Xb, yb, lr, args.lang, history, None if args.quiet else print)
+        return 0
     print(f"model: {source}; data: {what}, batch of {len(Xb)}")
     print(explain(model, Xb, yb, lr=lr))
     return 0
+
+
+def write_page(path, model, Xb, yb, lr, lang, history, log=print):
+    """The explain page of one batch (``gradbox explain --html``, ``gradbox train --report``)."""
+    from ..page import write_explain_page
+
+    page = write_explain_page(path, model, Xb, yb, lr=lr, lang=lang, history=history)
+    if log is not None:
+        log(f"wrote {path} ({page.size_bytes / 1e6:.1f} MB): one iteration on a batch of {len(Xb)}, box by box")
+
+
+def _run_history(model_path):
+    """The per-epoch history of the run folder holding ``model_path`` (metrics.json), if any."""
+    import json
+
+    folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+    try:
+        with open(os.path.join(folder, "metrics.json"), encoding="utf-8") as f:
+            history = json.load(f).get("history")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return history if isinstance(history, dict) else None
+
+
+def report_page(run, lang="en", log=print, batch=64):
+    """``gradbox train --report``: RUN/explain.html for a finished run, on a batch of its own test data."""
+    import argparse
+
+    mf = load_model_file(os.path.join(run.out, "model.gbx"))
+    args = argparse.Namespace(dataset=None, target=None, n_samples=None, noise=None, seed=0)
+    Xb, yb, _ = _model_batch(args, mf, batch, "digits")
+    lr = _model_lr(mf) or _default_lr()
+    write_page(os.path.join(run.out, "explain.html"), mf.model, Xb, yb, lr, lang, run.history, log)
 
 
 def _default_lr():

@@ -59,6 +59,9 @@ def register(sub) -> None:
             kw = {"metavar": {int: "N", float: "X"}.get(kw.get("type"), "NAME"), **kw}
         p.add_argument(*flags, dest=dest, **kw)
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly from its checkpoint.gbx")
+    p.add_argument("--report", action="store_true", help="also write RUN/explain.html: one iteration of the "
+                   "trained model, box by box (gradbox explain --html)")
+    p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of --report's page (en, ko)")
     add_common(p)
     p.set_defaults(func=cmd_train)
 
@@ -79,7 +82,8 @@ def _log(args):
 def cmd_train(args) -> int:
     progress = not args.quiet
     if args.resume is None:
-        run.train(train_config(args), progress=progress, log=_log(args))
+        finished = run.train(train_config(args), progress=progress, log=_log(args))
+        _report(args, finished)
         return 0
     if args.config:
         raise usage_error("--resume: expected no --config (the run folder's config.json is used)")
@@ -87,7 +91,15 @@ def cmd_train(args) -> int:
     if fixed:
         raise usage_error(f"--resume uses the run's saved settings; remove --{fixed[0].replace('_', '-')} "
                           "(only --epochs may change)")
-    run.resume(args.resume, epochs=args.epochs, progress=progress, log=_log(args))
+    finished = run.resume(args.resume, epochs=args.epochs, progress=progress, log=_log(args))
+    _report(args, finished)
     return 0
+
+
+def _report(args, finished):
+    if getattr(args, "report", False):
+        from .see import report_page
+
+        report_page(finished, lang=args.lang, log=_log(args))
 
 

@@ -65,14 +65,26 @@ def short_list(a, digits=4) -> list:
     return out
 
 
+MAX_HEAT = 256   # heatmaps keep at most this many rows and columns (evenly spaced), to keep pages small
+
+
 def heat_entry(a2d, marked=None) -> dict:
     a2d = np.asarray(a2d, dtype=np.float64)
+    full = a2d.shape
+    rows = np.unique(np.linspace(0, full[0] - 1, min(full[0], MAX_HEAT)).round().astype(int))
+    cols = np.unique(np.linspace(0, full[1] - 1, min(full[1], MAX_HEAT)).round().astype(int))
+    if len(rows) < full[0] or len(cols) < full[1]:
+        a2d = a2d[np.ix_(rows, cols)]
+        if marked:
+            marked = [int(np.searchsorted(rows, i)) for i in marked if i in set(rows.tolist())]
     finite = a2d[np.isfinite(a2d)]
     # NOTE: the colour scale ends at the 99th percentile of |value|, so one outlier does not wash out the rest.
     vmax = float(np.percentile(np.abs(finite), 99)) if finite.size else 0.0
     if vmax == 0.0 and finite.size:
         vmax = float(np.abs(finite).max())
     entry = {"rows": int(a2d.shape[0]), "cols": int(a2d.shape[1]), "vmax": vmax, "v": short_list(a2d)}
+    if a2d.shape != full:
+        entry["subsampled_from"] = [int(full[0]), int(full[1])]
     if marked:
         entry["marked"] = [int(i) for i in marked]
     return entry

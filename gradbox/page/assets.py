@@ -44,13 +44,15 @@ td.num { text-align:right; font-family: "DejaVu Sans Mono", Menlo, monospace; }
 figure { margin:0; background:#fff; border:1px solid var(--line); padding:6px; }
 figcaption { font-size:12px; color:var(--muted); margin-top:4px; max-width:360px; }
 canvas.gb-heat { image-rendering: pixelated; display:block; }
-.small-multiples { display:flex; flex-wrap:wrap; gap:4px; max-width:380px; }
+.small-multiples { display:flex; flex-wrap:wrap; gap:4px; max-width:420px; }
+.small-multiples canvas { outline:1px solid #ccc; }
 .warn { color:#a05a00; font-size:13px; }
 .ok { color:#1b7f3b; } .fail { color:var(--grad); font-weight:600; }
 .note { color:var(--muted); font-size:12px; }
 .gc { font-family: "DejaVu Sans Mono", Menlo, monospace; font-size:14px; }
 #gb-errors { white-space:pre-wrap; color:var(--grad); }
 svg text { font-family: inherit; }
+svg.gb-graph { max-width: 100%; height: auto; }
 .gb-g { visibility:hidden; }
 .gb-g.shown { visibility:visible; }
 .gb-node.cur circle, .gb-node.cur rect { stroke:var(--grad); stroke-width:3; }

@@ -278,11 +278,16 @@ def build_explain_page(model, X, y, loss_fn=None, lr=0.01, lang="en", history=No
     - X: (m, n[0]) for an MLP, (m, C, H, W) for a CNN
     - W[l]: (n[l], n[l-1]); b[l]: (n[l],) here, (n[l], 1) in the notes
     """
+    from ..train.run import blas_threads
+
     X_arr, y_arr = _check_inputs(model, X, y, lr, lang)
-    modules, inputs, outputs, loss, target, loss_fn, grads = _run(model, X_arr, y_arr, loss_fn)
+    # NOTE: one BLAS thread, as `gradbox train` does: for layers this small threads cost more than
+    # they save (the numerical gradient runs the model twice per checked entry).
+    with blas_threads(1):
+        modules, inputs, outputs, loss, target, loss_fn, grads = _run(model, X_arr, y_arr, loss_fn)
+        rel_errors, _ = _gradcheck(model, loss_fn, X_arr, target, gradcheck_entries, seed)
+        cost_after = _cost_after_step(model, loss_fn, X_arr, target, grads, lr)
     names = {id(p): name for name, p in model.named_parameters()}
-    rel_errors, _ = _gradcheck(model, loss_fn, X_arr, target, gradcheck_entries, seed)
-    cost_after = _cost_after_step(model, loss_fn, X_arr, target, grads, lr)
     m = X_arr.shape[0]
     k = min(m, max_examples)
     blocks = _blocks(modules)
@@ -383,7 +388,7 @@ def _layer_info(l, blk, modules, inputs, outputs, grads, names, rel_errors, lr, 
         g = grads.get(id(p))
         full = names.get(id(p), pname)
         pj = {"name": full, "symbol": f"{sym}{l}", "shape": list(p.shape), "dtype": str(p.dtype),
-              "value": H.exact_list(p.data), "grad": None if g is None else H.exact_list(g),
+              "grad": None if g is None else H.exact_list(g),
               "norm": float(np.linalg.norm(p.data.astype(np.float64))),
               "grad_norm": None if g is None else float(np.linalg.norm(g.astype(np.float64))),
               "rel_error": rel_errors.get(full)}
@@ -423,16 +428,28 @@ def _shape_rows(lang, rows):
     return f"<table>{head}{body}</table>"
 
 
+def _kind(main, W):
+    """'linear', 'conv' (a 4-D weight), 'other' (parameters, another rule) or 'none'."""
+    if isinstance(main, nn.Linear):
+        return "linear"
+    if W is not None and W.ndim == 4:
+        return "conv"
+    return "other" if list(main.parameters()) else "none"
+
+
 def _forward_section(lang, l, info, m, k):
     main, W, b, Z, A, A_prev = info["main"], info["W"], info["b"], info["Z"], info["A"], info["A_prev"]
     prev = "X" if l == 1 else f"A[{l - 1}]"
     g = info["act_name"] or t(lang, "none_act")
     parts = [f'<section class="gb-step fwd" id="forward-{l}" data-frag="layer={l}&amp;phase=forward">',
              f"<h2>{H.esc(t(lang, 'forward'))} · {H.esc(t(lang, 'layer_n', l=l))}: {H.esc(info['desc'])}</h2>"]
-    if W is not None and W.ndim == 4:
+    kind = _kind(main, W)
+    if kind == "conv":
         formula = f"Z[l] = W[l] ∗ A[l−1] + b[l]   (convolution)\nA[l] = g(Z[l]),  g = {g}"
-    elif W is not None:
+    elif kind == "linear":
         formula = f"Z[l] = W[l]A[l−1] + b[l]\nA[l] = g(Z[l]),  g = {g}"
+    elif kind == "other":   # NOTE: a layer with parameters that is neither (BatchNorm, a user's layer)
+        formula = f"Z[l] = {type(main).__name__}(A[l−1]; W[l], b[l])\nA[l] = g(Z[l]),  g = {g}"
     else:
         formula = f"A[l] = {type(main).__name__}(A[l−1])"
     parts.append(f'<div class="formula">{H.esc(formula)}\n(l = {l}, A[l−1] = {prev})</div>')
@@ -513,11 +530,14 @@ def _backward_section(lang, l, info, m, k):
              f"<h2>{H.esc(t(lang, 'backward'))} · {H.esc(t(lang, 'layer_n', l=l))}: {H.esc(info['desc'])}</h2>"]
     dz_key = _DZ_KEY.get(type(act), "dZ_generic") if act is not None else "dZ_none"
     prev = "dX" if l == 1 else f"dA[{l - 1}]"
-    if W is not None:
+    kind = _kind(info["main"], W)
+    if kind in ("linear", "conv"):
         formula = f"{t(lang, dz_key)}\n{t(lang, 'linear_back')}"
-        if W.ndim == 4:
+        if kind == "conv":
             formula = f"{t(lang, dz_key)}\ndW[l] = Σ dZ[l] ∗ A[l−1],  db[l] = Σ dZ[l],  dA[l−1] = dZ[l] ∗ W[l] (full convolution)"
         formula += f"\n{t(lang, 'linear_back_note')}"
+    elif kind == "other":
+        formula = f"{t(lang, dz_key)}\ndW[l], db[l], dA[l−1] = {type(info['main']).__name__}.backward(dZ[l])"
     else:
         formula = f"dA[l−1] = {type(info['main']).__name__}'(dA[l])"
     parts.append(f'<div class="formula">dA[{l}] → dZ[{l}] → dW[{l}], db[{l}], {prev}\n{H.esc(formula)}</div>')

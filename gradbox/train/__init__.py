@@ -9,6 +9,7 @@ One file per job:
 - ``checkpoint.py``: the checkpoint format (save, validate, restore)
 - ``inference.py``: ``predict``, ``predict_proba``, ``evaluate``, ``eval_mode``
 - ``presets.py``: ``build_mlp``, ``make_optimizer`` and the CLI's name tables
+- ``config.py``: a run's configuration (``DEFAULTS``, ``resolve_config``, TOML) and its errors
 - ``run.py``: a whole run as a library API (config → data → model → fit → run folder, and resume)
 
 >>> import numpy as np, gradbox as gb
@@ -30,6 +31,7 @@ from .presets import (ACTIVATIONS, DEFAULT_INIT, DEFAULT_LR, OPTIMIZERS, build_m
                       optimizer_hyperparameters)
 from .sampler import RandomSampler
 from .trainer import Trainer, fit
+from . import run  # noqa: E402 - the run API: gradbox.train.run.train(config), .resume(path)
 
 __all__ = [
     "ACTIVATIONS",
