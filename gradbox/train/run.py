@@ -295,6 +295,10 @@ class RunLock:
 
     A lock left by a process that no longer exists (killed, crashed) is stale and taken over; one
     held by a live process refuses with a one-line ``RunError`` naming its pid.
+
+    NOTE: the pid is checked on this machine only (a folder shared over NFS by two hosts is not
+    protected), and a dead run's pid reused by another process makes its lock look live: the
+    message then names the file to delete.
     """
 
     def __init__(self, folder, flag="--out"):
