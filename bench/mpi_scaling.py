@@ -38,10 +38,33 @@ def n_params(layers=LAYERS):
     return sum(a * b + b for a, b in zip(layers[:-1], layers[1:]))
 
 
+LENET_PARAMS = (6 * 25 + 6) + (16 * 6 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+
+
+def build(net):
+    """(model, X, y): the 784-256-128-10 MLP on (N, 784), or LeNet-5 on (N, 1, 28, 28); float32."""
+    import gradbox as gb
+
+    rng = np.random.default_rng(0)
+    gb.manual_seed(0)
+    nn = gb.nn
+    if net == "mlp":
+        mods = []
+        for a, b in zip(LAYERS[:-1], LAYERS[1:]):
+            mods += [nn.Linear(a, b), nn.ReLU()]
+        X = rng.normal(size=(N_SAMPLES, LAYERS[0])).astype(np.float32)
+        return nn.Sequential(*mods[:-1]), X, rng.integers(0, LAYERS[-1], N_SAMPLES)
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
+                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
+                          nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    X = rng.normal(size=(N_SAMPLES, 1, 28, 28)).astype(np.float32)
+    return model, X, rng.integers(0, 10, N_SAMPLES)
+
+
 # --------------------------------------------------------------------------------------------
 # workers (run as child processes, alone or under mpiexec)
 # --------------------------------------------------------------------------------------------
-def worker_train(batch, steps, threads):
+def worker_train(batch, steps, threads, net="mlp"):
     from threadpoolctl import threadpool_limits
 
     import gradbox as gb
@@ -49,14 +72,7 @@ def worker_train(batch, steps, threads):
 
     threadpool_limits(threads)
     k = dist.size()
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(N_SAMPLES, LAYERS[0])).astype(np.float32)
-    y = rng.integers(0, LAYERS[-1], N_SAMPLES)
-    gb.manual_seed(0)
-    mods = []
-    for a, b in zip(LAYERS[:-1], LAYERS[1:]):
-        mods += [gb.nn.Linear(a, b), gb.nn.ReLU()]
-    model = gb.nn.Sequential(*mods[:-1])
+    model, X, y = build(net)
     opt = gb.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     sampler = dist.ShardedSampler(N_SAMPLES, batch, seed=1, rank=dist.rank(), size=k)
     if k > 1:
@@ -65,7 +81,7 @@ def worker_train(batch, steps, threads):
     loss_fn = gb.nn.CrossEntropyLoss()
     # NOTE: one preallocated shard buffer filled by np.take(out=...), as the Trainer does
     local = -(-min(batch, N_SAMPLES) // k)
-    xbuf = np.empty((local, LAYERS[0]), np.float32)
+    xbuf = np.empty((local,) + X.shape[1:], np.float32)
     ybuf = np.empty(local, y.dtype)
 
     def run(n_steps):
@@ -149,15 +165,15 @@ def _child(args, k, threads, timeout=600):
 CONFIGS = (("1p1t", 1, 1), ("1p2t", 1, 2), ("2p1t", 2, 1))
 
 
-def measure_throughput(batches, rounds, samples):
-    results = {b: {name: [] for name, _, _ in CONFIGS} for b in batches}
+def measure_throughput(batches, rounds, samples, net="mlp", configs=CONFIGS):
+    results = {b: {name: [] for name, _, _ in configs} for b in batches}
     for r in range(rounds):
         for b in batches:
-            order = CONFIGS[r % 3:] + CONFIGS[:r % 3]
+            order = configs[r % len(configs):] + configs[:r % len(configs)]
             for name, k, threads in order:
                 steps = max(4, samples // b)
                 res = _child(["--worker", "train", "--batch", str(b), "--steps", str(steps),
-                              "--threads", str(threads)], k, threads)
+                              "--threads", str(threads), "--net", net], k, threads)
                 results[b][name].append(res["samples_per_s"])
                 print(f"  round {r + 1} batch {b} {name}: {res['samples_per_s']:8.0f} samples/s", flush=True)
     return results
@@ -177,14 +193,20 @@ def ring_allreduce_s(k, nbytes, gbit_s, alpha):
     return 2 * (k - 1) / k * nbytes / (gbit_s * 1e9 / 8) + 2 * (k - 1) * alpha
 
 
-def scaling_table(c_per_sample, nbytes, global_batch, alphas, ks=(2, 4, 8, 16, 32, 64), gbits=(10, 100)):
+def scaling_table(c_per_sample, overhead_s, nbytes, global_batch, alphas, ks=(2, 4, 8, 16, 32, 64),
+                  gbits=(10, 100)):
+    """Efficiency (one-node time / K) / K-node time, per K and network.
+
+    One step on K nodes: ``o + c * b / K + allreduce(K)``; ``o`` is the per-step cost that does not
+    shrink with K (Python, the optimizer's update of every parameter on every rank).
+    """
     rows = []
     for k in ks:
         row = {"K": k}
+        one = overhead_s + c_per_sample * global_batch
         for g in gbits:
-            comm = ring_allreduce_s(k, nbytes, g, alphas[g])
-            compute = c_per_sample * global_batch / k
-            row[f"eff_{g}"] = compute / (compute + comm)
+            step = overhead_s + c_per_sample * global_batch / k + ring_allreduce_s(k, nbytes, g, alphas[g])
+            row[f"eff_{g}"] = one / (k * step)
         rows.append(row)
     return rows
 
@@ -192,6 +214,61 @@ def scaling_table(c_per_sample, nbytes, global_batch, alphas, ks=(2, 4, 8, 16, 3
 def crossover_batch(c_per_sample, nbytes, k, gbit_s, alpha):
     """Batch per rank below which the allreduce takes longer than the compute."""
     return ring_allreduce_s(k, nbytes, gbit_s, alpha) / c_per_sample
+
+
+def model_report(c, o, report):
+    nbytes = 4 * n_params()
+    alphas = {10: 25e-6, 100: 5e-6}  # NOTE: assumed network latencies per message (TCP 10 GbE, RDMA 100 Gb)
+    report.update(c_per_sample_s=c, overhead_per_step_s=o)
+    print(f"\n## scaling model: c = {c * 1e6:.1f} us/sample (1 process, 1 thread, batch 1024), o = {o * 1e3:.2f} ms "
+          f"per step (batch 1, minus c), {nbytes / 1e6:.2f} MB of float32 gradients, "
+          f"alpha 25 us @ 10 Gbit/s, 5 us @ 100 Gbit/s")
+    for gb_ in (1024, 256):
+        rows = scaling_table(c, o, nbytes, gb_, alphas)
+        report[f"model_{gb_}"] = rows
+        print(f"  global batch {gb_}:  " + "  ".join(
+            f"K={r['K']}: {100 * r['eff_10']:.0f}%/{100 * r['eff_100']:.0f}%" for r in rows))
+    cross = {k: {g: crossover_batch(c, nbytes, k, g, alphas[g]) for g in (10, 100)} for k in (2, 8, 64)}
+    report["crossover_batch_per_rank"] = cross
+    for k, v in cross.items():
+        print(f"  K={k}: the allreduce outlasts the compute below a batch per rank of {v[10]:.0f} at 10 Gbit/s, "
+              f"{v[100]:.0f} at 100 Gbit/s")
+
+
+def lenet_report(args):
+    """LeNet-5 (61,706 parameters): 1 vs 2 processes, and its scaling model."""
+    print(f"LeNet-5: {LENET_PARAMS:,} float32 parameters; load average before {os.getloadavg()[0]:.1f}", flush=True)
+    # NOTE: without the one-process two-thread configuration: on this machine it runs 5-10x slower
+    thr = measure_throughput((256, 64), args.rounds, args.samples, net="lenet", configs=(CONFIGS[0], CONFIGS[2]))
+    for b, res in thr.items():
+        rs = [x / y for x, y in zip(res["2p1t"], res["1p1t"])]
+        print(f"  batch {b:5d}: 2p1t / 1p1t = {statistics.median(rs):.2f}x  [{min(rs):.2f}, {max(rs):.2f}]"
+              f"   ({statistics.median(res['2p1t']):.0f} vs {statistics.median(res['1p1t']):.0f} samples/s)")
+    c = 1.0 / max(thr[256]["1p1t"])
+    o = max(0.0, min(_child(["--worker", "train", "--batch", "1", "--steps", "200", "--threads", "1", "--net",
+                             "lenet"], 1, 1)["step_s"] for _ in range(3)) - c)
+    nbytes = 4 * LENET_PARAMS
+    alphas = {10: 25e-6, 100: 5e-6}
+    print(f"  model: c = {c * 1e6:.0f} us/sample (batch 256), o = {o * 1e3:.2f} ms/step, {nbytes / 1e6:.2f} MB")
+    for gb_ in (256, 64):
+        rows = scaling_table(c, o, nbytes, gb_, alphas)
+        print(f"  global batch {gb_}:  " + "  ".join(
+            f"K={r['K']}: {100 * r['eff_10']:.0f}%/{100 * r['eff_100']:.0f}%" for r in rows))
+    for k in (2, 8, 64):
+        print(f"  K={k}: the allreduce outlasts the compute below a batch per rank of "
+              f"{crossover_batch(c, nbytes, k, 10, alphas[10]):.1f} at 10 Gbit/s, "
+              f"{crossover_batch(c, nbytes, k, 100, alphas[100]):.2f} at 100 Gbit/s")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"throughput": thr, "c_per_sample_s": c, "overhead_per_step_s": o}, f, indent=1)
+
+
+def measure_overhead(c, tries=3):
+    """Per-step time that does not scale with the batch: one process, one thread, batch 1, minus c."""
+    best = min(_child(["--worker", "train", "--batch", "1", "--steps", "400", "--threads", "1"], 1, 1)["step_s"]
+               for _ in range(tries))
+    return max(0.0, best - c)
 
 
 def main(argv=None):
@@ -203,12 +280,25 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json")
+    ap.add_argument("--net", choices=("mlp", "lenet"), default="mlp",
+                    help="with --lenet-only or --worker: the network")
+    ap.add_argument("--lenet-only", action="store_true",
+                    help="only the LeNet-5 throughput (batch 256 and 64) and its model")
+    ap.add_argument("--model-from", metavar="JSON", help="only the model, from a saved --json run")
+    ap.add_argument("--c", type=float, help="with --model-from: seconds per sample to use instead")
     args = ap.parse_args(argv)
     if args.worker == "train":
-        return worker_train(args.batch, args.steps, args.threads)
+        return worker_train(args.batch, args.steps, args.threads, args.net)
     if args.worker == "allreduce":
         return worker_allreduce([1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7], reps=50)
+    if args.model_from:  # the model again, from a saved run's measurements and a fresh overhead measurement
+        with open(args.model_from) as f:
+            saved = json.load(f)
+        c = saved["c_per_sample_s"] if args.c is None else args.c
+        return model_report(c, measure_overhead(c), {})
 
+    if args.lenet_only:
+        return lenet_report(args)
     print(f"MLP {'-'.join(map(str, LAYERS))}: {n_params():,} float32 parameters; {os.cpu_count()} cores, "
           f"load average before {os.getloadavg()[0]:.1f}", flush=True)
     print("allreduce between 2 local processes ...", flush=True)
@@ -237,20 +327,7 @@ def main(argv=None):
     report["ratios"] = ratios
     # compute per sample: one process, one thread, batch 1024 (the best rate over rounds: least disturbed)
     c = 1.0 / max(thr[1024]["1p1t"])
-    nbytes = 4 * n_params()
-    alphas = {10: 25e-6, 100: 5e-6}  # NOTE: assumed network latencies per message (TCP 10 GbE, RDMA 100 Gb)
-    report["c_per_sample_s"] = c
-    print(f"\n## scaling model: c = {c * 1e6:.1f} us/sample (1 process, 1 thread, batch 1024), "
-          f"{nbytes / 1e6:.2f} MB of float32 gradients, alpha 25 us @ 10 Gbit/s, 5 us @ 100 Gbit/s")
-    for gb_ in (1024, 256):
-        rows = scaling_table(c, nbytes, gb_, alphas)
-        report[f"model_{gb_}"] = rows
-        print(f"  global batch {gb_}:  " + "  ".join(
-            f"K={r['K']}: {100 * r['eff_10']:.0f}%/{100 * r['eff_100']:.0f}%" for r in rows))
-    cross = {g: crossover_batch(c, nbytes, 64, g, alphas[g]) for g in (10, 100)}
-    report["crossover_batch_per_rank_K64"] = cross
-    print(f"  communication dominates (K=64) below a batch per rank of {cross[10]:.0f} at 10 Gbit/s, "
-          f"{cross[100]:.0f} at 100 Gbit/s")
+    model_report(c, measure_overhead(c), report)
     print(f"load average after: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
     if args.json:
         with open(args.json, "w") as f:

@@ -23,14 +23,28 @@ def set_world(world) -> None:
     _WORLD = world
 
 
+def _current():
+    if _WORLD is None:
+        from . import distributed
+
+        # NOTE: launched by `mpiexec -n K` (K > 1), the MPI world answers even before a training
+        # call installs it: a run folder is created by rank 0 only. Reads environment variables;
+        # mpi4py loads only under such a launcher.
+        if distributed.launched_size() > 1:
+            return distributed
+    return _WORLD
+
+
 def rank() -> int:
     """This process's index in the world (0 without one)."""
-    return 0 if _WORLD is None else int(_WORLD.rank())
+    w = _current()
+    return 0 if w is None else int(w.rank())
 
 
 def size() -> int:
     """Number of processes in the world (1 without one)."""
-    return 1 if _WORLD is None else int(_WORLD.size())
+    w = _current()
+    return 1 if w is None else int(w.size())
 
 
 def is_main() -> bool:

@@ -36,6 +36,7 @@ _INSTALL_HINT = "pip install 'gradbox[mpi]'"
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 
 _comm = None           # the communicator once init() ran
+_batch_stats_sync = None  # a BatchStatsSync while a DataParallel set-up is open
 _prev_excepthook = None
 
 
@@ -46,6 +47,11 @@ def _mpi():
     except ImportError as exc:
         raise ImportError(f"gradbox.distributed: expected mpi4py ({_INSTALL_HINT}), received {exc}") from None
     return MPI
+
+
+def active_batch_stats_sync():
+    """The ``BatchStatsSync`` that batch normalisation uses while data-parallel training runs, else None."""
+    return _batch_stats_sync
 
 
 def launched_size() -> int:
@@ -110,14 +116,16 @@ def _abort_on_exception(exc_type, exc, tb):
     abort(f"{exc_type.__name__}: {exc}", code=1)
 
 
-def abort(message: str, code: int = 1):
-    """Print ``gradbox: rank R failed: <message>`` on stderr and end every rank of the job.
+def abort(message, code: int = 1):
+    """Print ``gradbox: rank R failed: <message>`` on stderr (unless ``message`` is None) and end
+    every rank of the job with exit status ``code``.
 
     For error handlers that exit non-zero (``sys.exit`` bypasses the exception hook): on one rank
     of many, a plain exit would leave the other ranks blocked in a collective.
     """
-    r = rank()
-    print(f"gradbox: rank {r} failed: {message}", file=sys.stderr, flush=True)
+    if message is not None:
+        print(f"gradbox: rank {rank()} failed: {message}", file=sys.stderr, flush=True)
+    sys.stderr.flush()
     sys.stdout.flush()
     if _comm is not None and _comm.Get_size() > 1:
         _comm.Abort(int(code) or 1)
@@ -453,6 +461,7 @@ class DistributedOptimizer:
                     view *= weight
                 flags[i] = 1
         self._extras[...] = self.extras
+        self.extras[...] = 0  # NOTE: a step whose caller set nothing sends zeros, not the last step's values
         self._buffer[-2] = weight
         self._buffer[-1] = 1.0 if self._stop_local else 0.0
         self.comm.Allreduce(self._MPI.IN_PLACE, self._buffer)
@@ -514,6 +523,12 @@ def sync_generator(rng, root=0):
     return rng
 
 
+def _has_batch_norm(model):
+    from .nn.normalization import _BatchNorm
+
+    return any(isinstance(m, _BatchNorm) for m in model.modules())
+
+
 def _install_world(world):
     """Make ``world`` the answer of ``gradbox._world`` (which process writes files and prints)."""
     try:
@@ -556,21 +571,23 @@ class DataParallel:
                  sampler_state=None, require_parallel=False, comm=None):
         self.comm = init(comm, require_parallel=require_parallel)
         _install_world(self)  # NOTE: from here on only rank 0 writes files and prints
-        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        r, k = self.comm.Get_rank(), self.comm.Get_size()
         check_same_data(X, y)
         broadcast_parameters(model)
         self.rng = rng if rng is not None else np.random.default_rng(seed)
-        self.sampler = ShardedSampler(len(X), shuffle=shuffle, seed=self.rng, rank=self.rank, size=self.size)
+        self.sampler = ShardedSampler(len(X), shuffle=shuffle, seed=self.rng, rank=r, size=k)
         if sampler_state is not None:
             self.sampler.load_state_dict(sampler_state)
         sync_generator(self.rng)
         if self.sampler.order is not None:
             self.comm.Bcast(self.sampler.order, root=0)
         if seed is None:
-            seed = self.comm.bcast(int(np.random.default_rng().integers(2**31)) if self.rank == 0 else None, root=0)
+            seed = self.comm.bcast(int(np.random.default_rng().integers(2**31)) if r == 0 else None, root=0)
         self.seed = int(seed)
         seed_rank_stream(self.seed, step)
         self.optimizer = DistributedOptimizer(optimizer, sampler=self.sampler, comm=self.comm, n_extras=3)
+        global _batch_stats_sync
+        _batch_stats_sync = BatchStatsSync(self.comm)  # NOTE: BatchNorm normalises over the global batch
 
     @classmethod
     def for_trainer(cls, trainer, X, y, *, require_parallel=False):
@@ -585,6 +602,17 @@ class DataParallel:
         if not isinstance(original, (RandomSampler, ShardedSampler)):
             raise TypeError(f"distributed: expected the trainer's own RandomSampler to shard, received a "
                             f"{type(original).__name__} (shard it yourself and pass distributed=False)")
+        k = init(require_parallel=require_parallel).Get_size()
+        n = len(X)
+        bs = min(trainer.batch_size or n, n)
+        smallest = min(bs, n % bs or bs)
+        if smallest < k and _has_batch_norm(trainer.model):
+            # NOTE: a rank with an empty shard runs no forward pass, but BatchNorm's statistics
+            # exchange needs every rank
+            raise ValueError(f"distributed: expected every global batch to hold at least {k} samples (one per "
+                             f"rank) with BatchNorm layers, received batch_size={trainer.batch_size} on {n} "
+                             f"samples (smallest batch {smallest}); choose a batch size whose last batch is "
+                             f"not smaller than {k}")
         dp = cls(trainer.model, trainer.optimizer, X, y, shuffle=original.shuffle, rng=original.rng,
                  seed=trainer.seed, step=trainer.global_step, sampler_state=original.state_dict(),
                  require_parallel=require_parallel)
@@ -613,6 +641,8 @@ class DataParallel:
 
     def close(self):
         """Stop averaging (removes the optimizer's hook); a trainer gets its own sampler back, in step."""
+        global _batch_stats_sync
+        _batch_stats_sync = None
         self.optimizer.remove()
         trainer = getattr(self, "_trainer", None)
         if trainer is not None:

@@ -42,9 +42,10 @@ def _import_onnx():
 class _Graph:
     """The nodes and initializers being built, with unique names."""
 
-    def __init__(self, onnx, dtype):
-        self.onnx, self.dtype = onnx, np.dtype(dtype)
+    def __init__(self, onnx, dtype, opset):
+        self.onnx, self.dtype, self.opset = onnx, np.dtype(dtype), int(opset)
         self.nodes, self.initializers, self._count = [], [], 0
+        self.in_rank = None  # the rank of the current layer's input
 
     def name(self, hint):
         self._count += 1
@@ -167,9 +168,19 @@ def _batch_norm(g, m, cfg, x):
     weight, bias = _array(getattr(m, "weight", None)), _array(getattr(m, "bias", None))
     weight = np.ones_like(mean) if weight is None else weight
     bias = np.zeros_like(mean) if bias is None else bias
+    eps = float(_cfg(m, cfg, "eps", 1e-5))
+    if g.opset < 14:
+        # NOTE: BatchNormalization-9 (opsets 9-13) has a `momentum` attribute with a default, and
+        # onnx.reference's implementation then mixes in the batch's statistics (onnxruntime does not).
+        # There, the same inference arithmetic as x * a + b, per channel, gives every runtime one answer.
+        a = weight.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+        b = bias.astype(np.float64) - mean.astype(np.float64) * a
+        shape = (-1,) + (1,) * (g.in_rank - 2)  # channels on axis 1 of (N, C, ...)
+        x = g.node("Mul", [x, g.param("bn_scale", a.reshape(shape))], "batchnorm_scaled")
+        return g.node("Add", [x, g.param("bn_shift", b.reshape(shape))], "batchnorm")
     inputs = [x, g.param("scale", weight), g.param("shift", bias), g.param("running_mean", mean),
               g.param("running_var", var)]
-    return g.node("BatchNormalization", inputs, "batchnorm", epsilon=float(_cfg(m, cfg, "eps", 1e-5)))
+    return g.node("BatchNormalization", inputs, "batchnorm", epsilon=eps)
 
 
 # NOTE: the one place that knows how each layer type becomes ONNX, keyed by registry name.
@@ -191,14 +202,17 @@ _EXPORTERS = {
 
 
 # --- inputs -----------------------------------------------------------------------------------
-def _layers(model):
-    from .nn import Module, Sequential
+def _layers(model, where="model"):
+    """``(where, layer)`` of every layer in order; gradbox's own Sequential, nested or not, is
+    unrolled (``model[2][1]``), any other module is one layer."""
+    from .nn import Module
+    from .nn.module import layer_name
 
-    if isinstance(model, Sequential):
-        return list(model)
-    if isinstance(model, Module):
-        return [model]
-    raise TypeError(f"model: expected a gradbox.nn.Module or a ModelFile, received {type(model).__name__}")
+    if not isinstance(model, Module):
+        raise TypeError(f"model: expected a gradbox.nn.Module or a ModelFile, received {type(model).__name__}")
+    if layer_name(model) != "Sequential":
+        return [(where, model)]
+    return [leaf for i, m in enumerate(model) for leaf in _layers(m, f"{where}[{i}]")]
 
 
 def _model_dtype(model):
@@ -305,38 +319,42 @@ def export(model, path, input_shape=None, opset=None, preprocessing=None, metada
         raise ValueError(f"opset: expected an int from {MIN_OPSET} to {newest}, received {opset!r}")
     # refuse an unknown layer before any work, naming it
     names = []
-    for i, m in enumerate(layers):
+    for where, m in layers:
         name = layer_name(m)
         if name not in _EXPORTERS:
-            raise TypeError(f"model[{i}] ({type(m).__name__}): cannot be exported to ONNX "
+            raise TypeError(f"{where} ({type(m).__name__}): cannot be exported to ONNX "
                             f"(supported layers: {', '.join(_EXPORTERS)})")
         names.append(name)
+    layers = [m for _, m in layers]
     shape = _input_shape(layers, input_shape)
     dtype = _model_dtype(model)
-    # run gradbox once on a zero batch: refuses an input_shape the model cannot take, gives the output width
+    # run gradbox once on a zero batch, layer by layer: refuses an input_shape the model cannot take,
+    # gives each layer's input rank and the output width
     from . import no_grad
+    from .nn import eval_mode
     from .tensor import Tensor
 
-    was = [(m, m.training) for m in model.modules()]
-    model.eval()
+    ranks = []  # each layer's input rank, for exporters that broadcast per channel
     try:
-        with no_grad():
-            out = model(Tensor(np.zeros((1, *shape[1:]), dtype=dtype))).data
+        with eval_mode(model), no_grad():
+            out = Tensor(np.zeros((1, *shape[1:]), dtype=dtype))
+            for m in layers:
+                ranks.append(out.ndim)
+                out = m(out)
+            out = out.data
     except (ValueError, TypeError) as exc:
         raise ValueError(f"input_shape {shape}: the model refuses such input: {exc}") from None
-    finally:
-        for m, mode in was:
-            object.__setattr__(m, "training", mode)
     pre = _check_preprocessing(preprocessing, shape[1:])
 
-    g = _Graph(onnx, dtype)
+    g = _Graph(onnx, dtype, opset)
     elem = getattr(onnx.TensorProto, _DTYPES[dtype])
     x = "input"
     if pre is not None:
         mean, scale = pre
         x = g.node("Sub", [x, g.param("norm_mean", mean)], "centred")
         x = g.node("Div", [x, g.param("norm_scale", scale)], "standardised")
-    for m, name in zip(layers, names):
+    for m, name, rank in zip(layers, names, ranks):
+        g.in_rank = rank
         x = _EXPORTERS[name](g, m, m.get_config(), x)
     g.node("Identity", [x], output="logits")
     width = out.shape[-1] if out.ndim >= 2 else 1
@@ -384,7 +402,7 @@ def export_model_file(model_path, out_path, opset=None, input_shape=None):
     proto = export(mf, out_path, input_shape=input_shape, opset=opset)
     n = len(proto.graph.node)
     opset_used = proto.opset_import[0].version
-    pre = " with its standardisation" if any(nd.op_type == "Sub" for nd in proto.graph.node[:1]) else ""
+    pre = " with its standardisation" if any(p.key == "preprocessing" for p in proto.metadata_props) else ""
     return f"wrote {os.fspath(out_path)}: ONNX opset {opset_used}, {n} nodes{pre}; outputs logits, probabilities"
 
 

@@ -1,8 +1,9 @@
 """``gradbox.explain``: one forward and backward pass, reported layer by layer in the notes' terms.
 
-For each ``Linear`` layer l (with the activation that follows it) the report shows
-the shapes of W[l], b[l], Z[l], A[l] both batch-first (as the engine stores them)
-and in the notes' column notation (n[l], m), the shapes and norms of dZ, dW, db
+For each ``Linear`` or ``Conv2d`` layer l (with the BatchNorm and activation that follow it)
+the report shows the shapes of W[l], b[l], Z[l], A[l] both batch-first (as the engine stores
+them) and in the notes' column notation (n[l], m) -- for images the course's (m, n_H, n_W, n_C),
+with a table of every layer's output (pooling too) in both layouts -- the shapes and norms of dZ, dW, db
 and dA, the update/weight ratio lr·‖dW‖/‖W‖, the share of dead ReLUs and of
 saturated sigmoid/tanh units. It checks the notes' dimension rules
 (dW ~ W, db ~ b, dZ ~ Z, dA ~ A) and warns about vanishing and exploding gradients.
@@ -43,8 +44,17 @@ def _norm(a):
 
 
 def _weighted(module) -> bool:
-    """A layer the report gives a row: one with a ``weight`` parameter (Linear; later convolutions)."""
-    return isinstance(module._parameters.get("weight"), nn.Parameter)
+    """A layer the report gives a row: one with a weight matrix or kernel (Linear, Conv2d).
+
+    NOTE: a BatchNorm's ``weight`` is a vector of per-feature scales (γ); it is reported as part of
+    the row of the layer before it, as Dropout is.
+    """
+    w = module._parameters.get("weight")
+    return isinstance(w, nn.Parameter) and w.ndim >= 2
+
+
+def _is_norm(module) -> bool:
+    return type(module).__name__.startswith("BatchNorm")
 
 
 def _flatten(model):
@@ -59,11 +69,24 @@ def _flatten(model):
 
 
 def _notes(shape_batch_first):
-    """(m, n) -> '(n, m)' -- the notes keep one example per column."""
+    """The notes' and courses' layout of an activation: (m, n) -> (n, m), one example per column;
+    images (m, C, H, W) -> (m, n_H, n_W, n_C), the layout of the course's convolution notebooks."""
     if len(shape_batch_first) == 2:
         m, n = shape_batch_first
         return (n, m)
+    if len(shape_batch_first) == 4:
+        m, c, h, w = shape_batch_first
+        return (m, h, w, c)
     return tuple(reversed(shape_batch_first))
+
+
+def _weight_notes(shape):
+    """A weight in the notes' layout: Linear (n[l], n[l-1]) as stored; a kernel (C_out, C_in, kh, kw)
+    -> (f_h, f_w, n_C_prev, n_C), the course's W."""
+    if len(shape) == 4:
+        out_c, in_c, kh, kw = shape
+        return (kh, kw, in_c, out_c)
+    return tuple(shape)
 
 
 def _fmt_shape(s):
@@ -82,20 +105,37 @@ class ExplainReport:
     batch_size: int
     checks_passed: bool = True
     notes: list = field(default_factory=list)
+    layers: list = field(default_factory=list)  # one dict per layer (and the input): name, shapes in both layouts
 
     def __str__(self):
         return self.table()
 
+    def _layer_table(self) -> list:
+        """Every layer's output in the engine's NCHW and the course's (m, n_H, n_W, n_C) layout."""
+        head = (f"{'#':>2}  {'layer':<30}{'output NCHW (m, C, H, W)':<26}{'course (m, n_H, n_W, n_C)':<27}"
+                f"{'W engine':<16}{'W course (f, f, n_C_prev, n_C)'}")
+        out = ["layer shapes (forward): the engine's NCHW and the course's (m, n_H, n_W, n_C);",
+               "flat activations (m, n) are (n, m) in the notes", head, "-" * len(head)]
+        for r in self.layers:
+            out.append(f"{r['index']:>2}  {r['name']:<30}{_fmt_shape(r['shape']):<26}{_fmt_shape(r['notes']):<27}"
+                       f"{_fmt_shape(r['W_shape']):<16}{_fmt_shape(r['W_notes'])}")
+        return out + [""]
+
     def table(self) -> str:
         out = [f"explain: one forward + backward on a batch of m = {self.batch_size}, "
                f"{self.loss_name} = {self.loss:.6g}, lr = {self.lr:g}", ""]
-        head = (f"{'l':>2}  {'layer':<22}{'W[l] (n[l], n[l-1])':<20}{'b[l] notes':<12}"
-                f"{'Z, A batch-first':<18}{'Z, A notes (n[l], m)':<21}")
+        conv = any(r.get("kind") == "conv" for r in self.rows)
+        # NOTE: with convolutions W[l] is (C_out, C_in, kh, kw) and the notes' column is the course's layout
+        head = (f"{'l':>2}  {'layer':<26}{'W[l] engine' if conv else 'W[l] (n[l], n[l-1])':<20}"
+                f"{'b[l] notes':<14}{'Z, A batch-first':<18}"
+                f"{'Z, A notes/course' if conv else 'Z, A notes (n[l], m)':<21}")
+        if any(len(r["shape"]) == 4 for r in self.layers):
+            out += self._layer_table()
         out += ["shapes (forward)", head, "-" * len(head)]
         for r in self.rows:
             out.append(
-                f"{r['layer']:>2}  {r['description']:<22}{_fmt_shape(r['W_shape']):<20}"
-                f"{_fmt_shape(r['b_notes']):<12}{_fmt_shape(r['Z_shape']):<18}{_fmt_shape(r['Z_notes']):<21}"
+                f"{r['layer']:>2}  {r['description']:<26}{_fmt_shape(r['W_shape']):<20}"
+                f"{_fmt_shape(r['b_notes']):<14}{_fmt_shape(r['Z_shape']):<18}{_fmt_shape(r['Z_notes']):<21}"
             )
         head = f"{'l':>2}  {'dZ':<14}{'dW':<14}{'db':<10}{'dA':<14}  each gradient has its variable's shape"
         out += ["", "gradient shapes (batch-first)", head, "-" * len(head)]
@@ -147,7 +187,7 @@ def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
         follows it (a layer whose class sets ``is_activation``; ``unit_health`` reports dead
         or saturated units). Run in eval mode (dropout off); its mode and gradients are
         restored afterwards.
-    X : array (m, n_x) -- batch-first, as the engine takes it
+    X : array (m, n_x) or images (m, C, H, W) -- batch-first, as the engine takes it
     y : labels (m,) of ints, or targets
     loss_fn : callable ``loss_fn(output, y)``, optional
         Default: ``CrossEntropyLoss`` for integer labels and more than one output,
@@ -163,6 +203,9 @@ def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
     -----
     - X: (m, n_x); W[l]: (n[l], n[l-1]); b[l]: (n[l],) here, (n[l], 1) in the notes;
       Z[l], A[l]: (m, n[l]) here, (n[l], m) in the notes
+    - images X: (m, C, H, W) here, (m, n_H, n_W, n_C) in the course; a Conv2d's W[l]:
+      (C_out, C_in, f, f) here, (f, f, n_C_prev, n_C) in the course; b[l]: (C_out,) here,
+      (1, 1, 1, n_C) in the course
     """
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"explain(model): expected an nn.Sequential, received {type(model).__name__}")
@@ -188,13 +231,14 @@ def explain(model, X, y, loss_fn=None, lr=None) -> ExplainReport:
     saved_grads = [p.grad for p in params]
     try:
         with nn.eval_mode(model):
-            loss, loss_name, rows = _one_pass(modules, params, X_arr.astype(dtype, copy=False), y, loss_fn, lr)
+            loss, loss_name, rows, layers = _one_pass(modules, params, X_arr.astype(dtype, copy=False), y, loss_fn,
+                                                      lr)
     finally:
         for p, g in zip(params, saved_grads):
             p.grad = g
     warnings, checks = _diagnose(rows, lr)
     return ExplainReport(rows=rows, warnings=warnings, loss=float(loss.data), loss_name=loss_name, lr=float(lr),
-                         batch_size=m, checks_passed=checks)
+                         batch_size=m, checks_passed=checks, layers=layers)
 
 
 def _one_pass(modules, params, X_arr, y, loss_fn, lr):
@@ -218,7 +262,28 @@ def _one_pass(modules, params, X_arr, y, loss_fn, lr):
         raise ValueError("explain(loss_fn): expected a scalar Tensor loss, received "
                          f"{type(loss).__name__} of shape {getattr(loss, 'shape', None)}")
     loss.backward()
-    return loss, loss_name, _rows(modules, outputs, lr, X_arr.shape[0])
+    return loss, loss_name, _rows(modules, outputs, lr, X_arr.shape[0]), _layers(modules, X_arr, outputs)
+
+
+def _course_name(mod) -> str:
+    """A layer with its hyperparameters in the course's names (f, stride, pad)."""
+    name = type(mod).__name__
+    k, st, pad = (getattr(mod, a, None) for a in ("kernel_size", "stride", "padding"))
+    if k is None:
+        return name
+    sq = lambda v: str(v[0]) if isinstance(v, tuple) and len(v) == 2 and v[0] == v[1] else str(v)
+    return f"{name} f={sq(k)} stride={sq(st)} pad={sq(pad)}"
+
+
+def _layers(modules, X_arr, outputs):
+    rows = [dict(index="X", name="input", shape=tuple(X_arr.shape), notes=_notes(X_arr.shape),
+                 W_shape=None, W_notes=None)]
+    for i, (mod, out) in enumerate(zip(modules, outputs)):
+        w = mod._parameters.get("weight") if _weighted(mod) else None
+        rows.append(dict(index=i, name=_course_name(mod), shape=tuple(out.shape), notes=_notes(out.shape),
+                         W_shape=None if w is None else tuple(w.shape),
+                         W_notes=None if w is None else _weight_notes(w.shape)))
+    return rows
 
 
 def _rows(modules, outputs, lr, m):
@@ -232,8 +297,13 @@ def _rows(modules, outputs, lr, m):
         Z = outputs[i]
         act, A = None, Z
         j = i + 1
-        while j < len(modules) and outputs[j] is outputs[j - 1]:
-            j += 1  # a layer that hands its input on unchanged (Dropout in eval) between a layer and g
+        between = []
+        # NOTE: between a layer and its g: layers that hand their input on unchanged (Dropout in
+        # eval) and batch normalisation (Z -> Z̃, whose γ, β belong to this row's layer).
+        while j < len(modules) and (outputs[j] is outputs[j - 1] or _is_norm(modules[j])):
+            if _is_norm(modules[j]):
+                between.append(type(modules[j]).__name__)
+            j += 1
         if j < len(modules) and getattr(modules[j], "is_activation", False):
             act, A = modules[j], outputs[j]
         W, b = mod.weight, mod._parameters.get("bias")
@@ -253,11 +323,15 @@ def _rows(modules, outputs, lr, m):
             "dA ~ A": dA is not None and dA.shape == A.shape,
         }
         layer = len(rows) + 1
-        desc = f"{type(mod).__name__}({W.shape[1]}→{W.shape[0]})" + (f"+{act_name}" if act_name else "")
+        conv = W.ndim == 4
+        desc = f"{'Conv' if conv else type(mod).__name__}({W.shape[1]}→{W.shape[0]}"
+        desc += f", {W.shape[2]}×{W.shape[3]})" if conv else ")"
+        desc += "".join("+BN" for _ in between) + (f"+{act_name}" if act_name else "")
         rows.append(dict(
-            layer=layer, description=desc, activation=act_name,
-            W_shape=W.shape, b_shape=b.shape if b is not None else None,
-            b_notes=(b.shape[0], 1) if b is not None else None,
+            layer=layer, description=desc, activation=act_name, kind="conv" if conv else "dense",
+            normalization=between[0] if between else None,
+            W_shape=W.shape, W_notes=_weight_notes(W.shape), b_shape=b.shape if b is not None else None,
+            b_notes=((1, 1, 1, b.shape[0]) if conv else (b.shape[0], 1)) if b is not None else None,
             Z_shape=Z.shape, A_shape=A.shape, Z_notes=_notes(Z.shape), A_notes=_notes(A.shape),
             dZ_shape=dZ.shape if dZ is not None else None, dW_shape=dW.shape if dW is not None else None,
             db_shape=db.shape if db is not None else None, dA_shape=dA.shape if dA is not None else None,
@@ -265,7 +339,7 @@ def _rows(modules, outputs, lr, m):
             grad_ratio=ratio, update_ratio=lr * ratio, dead_relu=dead, saturated=sat,
             dims=dims, dims_ok=all(dims.values()),
         ))
-        i = j + 1 if act is not None else i + 1
+        i = j + 1 if act is not None else max(i + 1, j)
     return rows
 
 

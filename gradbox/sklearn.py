@@ -294,6 +294,13 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be "
                               "clipped", UserWarning)
             batch_size = min(self.batch_size, n)
+        if self.batch_norm:
+            if n < 2:
+                raise ValueError(f"batch_norm: expected at least 2 samples to train on, received n_samples={n}")
+            # NOTE: BatchNorm cannot train on a batch of one sample: enlarge the batches until the last
+            # one holds at least two (ends at batch_size = n)
+            while n % batch_size == 1:
+                batch_size += 1
         self._n_train = n  # samples per epoch, for t_
         weights = [m.weight for m in self.model_.modules() if isinstance(m, nn.Linear)]
         loss = (_PenalizedCrossEntropy if self._is_classifier else _PenalizedHalfSquaredError)(weights, self.alpha)

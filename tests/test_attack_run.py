@@ -231,8 +231,8 @@ def test_sigterm_saves_a_checkpoint(tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait(timeout=30)
-    assert p.returncode == 143, err
-    line = one_line_error(143, err, 143, "terminated (SIGTERM) at epoch", f"--resume {out}")
+    assert p.returncode == 130, err
+    line = one_line_error(130, err, 130, "by SIGTERM; checkpoint saved", f"--resume {out}")
     _, meta = load_checkpoint_file(os.path.join(out, "checkpoint.gbx"))
     # the epoch named is the one in progress, as --resume says
     assert f"at epoch {meta['epoch'] + 1}, step {meta['step']}" in line

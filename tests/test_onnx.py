@@ -28,14 +28,8 @@ def _ort_or_reference():
 def _gradbox(model, X):
     """gradbox's logits (eval mode, no graph) for input of any rank, and its probabilities as
     ``gradbox.train.predict_proba`` computes them (softmax, or sigmoid of a single logit)."""
-    was = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with gb.no_grad():
-            z = model(gb.Tensor(X)).data
-    finally:
-        for m, mode in was:
-            m.training = mode
+    with nn.eval_mode(model), gb.no_grad():
+        z = model(gb.Tensor(X)).data
     z64 = z.astype(np.float64)
     if z.shape[1] == 1:
         p = 1 / (1 + np.exp(-z64))
@@ -104,9 +98,10 @@ WORST = {}  # layer type -> worst |onnx - gradbox| over batches and opsets, prin
 @pytest.fixture(scope="module", autouse=True)
 def _report_worst(request):
     yield
-    if WORST:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if WORST and capture is not None:
         lines = [f"  {name:40s} {diff:.3g}" for name, diff in WORST.items()]
-        with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+        with capture.global_and_fixture_disabled():
             print("\nworst |ONNX - gradbox| per layer type (float32, batches 1/7/1000, opsets 13/17/21):")
             print("\n".join(lines))
 
@@ -125,6 +120,9 @@ def test_every_layer_type_matches_gradbox(tmp_path, name, build, shape, opset):
     assert proto.opset_import[0].version == opset
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert [o.name for o in proto.graph.output] == ["logits", "probabilities"]
+    ops = {node.op_type for node in proto.graph.node}
+    if name.startswith("BatchNorm"):  # Mul + Add at opset 13 (see gradbox/onnx.py's _batch_norm)
+        assert ("BatchNormalization" in ops) == (opset >= 14)
     worst = 0.0
     for n in BATCHES:
         X = rng.normal(size=(n, *shape)).astype(np.float32)
@@ -137,6 +135,8 @@ def test_every_layer_type_matches_gradbox(tmp_path, name, build, shape, opset):
             np.testing.assert_allclose(got["probabilities"], predict_proba(model, X.reshape(n, -1)) if X.ndim == 2
                                        else proba, rtol=TOL, atol=TOL)
         worst = max(worst, float(np.abs(got["logits"] - want).max()))
+        if n == 7:  # the fallback evaluator gives the same, layer by layer
+            np.testing.assert_allclose(gonnx.run(path, X, backend="reference")["logits"], want, rtol=TOL, atol=TOL)
     WORST[name] = max(WORST.get(name, 0.0), worst)
 
 
@@ -338,3 +338,48 @@ def test_preprocessing_of_shaped_inputs_is_per_flat_feature(tmp_path):
     np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
     with pytest.raises(ValueError, match="of 12 features"):
         gonnx.export(model, tmp_path / "m.onnx", input_shape=(None, 3, 4), preprocessing=(mean[:4], scale[:4]))
+
+
+def _gradbox_cli(*args, cwd=None):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "gradbox", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_export_then_onnxruntime_equals_the_model_files_predictions(tmp_path, digits_model_file):
+    path, X, _, _ = digits_model_file
+    out = tmp_path / "digits.onnx"
+    res = _gradbox_cli("export", path, "--format", "onnx", "--out", out, "--opset", 21)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"wrote {out}: ONNX opset 21") and "standardisation" in res.stdout
+    raw = X[:300].astype(np.float32)
+    got = gonnx.run(out, raw)["probabilities"]
+    # what `gradbox predict` prints: the model file's own preprocessing applied
+    np.testing.assert_allclose(got, gb.io.load_model(path).predict_proba(raw), rtol=TOL, atol=TOL)
+    assert _gradbox_cli("export", path, "--out", tmp_path / "q.onnx", "--quiet").stdout == ""
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["export", "missing.gbx", "--out", "m.onnx"], 1, "gradbox: error: "),
+    (["export", "MODEL", "--out", "m.onnx", "--opset", "5"], 1, "gradbox: error: opset: expected an int from 13"),
+    (["export", "MODEL", "--format", "tflite", "--out", "m.onnx"], 2, "invalid choice: 'tflite'"),
+    (["export", "MODEL"], 2, "--out"),
+])
+def test_cli_export_errors_are_one_line(tmp_path, digits_model_file, args, code, message):
+    args = [str(digits_model_file[0]) if a == "MODEL" else a for a in args]
+    res = _gradbox_cli(*args, cwd=tmp_path)
+    assert res.returncode == code and message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_nested_sequentials_are_unrolled_and_named(tmp_path):
+    inner = nn.Sequential(nn.Linear(8, 8, rng=1), nn.Tanh())
+    model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), inner, nn.Linear(8, 2, rng=2))
+    gonnx.export(model, tmp_path / "m.onnx")
+    X = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+    np.testing.assert_allclose(gonnx.run(tmp_path / "m.onnx", X)["logits"], _gradbox(model, X)[0], rtol=TOL, atol=TOL)
+    inner.append(MyLayer())
+    with pytest.raises(TypeError, match=r"model\[2\]\[2\] \(MyLayer\): cannot be exported to ONNX"):
+        gonnx.export(model, tmp_path / "m2.onnx")

@@ -39,8 +39,15 @@ def _expected_failures(estimator):
     return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
 
 
+_ESTIMATORS = [MLPClassifier(), MLPRegressor()]
+if getattr(nn, "BatchNorm1d", None) is not None:
+    # gradbox's extras pass too (in float64: float32 predictions of a subset differ from the whole
+    # batch's in the 7th digit, beyond check_methods_subset_invariance's 1e-7)
+    _ESTIMATORS += [MLPClassifier(dropout=0.1, batch_norm=True), MLPRegressor(dropout=0.1, batch_norm=True)]
+
+
 # NOTE: the estimators' real defaults (max_iter=200, as scikit-learn's): no test-only settings.
-@parametrize_with_checks([MLPClassifier(), MLPRegressor()], expected_failed_checks=_expected_failures)
+@parametrize_with_checks(_ESTIMATORS, expected_failed_checks=_expected_failures)
 def test_sklearn_check_estimator(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -309,16 +316,20 @@ def test_pickle_and_joblib_round_trip():
     np.testing.assert_array_equal(clone_p.predict_proba(X), clone_j.predict_proba(X))
 
 
-def test_save_model_of_the_fitted_network(tmp_path):
+@pytest.mark.parametrize("extras", [{}, {"dropout": 0.2, "dtype": "float32"}, {"batch_norm": True}])
+def test_save_model_of_the_fitted_network(tmp_path, extras):
+    if extras.get("batch_norm") and getattr(nn, "BatchNorm1d", None) is None:
+        pytest.skip("gradbox without nn.BatchNorm1d")
     X, y = _blobs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier((8, 8), max_iter=5, random_state=0).fit(X, y)
+        clf = MLPClassifier((8, 8), max_iter=5, random_state=0, **extras).fit(X, y)
     path = tmp_path / "clf.gbx"
     gb.io.save_model(path, clf.model_, metadata={"classes": clf.classes_.tolist()})
     mf = gb.io.load_model(path)
-    logits = gb.train.predict_logits(mf.model, X)
+    logits = gb.train.predict_logits(mf.model, X.astype(clf.model_[0].weight.dtype))
     np.testing.assert_array_equal(clf.classes_[logits.argmax(axis=1)], clf.predict(X))
+    np.testing.assert_allclose(logits, gb.train.predict_logits(clf.model_, X.astype(logits.dtype)), rtol=0, atol=0)
     assert mf.metadata["classes"] == [0, 1, 2]
 
 
@@ -365,6 +376,14 @@ def test_conv_and_batch_norm_need_the_layers_or_say_so():
             clf = MLPClassifier((16,), batch_norm=True, learning_rate_init=0.01, max_iter=30, random_state=0).fit(X, y)
         assert any(type(m).__name__ == "BatchNorm1d" for m in clf.model_)
         assert clf.score(X, y) > 0.8
+    if getattr(nn, "BatchNorm1d", None) is not None:
+        # a last batch of one sample would stop BatchNorm: the batches grow until it holds two
+        X2 = np.r_[X, X[:81]]  # 201 samples, batch_size 'auto' = 200
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            MLPClassifier((8,), batch_norm=True, max_iter=2, random_state=0).fit(X2, np.r_[y, y[:81]])
+        with pytest.raises(ValueError, match="n_samples=1"):
+            MLPClassifier((8,), batch_norm=True).partial_fit(X[:1], y[:1], classes=[0, 1, 2])
     if getattr(nn, "Conv2d", None) is None:
         with pytest.raises(ValueError, match="conv: expected a gradbox with nn.Conv2d"):
             MLPClassifier((8,), conv=[(4, 3)]).fit(np.zeros((20, 1, 8, 8)), np.arange(20) % 2)

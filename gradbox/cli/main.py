@@ -1,11 +1,12 @@
 """The ``gradbox`` command's parser, its one error handler and its exit codes.
 
 Every subcommand is ``handler(args) -> int``, registered by its module's ``register(subparsers)``
-(``train.py``; ``model.py``: evaluate, predict, gradcheck, info; ``see.py``: graph, explain).
+(``train.py``; ``model.py``: evaluate, predict, gradcheck, info; ``see.py``: graph, explain;
+``export.py``: export).
 
 Exit codes, the same for every subcommand: 0 success; 1 bad data, a bad file or a failed check;
-2 a bad command line or configuration; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM,
-handled as Ctrl-C: ``gradbox train`` saves its checkpoint first); 141 a closed pipe. Every error
+2 a bad command line or configuration; 130 interrupted (Ctrl-C, or SIGTERM, handled the same way:
+``gradbox train`` saves its checkpoint first); 141 a closed pipe. Every error
 is one line on stderr (``gradbox: error: ...``); ``--debug`` also prints the traceback.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import os
 import sys
 
+from .. import _world
 from ..train.run import ConfigError, RunError
 
 __all__ = ["CLIError", "USAGE_EXIT", "build_parser", "guarded", "main", "usage_error"]
@@ -49,7 +51,7 @@ def version():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import model, see, train
+    from . import export, model, see, train
 
     parser = _Parser(prog="gradbox", description="Train, check and use small neural networks (NumPy only).")
     parser.add_argument("--version", action="version", version=f"gradbox {version()}")
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(sub)
     model.register(sub)
     see.register(sub)
+    export.register(sub)
     return parser
 
 
@@ -66,6 +69,8 @@ def _one_line(exc) -> str:
         msg = f"{exc.strerror}: {exc.filename}"
     else:
         msg = str(exc) or type(exc).__name__
+    if getattr(exc, "code", None) != 130 and _world.size() > 1:  # under mpiexec: which rank failed
+        msg = f"rank {_world.rank()}: {msg}"
     return " ".join(msg.split())
 
 
@@ -102,11 +107,25 @@ def guarded(command, debug=False) -> int:
     """Run ``command()`` under the one error handler: its exit code, or one line on stderr and a code.
 
     ``debug`` (a bool, or a callable asked when an error happens) also prints the traceback.
+    Under ``mpiexec -n K`` (K > 1) a failure ends every rank (``MPI_Abort``): a rank that merely
+    exited would leave the others waiting in the next gradient exchange. An interruption (130)
+    stops all ranks at one step by itself and exits normally.
     """
+    code = _guarded(command, debug)
+    if code not in (0, 130, 141) and _world.size() > 1:
+        from .. import distributed
+
+        distributed.abort(None, code)
+    return code
+
+
+def _guarded(command, debug=False) -> int:
     is_debug = debug if callable(debug) else (lambda: debug)
     try:
         return int(command() or 0)
     except RunError as exc:
+        if exc.code == 130 and not _world.is_main():
+            return exc.code  # NOTE: under mpiexec every rank stops at the same step; rank 0 says so
         _traceback(is_debug() and exc.code != 130)
         print(f"gradbox: error: {_one_line(exc)}", file=sys.stderr)
         return exc.code

@@ -137,7 +137,7 @@ def _eval_data(args, mf):
         if not isinstance(rec, dict) or "source" not in rec:
             raise usage_error("--dataset: the model file records no dataset; pass --dataset NAME|PATH")
         opts = {**rec.get("options", {}), **{k: v for k, v in options.items() if v is not None}}
-        ds = _load_recorded(rec, opts, getattr(args, "model", "MODEL"))
+        ds = _load_recorded(rec, opts, getattr(args, "model", "MODEL"), images=_takes_images(mf))
         parts = run.split(ds, rec.get("val_split", 0.15), rec.get("test_split", 0.15), rec.get("seed", 0))
         X, y = parts[4], parts[5]
         if X is None or len(X) == 0:
@@ -148,13 +148,13 @@ def _eval_data(args, mf):
         else:
             what = "test set" if ds.test is not None else "test part"
         return X, y, f"the {what} of {ds.name} ({len(y)} samples, seed {rec.get('seed', 0)})", ds
-    ds = run.load_dataset(args.dataset, args.target, options, min_classes=1)
+    ds = run.load_dataset(args.dataset, args.target, options, min_classes=1, images=_takes_images(mf))
     if ds.test is not None:
         return ds.test[0], ds.test[1], f"the test set of {ds.name} ({len(ds.test[1])} samples)", ds
     return ds.X, ds.y, f"all of {ds.name} ({len(ds.y)} samples)", ds
 
 
-def _load_recorded(rec, opts, model_path):
+def _load_recorded(rec, opts, model_path, images=False):
     """The dataset a model file's metadata names, with errors that never quote the file's content.
 
     NOTE: the recorded ``source`` is chosen by whoever wrote the model file and may name any local
@@ -163,7 +163,7 @@ def _load_recorded(rec, opts, model_path):
     """
     source = rec["source"]
     try:
-        return run.load_dataset(source, rec.get("target"), opts)
+        return run.load_dataset(source, rec.get("target"), opts, images=images)
     except MemoryError:
         raise CLIError(f"MODEL {model_path}: its recorded dataset {source!r} is too large to load; pass "
                        "--dataset NAME|PATH") from None
@@ -176,6 +176,12 @@ def _load_recorded(rec, opts, model_path):
             problem = f"not a dataset gradbox can train on ({type(exc).__name__})"
         raise CLIError(f"MODEL {model_path}: its recorded dataset {source!r} could not be loaded: {problem}; pass "
                        "--dataset NAME|PATH to evaluate on") from None
+
+
+def _takes_images(mf):
+    """Whether the model takes (C, H, W) images, so that data is loaded as NCHW images (issue 13)."""
+    shape = model_input_shape(mf)
+    return shape is not None and len(shape) == 3
 
 
 def _align_labels(ds, model_classes, y, where="--dataset"):

@@ -429,9 +429,12 @@ class BatchNormFunction(Function):
 
     returns_fresh_grads = True
 
-    def forward(self, x, weight, bias, mean, var, eps, training):
+    def forward(self, x, weight, bias, mean, var, eps, training, sync=None, share=1.0):
         # NOTE: mean and var arrive as constants: the batch's (training) or the running ones (eval);
         # ``training`` picks the backward formula (in training they are functions of x).
+        # ``sync``: under data parallelism (gradbox.distributed.BatchStatsSync) they are the global
+        # batch's, and so are the backward sums (this rank's share of the batch weighs them).
+        self.sync, self.share = sync, share
         axes = _channel_axes(x.ndim)
         inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
         xhat = x - _per_channel(mean.astype(x.dtype, copy=False), x.ndim)
@@ -451,8 +454,10 @@ class BatchNormFunction(Function):
             dxhat = g * _per_channel(self.weight, nd)
             if self.training:
                 m = g.size // g.shape[1]
-                s1 = _per_channel(dxhat.sum(axis=axes), nd)
-                s2 = _per_channel((dxhat * xhat).sum(axis=axes), nd)
+                s1, s2 = dxhat.sum(axis=axes), (dxhat * xhat).sum(axis=axes)
+                if self.sync is not None:  # the global batch's sums (gradbox.distributed.BatchStatsSync)
+                    s1, s2 = self.sync.grad_sums(s1, s2, self.share)
+                s1, s2 = _per_channel(s1, nd), _per_channel(s2, nd)
                 gx = dxhat * m
                 gx -= s1
                 gx -= xhat * s2
@@ -499,10 +504,15 @@ def batch_norm(x, running_mean, running_var, weight, bias, training=False, momen
             raise TypeError(f"{who}: expected {name} of dtype {x.dtype}, received {v.dtype}")
     m = x.size // c
     if training:
-        if m <= 1:
+        sync = _batch_stats_sync()
+        if m <= 1 and sync is None:  # NOTE: synchronised, the global batch counts
             raise ValueError(f"{who}: expected more than 1 value per channel when training, received input {x.shape}")
-        mean, var = _batch_stats(x.data)
-        out = BatchNormFunction.apply(x, weight, bias, mean=mean, var=var, eps=eps, training=True)
+        if sync is not None:  # data-parallel training: the global batch's statistics and count
+            mean, var, m, share = sync.stats(x.data, _channel_axes(x.ndim))
+        else:
+            (mean, var), share = _batch_stats(x.data), 1.0
+        out = BatchNormFunction.apply(x, weight, bias, mean=mean, var=var, eps=eps, training=True, sync=sync,
+                                      share=share)
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean
@@ -514,6 +524,13 @@ def batch_norm(x, running_mean, running_var, weight, bias, training=False, momen
         raise ValueError(f"{who}: expected running_mean and running_var in eval mode, received None")
     return BatchNormFunction.apply(x, weight, bias, mean=np.asarray(running_mean), var=np.asarray(running_var),
                                    eps=eps, training=False)
+
+
+def _batch_stats_sync():
+    """The cross-rank statistics exchange while data-parallel training runs, else None."""
+    from .. import distributed  # NOTE: NumPy only at import; MPI is loaded by the training call
+
+    return distributed.active_batch_stats_sync()
 
 
 def _batch_stats(x):

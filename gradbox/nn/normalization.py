@@ -58,7 +58,8 @@ class _BatchNorm(Module):
             raise TypeError(f"{who}: expected input of dtype {self.weight.dtype}, received {x.dtype} "
                             f"(convert with .astype(np.{self.weight.dtype}))")
         if self.training:
-            if x.size // x.shape[1] <= 1:
+            # NOTE: under data parallelism the statistics are the global batch's (at least one sample per rank)
+            if x.size // x.shape[1] <= 1 and CF._batch_stats_sync() is None:
                 raise ValueError(f"{who}: expected more than 1 value per channel when training, received {x.shape}")
             self.num_batches_tracked += 1
         # NOTE: the running statistics are updated in place by batch_norm (the buffers' arrays)

@@ -28,7 +28,7 @@ class ConfigError(RunError):
 
 
 class RunInterrupted(RunError):
-    """Training was stopped (Ctrl-C, or SIGTERM); the message says how to continue (``code`` 130, or 143)."""
+    """Training was stopped (Ctrl-C, or SIGTERM); the message says how to continue (``code`` 130)."""
 
     def __init__(self, message, code=130):
         super().__init__(message, code)
@@ -105,12 +105,17 @@ def resolve_config(values: dict) -> dict:
 
     c = dict(DEFAULTS)
     c.update({k: v for k, v in values.items() if v is not None})
+    # NOTE (issue 13): a CNN overfits the MLP's epochs and dropout; see presets.CONV_DEFAULTS.
+    c["conv"] = _parse_sizes(c["conv"], "--conv", "16,32")
+    if c["conv"]:
+        from .presets import CONV_DEFAULTS
+
+        c.update({k: v for k, v in CONV_DEFAULTS.items() if values.get(k) is None})
     _check(isinstance(c["dataset"], str) and c["dataset"], "--dataset", "a dataset name or a file path",
            c["dataset"])
     if c["target"] is not None and not isinstance(c["target"], str):
         raise ConfigError(f"--target: expected a column name, received {c['target']!r}")
     c["hidden"] = _parse_sizes(c["hidden"], "--hidden", "64,32")
-    c["conv"] = _parse_sizes(c["conv"], "--conv", "16,32")
     # NOTE: isinstance first: a TOML list or table is unhashable, so `in` a dict would raise TypeError.
     for key, choices in (("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS)):
         if not isinstance(c[key], str) or c[key] not in choices:

@@ -8,7 +8,8 @@
     r = run.resume("runs/a", epochs=10)       # continues exactly from runs/a/checkpoint.gbx
 
 A run folder holds ``config.json`` (written first), ``checkpoint.gbx`` (while interrupted or with
-``checkpoint_every``), then ``model.gbx``, ``history.csv``, ``curves.png`` and ``metrics.json``
+``checkpoint_every``), then ``model.gbx``, ``history.csv``, ``curves.png``, for a CNN ``filters.png``, and
+``metrics.json``
 (written last: it marks a finished run). The final files are written all or nothing (into a
 staging folder, then renamed into place); if that fails, the trained state is kept as
 ``checkpoint.gbx`` and the error says how to finish the run. One process at a time owns a run
@@ -20,8 +21,8 @@ scale, the class labels and the input shape, so ``gradbox.load_model(path).predi
 reproduces ``gradbox predict``. Only the main process (:func:`gradbox._world.is_main`) writes.
 
 Errors are ``RunError`` (a ``ValueError``) with ``code`` 1 (bad data or files) or 2 (a bad
-configuration, ``ConfigError``); an interrupted run raises ``RunInterrupted`` (code 130 for
-Ctrl-C, 143 for SIGTERM, which is handled the same way) after writing its checkpoint.
+configuration, ``ConfigError``); an interrupted run (Ctrl-C, or SIGTERM, handled the same way)
+raises ``RunInterrupted`` (code 130) after writing its checkpoint.
 """
 from __future__ import annotations
 
@@ -47,11 +48,17 @@ __all__ = ["DEFAULTS", "ConfigError", "Run", "RunError", "RunInterrupted", "buil
 # --------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------
-def load_dataset(name, target=None, options=None, min_classes=2):
-    """A classification ``Dataset`` by name or path, with clear errors."""
+def load_dataset(name, target=None, options=None, min_classes=2, images=False):
+    """A classification ``Dataset`` by name or path, with clear errors.
+
+    With ``images`` image data comes as NCHW images (``flatten=False``: the course's HDF5 files
+    store height, width, channels, so their flat rows are not C·H·W rows); a CNN's input.
+    """
     from .. import datasets
 
     options = {k: v for k, v in (options or {}).items() if v is not None}
+    if images:
+        options["flatten"] = False
     if target is not None:
         options["target"] = target
     looks_like_file = os.sep in name or "/" in name or "." in os.path.basename(name)
@@ -137,12 +144,13 @@ def image_shape(ds):
 def prepare_data(c):
     """(dataset, (X_train, y_train, X_val, y_val, X_test, y_test), scaler, input_shape) of a configuration.
 
-    The features are standardised with the training part's mean and scale (per feature of the
-    flattened sample); with ``conv`` the samples are then given their image shape.
+    The features are standardised with the training part's mean and scale: per feature of the
+    flattened sample, or with ``conv`` per channel (the same values for every pixel of a channel,
+    as image networks do; see :func:`image_standardizer`), and the samples then get their image shape.
     """
     from ..data import Standardizer
 
-    ds = load_dataset(c["dataset"], c["target"], dataset_options(c))
+    ds = load_dataset(c["dataset"], c["target"], dataset_options(c), images=bool(c.get("conv")))
     shape = None
     if c.get("conv"):
         shape = image_shape(ds)
@@ -151,10 +159,30 @@ def prepare_data(c):
                            f"of {ds.n_features} features (use --hidden alone for flat data)")
     Xtr, ytr, Xva, yva, Xte, yte = split(ds, c["val_split"], c["test_split"], c["seed"])
     flat = lambda A: A.reshape(len(A), -1)
-    scaler = Standardizer().fit(flat(Xtr))
+    scaler = image_standardizer(flat(Xtr), shape) if shape is not None else Standardizer().fit(flat(Xtr))
     f = lambda A: _shaped(scaler.transform(flat(A)).astype(np.float32, copy=False), shape)
     parts = (f(Xtr), ytr, f(Xva) if len(Xva) else None, yva, f(Xte) if len(Xte) else None, yte)
     return ds, parts, scaler, shape
+
+
+def image_standardizer(X_flat, shape):
+    """A ``Standardizer`` of flattened images ``X_flat`` (N, C*H*W) with one mean and scale per channel.
+
+    NOTE: per-pixel standardisation (the MLP's) blows up the rare ink of an almost always blank
+    border pixel to tens of standard deviations, and a convolution shares its weights across
+    pixels; per channel keeps the picture. On digits with ``--conv 16,32`` (30 epochs, dropout 0.3)
+    it raised the mean test accuracy of seeds 0-4 from 0.976 (per pixel) to 0.983 (issue 13). The
+    arrays keep the per-feature shape, so model files, ``evaluate`` and ``predict`` are unchanged.
+    """
+    from ..data import Standardizer
+
+    c = int(shape[0])
+    per_channel = np.asarray(X_flat, dtype=np.float64).reshape(len(X_flat), c, -1)
+    mean = per_channel.mean(axis=(0, 2))
+    scale = per_channel.std(axis=(0, 2))
+    scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0  # NOTE: a blank channel maps to 0, not NaN
+    n = per_channel.shape[2]
+    return Standardizer.from_params(np.repeat(mean, n), np.repeat(scale, n))
 
 
 def _shaped(X, shape):
@@ -429,8 +457,8 @@ class _StopSignals:
     follows); one arriving while the finished run is being written lets the writing complete first.
     A second signal aborts.
 
-    NOTE: SIGTERM is what ``kill``, ``docker stop``, systemd and SLURM send; it is handled as Ctrl-C
-    so that the work is kept. ``signum`` records the first signal (the exit status is 128 + it).
+    NOTE: SIGTERM is what ``kill``, ``docker stop``, systemd and SLURM send (mpiexec forwards it to every
+    rank); it is handled as Ctrl-C so that the work is kept. ``signum`` records the first signal.
     NOTE: a KeyboardInterrupt raised at an arbitrary point of writing the run (inside an import of
     matplotlib, say) could end the process with -SIGINT or even crash the interpreter at exit.
     """
@@ -454,14 +482,15 @@ class _StopSignals:
         self.trainer.request_stop(interrupted=True)
 
     @property
-    def what(self):
+    def by(self):
+        """`` by SIGTERM`` when that was the signal ('' for Ctrl-C)."""
         import signal
 
-        return "terminated (SIGTERM)" if self.signum == signal.SIGTERM else "interrupted"
+        return " by SIGTERM" if self.signum == signal.SIGTERM else ""
 
-    @property
-    def code(self):
-        return 128 + (self.signum or 2)
+    # NOTE: one exit status for both signals, 130: a stop that saved its checkpoint (the distributed
+    # launcher and scripts test for it); the message names SIGTERM.
+    code = 130
 
     def __exit__(self, *exc):
         import signal
@@ -542,7 +571,7 @@ def train(config, out=None, *, callbacks=(), progress=True, log=print, handle_si
     run. ``callbacks`` are added to the trainer's; ``progress`` shows a progress bar; ``log``
     receives the one-line summaries (None: silent); ``warn`` the warnings (a training loss 1000 x
     its first epoch's: diverging; None: none). With ``handle_sigint`` a Ctrl-C or SIGTERM stops
-    after the current step, writes a checkpoint and raises ``RunInterrupted`` (code 130 or 143).
+    after the current step, writes a checkpoint and raises ``RunInterrupted`` (code 130).
     """
     c = resolve_config({**dict(config), **({"out": out} if out is not None else {})})
     return _execute(c, None, callbacks, progress, log, handle_sigint, warn)
@@ -609,9 +638,9 @@ def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr
             if trainer.interrupted:
                 trainer.save_checkpoint(ckpt_file)
                 # NOTE: the epoch named is the one in progress (not yet complete), as --resume says.
-                raise RunInterrupted(f"{stop.what} at epoch {trainer.epoch + 1}, step {trainer.step} "
-                                     f"(optimizer step {trainer.global_step}); checkpoint saved, continue with: "
-                                     f"gradbox train --resume {out}", code=stop.code)
+                raise RunInterrupted(f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step} "
+                                     f"(optimizer step {trainer.global_step}){stop.by}; checkpoint saved, continue "
+                                     f"with: gradbox train --resume {out}", code=stop.code)
             _say_stopping(log, c, trainer)
             try:
                 run = _finish(c, ds, scaler, shape, trainer, out, (Xte, yte), t_start, log)
@@ -632,7 +661,7 @@ def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr
         if lock is not None:
             lock.release()
     if stop.pressed:  # NOTE: only after training ended: the run was written completely first
-        raise RunInterrupted(f"{stop.what} after training; the run in {out} is complete", code=stop.code)
+        raise RunInterrupted(f"interrupted{stop.by} after training; the run in {out} is complete", code=stop.code)
     return run
 
 
@@ -806,7 +835,7 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
     meta.update(epochs_trained=trainer.epoch, weights_epoch=weights_epoch,
                 test_accuracy=None if res is None else res["accuracy"])
     h = history.as_dict()
-    curves = None
+    curves = filters = None
     metrics = {
         "test_accuracy": None if res is None else res["accuracy"],
         "test_loss": None if res is None else res["loss"],
@@ -841,7 +870,8 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
                 curves = "curves.png"
             except ImportError:
                 curves = None  # matplotlib missing: the numbers are in history.csv
-            files = [f for f in ("model.gbx", "history.csv", curves) if f]
+            filters = _plot_filters(c, ds, model, Xte, yte, stage)
+            files = [f for f in ("model.gbx", "history.csv", curves, filters) if f]
             metrics["files"] = [*files, "metrics.json"]
             metrics["elapsed_seconds"] = time.perf_counter() - t_start
             write_json(os.path.join(stage, "metrics.json"), metrics)
@@ -856,5 +886,25 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
         _say(log, f"test accuracy {res['accuracy']:.4f} ({correct}/{res['n']})  test loss {res['loss']:.4f}  "
                   f"[{trainer.elapsed:.1f}s training]")
     _say(log, weights_note)
-    _say(log, f"wrote {out}/: model.gbx, metrics.json, history.csv" + (f", {curves}" if curves else ""))
+    _say(log, f"wrote {out}/: model.gbx, metrics.json, history.csv" + "".join(f", {f}" for f in (curves, filters) if f))
     return Run(out=out, config=c, model=model, trainer=trainer, history=history, test=res, metrics=metrics)
+
+
+def _plot_filters(c, ds, model, Xte, yte, out):
+    """Write ``filters.png`` of a CNN run (issue 13): the first layer's filters and the feature maps of
+    the first test sample; returns its name, or None (no conv, or matplotlib missing)."""
+    if not c.get("conv"):
+        return None
+    try:
+        from ..plots_conv import plot_filters
+    except ImportError:
+        return None
+    sample, about = (None, "") if Xte is None or not len(Xte) else (Xte[:1], " -- test sample 0")
+    if sample is not None:
+        label = ds.classes[int(yte[0])] if ds.classes is not None else int(yte[0])
+        about += f" (class {label.decode(errors='replace') if isinstance(label, bytes) else label})"
+    try:
+        plot_filters(model, sample, os.path.join(out, "filters.png"), title=f"{ds.name}: {architecture(model)}{about}")
+    except ImportError:
+        return None
+    return "filters.png"

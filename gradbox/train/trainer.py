@@ -57,6 +57,10 @@ class Trainer:
         0 silent, 1 adds a ``ProgressBar`` (unless one is given).
     sampler : sampler, optional
         The order of samples (see ``gradbox.train.sampler``); default ``RandomSampler(seed=seed, shuffle=shuffle)``.
+    distributed : bool or None
+        Data-parallel training on MPI (``gradbox.distributed``): ``None`` (default) when launched by
+        ``mpiexec -n K`` with K > 1, ``True`` requires it, ``False`` never. The batch size is then
+        the global batch and the result equals one process's, to float rounding.
 
     Attributes
     ----------
@@ -72,7 +76,8 @@ class Trainer:
     """
 
     def __init__(self, model, loss=None, optimizer=None, *, batch_size=32, shuffle=True, seed=None,
-                 callbacks=(), metrics=("accuracy",), verbose=1, eval_batch_size=1024, sampler=None):
+                 callbacks=(), metrics=("accuracy",), verbose=1, eval_batch_size=1024, sampler=None,
+                 distributed=None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a gradbox.nn.Module, received {type(model).__name__}")
         self.model = model
@@ -117,6 +122,10 @@ class Trainer:
         self._fit_t0 = None
         self.extra_metadata = {}  # JSON-friendly records stored in every checkpoint
         self.extra_arrays = {}    # arrays stored in every checkpoint (e.g. normalisation)
+        if distributed is not None and not isinstance(distributed, bool):
+            raise TypeError(f"distributed: expected True, False or None (automatic), received {distributed!r}")
+        self.distributed = distributed
+        self._dp = None           # the data-parallel set-up (gradbox.distributed) while fit runs under MPI
 
     @staticmethod
     def _checked_callbacks(callbacks):
@@ -145,6 +154,11 @@ class Trainer:
     # --- control ------------------------------------------------------------------
     def request_stop(self, interrupted: bool = False) -> None:
         """Stop after the current step (safe to call from a signal handler)."""
+        if interrupted and self._dp is not None:
+            # NOTE: under MPI a signal reaches each rank at its own moment: the request travels in the
+            # next gradient exchange and every rank stops after that same step (see _run_epoch).
+            self._dp.optimizer.request_stop()
+            return
         self.stop_training = True
         self.interrupted = self.interrupted or interrupted
         self._stop_pending = True
@@ -168,12 +182,21 @@ class Trainer:
         ``NonFiniteError`` or return a non-finite loss to report divergence.
         """
         self.optimizer.zero_grad()
+        dp = self._dp
+        if dp is not None and len(xb) == 0:
+            # NOTE: an empty shard (a global batch smaller than the world) still joins the exchange
+            dp.set_metrics(0.0, 0, 0)
+            self.optimizer.step()
+            return {"loss": 0.0, "output": None}
         out = self.model(Tensor(xb))                        # 1. forward
         cost = self.loss_fn(out, yb)                        # 2. cost
         value = float(cost.data)
         if not math.isfinite(value):
             return {"loss": value, "output": out.data}
         cost.backward()                                     # 3. backward
+        if dp is not None:  # the global batch's loss and accuracy travel with the gradients
+            correct = int((_labels_from_logits(out.data) == yb).sum()) if "accuracy" in self.metrics else 0
+            dp.set_metrics(value * len(xb), correct, len(xb))
         self.optimizer.step()                               # 4. update
         return {"loss": value, "output": out.data}
 
@@ -199,6 +222,7 @@ class Trainer:
             # requested since: a Ctrl-C between installing the handler and this line is not lost.
             self.stop_training = False
             self.interrupted = False
+        self._dp = self._data_parallel(X, y)
         for cb in self.callbacks:
             cb.set_trainer(self)
         self._fit_t0 = time.perf_counter()
@@ -216,8 +240,24 @@ class Trainer:
             self.model.eval()
             self._elapsed_before, self._fit_t0 = self.elapsed, None
             self._stop_pending = False  # this fit has honoured it
+            if self._dp is not None:
+                self._dp.close()
+                self._dp = None
         self._call("on_train_end", {})
         return self.history
+
+    def _data_parallel(self, X, y):
+        """Under ``mpiexec -n K`` (K > 1): shard the batches, average the gradients (gradbox.distributed)."""
+        if self.distributed is False:
+            return None
+        from .. import distributed
+
+        if not distributed.wanted(self.distributed):
+            return None
+        dp = distributed.DataParallel.for_trainer(self, X, y)
+        if dp.comm.allreduce(int(self.stop_training)):  # a stop asked before this fit, on any rank
+            self.stop_training = self.interrupted = self._stop_pending = True
+        return dp
 
     def _validation(self, validation_data, X):
         if validation_data is None:
@@ -292,10 +332,19 @@ class Trainer:
             value = float(logs["loss"])
             if not math.isfinite(value):
                 raise self._diverged(epoch, s, f"the loss is {value}")
-            part["loss_sum"] += value * k
-            part["seen"] += k
-            if track_acc and logs.get("output") is not None:
-                part["correct"] += int((_labels_from_logits(logs["output"]) == yb).sum())
+            dp = self._dp
+            if dp is not None and dp.step_metrics()[2]:
+                loss_sum, correct, seen = dp.step_metrics()  # the global batch's, the same on every rank
+                part["loss_sum"] += loss_sum
+                part["seen"] += seen
+                part["correct"] += correct
+            else:
+                part["loss_sum"] += value * k
+                part["seen"] += k
+                if track_acc and logs.get("output") is not None:
+                    part["correct"] += int((_labels_from_logits(logs["output"]) == yb).sum())
+            if dp is not None and dp.optimizer.stop_requested and not self.stop_training:
+                self.stop_training = self.interrupted = self._stop_pending = True
             self.step = s + 1
             self.global_step += 1
             self._call("on_batch_end", self.step, self._epoch_logs())
@@ -344,7 +393,8 @@ class Trainer:
 
 
 def fit(model, X, y, loss=None, optimizer=None, epochs=10, batch_size=32, validation_data=None, callbacks=(),
-        shuffle=True, seed=None, metrics=("accuracy",), verbose=1, resume_from=None, sampler=None) -> History:
+        shuffle=True, seed=None, metrics=("accuracy",), verbose=1, resume_from=None, sampler=None,
+        distributed=None) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batch gradient descent; returns the ``History``.
 
     Parameters
@@ -364,6 +414,9 @@ def fit(model, X, y, loss=None, optimizer=None, epochs=10, batch_size=32, valida
         A checkpoint written by ``ModelCheckpoint``/``Trainer.save_checkpoint``.
     sampler : sampler, optional
         The order of samples (default: ``RandomSampler(seed=seed, shuffle=shuffle)``).
+    distributed : bool or None
+        Data-parallel on MPI: automatic under ``mpiexec -n K`` (K > 1), ``False`` turns it off
+        (see ``Trainer`` and ``docs/distributed.md``).
 
     Raises
     ------
@@ -371,7 +424,8 @@ def fit(model, X, y, loss=None, optimizer=None, epochs=10, batch_size=32, valida
         When the loss becomes NaN or inf (the message names epoch and step).
     """
     trainer = Trainer(model, loss, optimizer, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                      callbacks=callbacks, metrics=metrics, verbose=verbose, sampler=sampler)
+                      callbacks=callbacks, metrics=metrics, verbose=verbose, sampler=sampler,
+                      distributed=distributed)
     if resume_from is not None:
         trainer.load_checkpoint(resume_from)
     return trainer.fit(X, y, epochs=epochs, validation_data=validation_data)
