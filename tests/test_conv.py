@@ -218,6 +218,12 @@ def test_batch_norm_errors():
         nn.BatchNorm1d(3)(np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match=r"BatchNorm1d\(momentum\)"):
         nn.BatchNorm1d(3, momentum=2)
+    # the constructor and a model file's config (from_config) apply the same constraints
+    for build in (lambda **kw: nn.BatchNorm1d(3, **kw), lambda **kw: nn.BatchNorm1d.from_config({"num_features": 3, **kw})):
+        with pytest.raises(ValueError, match=r"BatchNorm1d\(eps\): expected a positive finite number, received inf"):
+            build(eps=float("inf"))
+        with pytest.raises(ValueError, match=r"BatchNorm1d\(momentum\): expected a number in \[0, 1\], received 2"):
+            build(momentum=2)
     with pytest.raises(TypeError, match="expected input of dtype float32, received float64"):
         nn.BatchNorm1d(3)(np.zeros((4, 3)))
 

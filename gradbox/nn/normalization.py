@@ -1,11 +1,9 @@
 """Batch normalisation: ``BatchNorm1d`` for (N, C) or (N, C, L), ``BatchNorm2d`` for (N, C, H, W)."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .._validation import interval, one_of, positive_float, positive_int
+from .._validation import interval, one_of, positive_float, positive_int, validate
 from ..tensor import _FLOATS, Tensor
 from . import _conv_functional as CF
 from .module import Module, Parameter
@@ -20,16 +18,13 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
         who = type(self).__name__
-        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features <= 0:
-            raise ValueError(f"{who}(num_features): expected a positive int, received {num_features!r}")
-        if not (isinstance(eps, numbers.Real) and eps > 0):
-            raise ValueError(f"{who}(eps): expected a positive number, received {eps!r}")
-        if not (isinstance(momentum, numbers.Real) and 0 <= momentum <= 1):
-            raise ValueError(f"{who}(momentum): expected a number in [0, 1], received {momentum!r}")
+        # NOTE: the same constraints as a model file's config (check_config); dtype may also be a NumPy type here
+        args = validate(who, {"num_features": num_features, "eps": eps, "momentum": momentum},
+                        self._parameter_constraints)
         dtype = np.dtype(dtype)
         if dtype not in _FLOATS[1:]:
             raise TypeError(f"{who}(dtype): expected float32 or float64, received {dtype}")
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.num_features, self.eps, self.momentum = args["num_features"], args["eps"], args["momentum"]
         c = self.num_features
         self.weight = Parameter(np.ones(c, dtype=dtype))  # γ
         self.bias = Parameter(np.zeros(c, dtype=dtype))  # β
