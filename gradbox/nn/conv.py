@@ -1,27 +1,16 @@
 """``Conv2d``: a 2-D convolution layer (NCHW, weights (out, in, kh, kw)), as PyTorch's."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ..errors import NonFiniteError, all_finite, first_nonfinite
-from .._validation import Constraint, boolean, one_of, positive_int, validate
+from .._validation import boolean, one_of, positive_int, validate
 from ..random import resolve_rng
 from ..tensor import _FLOATS, Tensor
 from . import _conv_functional as CF
+from ._conv_functional import _int_or_pair
 from .init import INITIALIZERS, get_initializer
 from .module import Module, Parameter
-
-
-def _int_or_pair(minimum: int):
-    """A ``_validation`` constraint: an int >= minimum, or a pair (tuple or JSON list) of them."""
-    def test(v):
-        items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
-        return len(items) in ((1,) if not isinstance(v, (tuple, list)) else (2,)) and all(
-            isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= minimum for i in items)
-    kind = "positive" if minimum > 0 else "non-negative"
-    return Constraint(f"a {kind} int or a pair of them", test)
 
 
 _DTYPES = ("float32", "float64")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import _conv_functional as CF
-from .conv import _int_or_pair
+from ._conv_functional import _int_or_pair
 from .module import Module
 
 
