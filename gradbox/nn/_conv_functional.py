@@ -281,13 +281,19 @@ def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
 
 
 # --- pooling -------------------------------------------------------------------------------------
-def _pool_args(x, kernel_size, stride, padding, who):
-    x = _check_image(x, who)
+def _pool_geometry(kernel_size, stride, padding, who):
+    """Checked (kernel, stride, padding) pairs of a pooling window; stride defaults to the kernel."""
     kernel = _pair(kernel_size, "kernel_size", who, 1)
     stride = kernel if stride is None else _pair(stride, "stride", who, 1)
     padding = _pair(padding, "padding", who, 0)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"{who}(padding): expected at most half the kernel size {kernel}, received {padding}")
+    return kernel, stride, padding
+
+
+def _pool_args(x, kernel_size, stride, padding, who):
+    x = _check_image(x, who)
+    kernel, stride, padding = _pool_geometry(kernel_size, stride, padding, who)
     _check_window(x.shape, kernel, padding, who)
     return x, kernel, stride, padding
 
