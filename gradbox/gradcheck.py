@@ -23,7 +23,8 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     0.5
     """
     denom = np.linalg.norm(a) + np.linalg.norm(b)
-    return float(np.linalg.norm(a - b) / denom) if denom > 0 else 0.0
+    # NOTE: == 0, not > 0: a NaN or inf anywhere gives NaN, never a reassuring 0
+    return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
 
 
 @dataclass
