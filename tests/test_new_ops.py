@@ -39,9 +39,8 @@ def away_from(rng, shape, points=(0.0,), gap=0.05, scale=2.0):
 
 
 def rel(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    denom = np.linalg.norm(a) + np.linalg.norm(b)
-    return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
+    """gradbox.relative_error, in float64 (a and b may be PyTorch tensors or float32 arrays)."""
+    return gb.relative_error(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
 
 
 def torch_twin(ours_fn, theirs_fn, arrays, rng):
