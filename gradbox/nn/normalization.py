@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import interval, one_of, positive_float, positive_int, validate
-from ..tensor import _FLOATS, Tensor
+from ..tensor import Tensor
 from . import _conv_functional as CF
-from .module import Module, Parameter
+from .module import Module, Parameter, _layer_dtype
 
 
 class _BatchNorm(Module):
@@ -21,9 +21,7 @@ class _BatchNorm(Module):
         # NOTE: the same constraints as a model file's config (check_config); dtype may also be a NumPy type here
         args = validate(who, {"num_features": num_features, "eps": eps, "momentum": momentum},
                         self._parameter_constraints)
-        dtype = np.dtype(dtype)
-        if dtype not in _FLOATS[1:]:
-            raise TypeError(f"{who}(dtype): expected float32 or float64, received {dtype}")
+        dtype = _layer_dtype(dtype, who)
         self.num_features, self.eps, self.momentum = args["num_features"], args["eps"], args["momentum"]
         c = self.num_features
         self.weight = Parameter(np.ones(c, dtype=dtype))  # γ
