@@ -15,6 +15,8 @@ loops), and the kernels are serial: ``parallel=True`` threads fought OpenBLAS's 
 import numba
 import numpy as np
 
+from .nn._conv_functional import conv_output_size as _out
+
 _jit = numba.njit(cache=True, error_model="numpy", boundscheck=False)
 
 
@@ -154,10 +156,6 @@ def _avg_pool_backward(g, kh, kw, sh, sw, ph, pw, scale, dx):
                             ix = ox * sw + j - pw
                             if ix >= 0 and ix < w:
                                 dx[np.uintp(ni), np.uintp(ci), np.uintp(iy), np.uintp(ix)] += share
-
-
-def _out(size, k, s, p):
-    return (size + 2 * p - k) // s + 1
 
 
 def im2col(x, kernel, stride, padding):

@@ -28,6 +28,8 @@ import sys
 
 import numpy as np
 
+from ._validation import check, non_negative_int, positive_int
+
 _INSTALL_HINT = "pip install 'gradbox[mpi]'"
 
 # Environment variables by which launchers announce the world size (MPICH/Hydra and other PMI
@@ -237,9 +239,8 @@ def seed_rank_stream(seed, step=0):
     """
     from .random import set_rng_state
 
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed_rank_stream(seed): expected a non-negative int, received {seed!r}")
-    g = np.random.default_rng(np.random.SeedSequence([int(seed), rank(), int(step)]))
+    seed = check("seed_rank_stream", "seed", seed, non_negative_int)
+    g = np.random.default_rng(np.random.SeedSequence([seed, rank(), int(step)]))
     set_rng_state(g.bit_generator.state)
 
 
@@ -288,11 +289,8 @@ class ShardedSampler:
     """
 
     def __init__(self, n=None, batch_size=None, *, shuffle=True, seed=None, rank=None, size=None):
-        for arg, v in (("n", n), ("batch_size", batch_size)):
-            if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool) or v <= 0):
-                raise ValueError(f"ShardedSampler({arg}): expected a positive int, received {v!r}")
-        self.n = None if n is None else int(n)
-        self.batch_size = None if batch_size is None else int(batch_size)
+        self.n = None if n is None else check("ShardedSampler", "n", n, positive_int)
+        self.batch_size = None if batch_size is None else check("ShardedSampler", "batch_size", batch_size, positive_int)
         self.shuffle = bool(shuffle)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.size = globals()["size"]() if size is None else int(size)
@@ -416,9 +414,7 @@ class DistributedOptimizer:
         sizes = [p.data.size for p in params]
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         n_grad = int(self._offsets[-1])
-        if not isinstance(n_extras, numbers.Integral) or isinstance(n_extras, bool) or n_extras < 0:
-            raise ValueError(f"DistributedOptimizer(n_extras): expected a non-negative int, received {n_extras!r}")
-        n_flags, n_extras = len(params), int(n_extras)
+        n_flags, n_extras = len(params), check("DistributedOptimizer", "n_extras", n_extras, non_negative_int)
         # layout: [all gradients | one flag per parameter | extras | this rank's shard size | its stop request]
         self._buffer = np.zeros(n_grad + n_flags + n_extras + 2, dtype=self.dtype)
         self._grads = self._buffer[:n_grad]

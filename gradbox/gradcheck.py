@@ -23,7 +23,8 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     0.5
     """
     denom = np.linalg.norm(a) + np.linalg.norm(b)
-    return float(np.linalg.norm(a - b) / denom) if denom > 0 else 0.0
+    # NOTE: == 0, not > 0: a NaN or inf anywhere gives NaN, never a reassuring 0
+    return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
 
 
 @dataclass
@@ -40,17 +41,23 @@ class GradcheckResult:
         return self.passed
 
 
+def _central(f, flat, i, h):
+    """f(θ+h) and f(θ-h) for entry ``i`` of ``flat`` (changed in place and restored)."""
+    orig = flat[i]
+    flat[i] = orig + h
+    plus = f()
+    flat[i] = orig - h
+    minus = f()
+    flat[i] = orig
+    return plus, minus
+
+
 def _numeric_grad(f, x: np.ndarray, eps: float, indices=None) -> np.ndarray:
     """Central differences of the scalar ``f()`` with respect to ``x``, changed in place."""
     grad = np.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
     for i in range(x.size) if indices is None else indices:
-        orig = flat[i]
-        flat[i] = orig + eps
-        plus = f()
-        flat[i] = orig - eps
-        minus = f()
-        flat[i] = orig
+        plus, minus = _central(f, flat, i, eps)
         gflat[i] = (plus - minus) / (2 * eps)
     return grad
 
@@ -109,17 +116,6 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0) -> GradcheckRe
         errors.append(relative_error(a, n))
         passed = passed and bool(np.allclose(a, n, atol=atol, rtol=rtol))
     return GradcheckResult(passed, max(errors), errors, analytic, numeric)
-
-
-def _central(f, flat, i, h):
-    """f(θ+h) and f(θ-h) for entry ``i`` of ``flat`` (changed in place and restored)."""
-    orig = flat[i]
-    flat[i] = orig + h
-    plus = f()
-    flat[i] = orig - h
-    minus = f()
-    flat[i] = orig
-    return plus, minus
 
 
 def _entry(f, f0, flat, i, a_i, eps, min_eps):

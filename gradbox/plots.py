@@ -68,7 +68,8 @@ def _series(values):
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
-def plot_history(history, path, title: str | None = None, dpi: int = 120, lang: str = "en"):
+def plot_history(history, path, title: str | None = None, dpi: int = 120, test_accuracy: float | None = None,
+                 test_epoch: int | None = None, lang: str = "en"):
     """Draw loss (left) and accuracy (right), training and validation, against the epoch.
 
     Parameters
@@ -76,20 +77,27 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120, lang: 
     history : History, History.as_dict(), or a metrics.json dict
     path : str or os.PathLike
         Written atomically; the format follows the extension (``.png`` by default).
+    title : str, optional
+    test_accuracy : float, optional
+        The final model's test accuracy, drawn as a dotted line with its value (a metrics.json
+        dict supplies its own ``test_accuracy``).
+    test_epoch : int, optional
+        The epoch whose weights the tested model holds (default: the last), where the marker goes.
     lang : {"en", "ko"}
         Language of the labels. Korean needs a font that draws Hangul (``gradbox._fonts``);
         without one, a line on stderr says so and the labels are English.
-    title : str, optional
 
     Returns
     -------
     str : the path written.
     """
+    if test_accuracy is None and isinstance(history, Mapping) and isinstance(history.get("test_accuracy"), float):
+        test_accuracy = history["test_accuracy"]
     epochs, cols = _columns(history)
     lang, family = _plot_lang(lang, path)
     if not epochs or "loss" not in cols:
         raise ValueError(f"history: expected per-epoch 'loss' values, received keys {sorted(cols)}")
-    has_acc = "accuracy" in cols or "val_accuracy" in cols
+    has_acc = "accuracy" in cols or "val_accuracy" in cols or test_accuracy is not None
     fig = _figure(figsize=(10 if has_acc else 5.5, 4))
     axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)
     panels = [("loss", _label(lang, "plot_loss"))] + ([("accuracy", _label(lang, "plot_accuracy"))] if has_acc else [])
@@ -113,7 +121,13 @@ def plot_history(history, path, title: str | None = None, dpi: int = 120, lang: 
             if best:
                 v, e = max(best, key=lambda ve: (ve[0], -ve[1]))  # the earliest of equal bests
                 ax.plot([e], [v], "*", color="C1", markersize=11, label=_label(lang, "plot_best", v=v, e=e))
-        ax.legend(loc="upper right" if key == "loss" else "lower right")
+            if test_accuracy is not None:
+                ax.axhline(test_accuracy, color="C2", linestyle=":", linewidth=1.5)
+                e = epochs[-1] if test_epoch is None else test_epoch
+                ax.plot([e], [test_accuracy], "D", color="C2", markersize=6,
+                        label=_label(lang, "plot_test", v=test_accuracy, e=e))
+        # NOTE: below the panel, never over the curves (spirals' curves fill every corner).
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     if family is not None:

@@ -27,6 +27,17 @@ def shared_data():
 
 # The worst relative error seen by the float64 gradient checks, printed at the end of the run.
 GRADCHECK_ERRORS = []
+GRADCHECK_TOL = 1e-7  # the guide's bound on a float64 gradient check's relative error
+
+
+def gradcheck_ok(fn, inputs):
+    """Assert that ``gradbox.gradcheck(fn, inputs)`` passes with relative error < 1e-7; record the error."""
+    from gradbox import gradcheck
+
+    res = gradcheck(fn, inputs)
+    GRADCHECK_ERRORS.append(res.max_rel_error)
+    assert res.passed and res.max_rel_error < GRADCHECK_TOL, res
+    return res
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 import gradbox as gb
-from gradbox import Tensor, gradcheck, nn
+from gradbox import Tensor, nn
 from gradbox.nn import _conv_functional as CF
 from gradbox.nn import functional as F
 
 from .conftest import GRADCHECK_ERRORS
+from .conftest import gradcheck_ok as check
 
 N_CONFIGS = 24
-TOL = 1e-7
 
 
 @pytest.fixture(params=["numpy", "fast"])
@@ -26,13 +26,6 @@ def kernels(request):
     previous = F.use_fast_kernels(request.param == "fast")
     yield request.param
     F.use_fast_kernels(previous)
-
-
-def check(fn, inputs):
-    res = gradcheck(fn, inputs)
-    GRADCHECK_ERRORS.append(res.max_rel_error)
-    assert res.passed and res.max_rel_error < TOL, res
-    return res
 
 
 def conv_config(seed):
@@ -218,6 +211,12 @@ def test_batch_norm_errors():
         nn.BatchNorm1d(3)(np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match=r"BatchNorm1d\(momentum\)"):
         nn.BatchNorm1d(3, momentum=2)
+    # the constructor and a model file's config (from_config) apply the same constraints
+    for build in (lambda **kw: nn.BatchNorm1d(3, **kw), lambda **kw: nn.BatchNorm1d.from_config({"num_features": 3, **kw})):
+        with pytest.raises(ValueError, match=r"BatchNorm1d\(eps\): expected a positive finite number, received inf"):
+            build(eps=float("inf"))
+        with pytest.raises(ValueError, match=r"BatchNorm1d\(momentum\): expected a number in \[0, 1\], received 2"):
+            build(momentum=2)
     with pytest.raises(TypeError, match="expected input of dtype float32, received float64"):
         nn.BatchNorm1d(3)(np.zeros((4, 3)))
 

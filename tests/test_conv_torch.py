@@ -8,7 +8,7 @@ import gradbox as gb
 from gradbox import Tensor, nn
 from gradbox.nn import functional as F
 
-from .test_conv import conv_config, distinct, pool_config
+from .test_conv import conv_config, distinct, kernels, pool_config  # noqa: F401 (kernels: the shared fixture)
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -17,20 +17,10 @@ TORCH_ERRORS = []
 
 
 def rel(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    denom = np.linalg.norm(a) + np.linalg.norm(b)
-    err = 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
+    """gradbox.relative_error in float64, recorded for the summary test."""
+    err = gb.relative_error(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
     TORCH_ERRORS.append(err)
     return err
-
-
-@pytest.fixture(params=["numpy", "fast"])
-def kernels(request):
-    if request.param == "fast":
-        pytest.importorskip("numba")
-    previous = F.use_fast_kernels(request.param == "fast")
-    yield request.param
-    F.use_fast_kernels(previous)
 
 
 def t(a, grad=True):

@@ -11,7 +11,7 @@ from gradbox import Function, Tensor, gradcheck, nn
 from gradbox.gradcheck import GradientReport
 from gradbox.nn import functional as F
 
-from .conftest import GRADCHECK_ERRORS
+from .conftest import gradcheck_ok as check
 
 N_SHAPES = 20
 TOL = 1e-7
@@ -31,13 +31,6 @@ def broadcast_partner(rng, shape):
 
 def away_from_zero(rng, shape, low=0.3, high=2.0):
     return rng.uniform(low, high, shape) * rng.choice([-1, 1], shape)
-
-
-def check(fn, inputs):
-    res = gradcheck(fn, inputs)
-    GRADCHECK_ERRORS.append(res.max_rel_error)
-    assert res.passed and res.max_rel_error < TOL, res
-    return res
 
 
 SEEDS = range(N_SHAPES)
@@ -283,3 +276,12 @@ def test_check_gradients_accepts_a_truly_zero_gradient():
     row = dict(name="b", shape=(2,), analytic_norm=5e-17, numeric_norm=0.0, rel_error=1.0, abs_error=5e-17)
     assert GradientReport([row], 1e-7).passed
     assert not GradientReport([dict(row, abs_error=1e-3)], 1e-7).passed
+
+
+def test_relative_error_of_nonfinite_values_is_nan_not_zero():
+    # A NaN or inf must never read as agreement (exercise and check_gradients compare it with a tolerance).
+    assert gb.relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert gb.relative_error(np.array([1.0]), np.array([3.0])) == 0.5
+    for bad in (np.nan, np.inf):
+        assert np.isnan(gb.relative_error(np.array([bad, 1.0]), np.array([1.0, 1.0])))
+        assert np.isnan(gb.relative_error(np.array([1.0]), np.array([bad])))

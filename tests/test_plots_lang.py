@@ -23,7 +23,7 @@ def _svg(tmp_path, lang, name="curves.svg"):
 
     path = os.path.join(tmp_path, name)
     with matplotlib.rc_context({"svg.fonttype": "none"}):
-        plot_history(HISTORY, path, title="digits", lang=lang)
+        plot_history(HISTORY, path, title="digits", test_accuracy=0.83, test_epoch=2, lang=lang)
     return open(path, encoding="utf-8").read()
 
 
@@ -42,7 +42,8 @@ def font():
 def test_korean_labels_in_a_hangul_font(tmp_path, font):
     svg = _svg(tmp_path, "ko")
     texts = _texts(svg)
-    for label in ["손실 (교차 엔트로피)", "정확도", "에폭", "훈련", "검증", "최고 검증 정확도 0.850 (에폭 3)"]:
+    for label in ["손실 (교차 엔트로피)", "정확도", "에폭", "훈련", "검증", "최고 검증 정확도 0.850 (에폭 3)",
+                  "테스트 0.830 (에폭 2의 가중치)"]:
         assert label in texts, (label, texts)
     assert not any(word in texts for word in ["epoch", "accuracy", "training", "validation"])
     # every text element, tick labels included, names the Hangul font first
@@ -67,6 +68,7 @@ def test_without_a_hangul_font_one_line_and_english_labels(tmp_path, monkeypatch
                    "curves.svg uses English labels\n")
     texts = _texts(svg)
     assert "epoch" in texts and "accuracy" in texts and "training" in texts
+    assert "test 0.830 (weights of epoch 2)" in texts
     assert not any(HANGUL.search(t) for t in texts)
 
 
@@ -109,14 +111,15 @@ def test_train_lang_ko_redraws_the_run_curves_in_korean(tmp_path, monkeypatch):
     calls, draw = [], gradbox.plots.plot_history
 
     def spy(history, path, *args, **kw):
-        calls.append((os.path.basename(path), kw.get("lang", "en"), kw.get("title")))
+        test = kw.get("test_accuracy", history.get("test_accuracy") if isinstance(history, dict) else None)
+        calls.append((os.path.basename(path), kw.get("lang", "en"), kw.get("title"), test, kw.get("test_epoch")))
         return draw(history, path, *args, **kw)
 
     monkeypatch.setattr(gradbox.plots, "plot_history", spy)
     out = os.path.join(tmp_path, "run")
     assert main(["train", "--epochs", "2", "--hidden", "16", "--lang", "ko", "--out", out, "--quiet"]) == 0
     assert [c[:2] for c in calls] == [("curves.png", "en"), ("curves.png", "ko")]
-    assert calls[0][2] == calls[1][2]        # the same title as the run's own
+    assert calls[0][2:] == calls[1][2:]      # the same title, test accuracy and its epoch as the run's own
     calls.clear()
     assert main(["train", "--epochs", "2", "--hidden", "16", "--out", out + "-en", "--quiet"]) == 0
     assert [c[:2] for c in calls] == [("curves.png", "en")]

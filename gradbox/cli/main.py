@@ -5,7 +5,8 @@ Every subcommand is ``handler(args) -> int``, registered by its module's ``regis
 ``export.py``: export).
 
 Exit codes, the same for every subcommand: 0 success; 1 bad data, a bad file or a failed check;
-2 a bad command line or configuration; 130 interrupted (Ctrl-C); 141 a closed pipe. Every error
+2 a bad command line or configuration; 130 interrupted (Ctrl-C, or SIGTERM, handled the same way:
+``gradbox train`` saves its checkpoint first); 141 a closed pipe. Every error
 is one line on stderr (``gradbox: error: ...``); ``--debug`` also prints the traceback.
 """
 from __future__ import annotations
@@ -87,7 +88,12 @@ def main(argv=None) -> int:
 
     def dispatch():
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # NOTE: argparse reports a subcommand's unknown flag from the top parser ("see gradbox
+            # --help"); the help that lists the flags is the subcommand's.
+            where = f"gradbox {args.command}" if getattr(args, "command", None) else "gradbox"
+            raise usage_error(f"unrecognized arguments: {' '.join(extra)} (see {where} --help)")
         state["debug"] = state["debug"] or getattr(args, "debug", False)
         if not getattr(args, "func", None):
             parser.print_help()

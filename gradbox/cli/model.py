@@ -44,8 +44,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("gradcheck", help="compare backprop gradients with numerical ones",
-                       description="Run gradbox.check_gradients (float64 central differences) on a small batch; "
-                                   "exit 1 if any parameter's relative error is 1e-7 or more.")
+                       description="Run gradbox.check_gradients (float64 central differences) on a small batch. "
+                                   "A parameter passes when its relative error is below 1e-7, or when its "
+                                   "disagreement is within the measured numerical error of the differences "
+                                   "(rounding, shown as 'ok (rounding)'); exit 1 only for a real disagreement "
+                                   "(FAIL: a wrong gradient).")
     p.add_argument("model", metavar="MODEL", nargs="?", help="a model file (default: a fresh MLP)")
     _add_dataset_flags(p, "data for the batch (default: the model's dataset, or digits)")
     p.add_argument("--hidden", default="32,16", metavar="N,N", help="hidden sizes of a fresh MLP (default 32,16)")
@@ -100,12 +103,30 @@ def _check_metadata(meta, path):
           lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of column names")
     check("hyperparameters", meta.get("hyperparameters"), lambda v: isinstance(v, dict), "a table")
     check("test_accuracy", meta.get("test_accuracy"), run._is_num, "a number")
+    # NOTE: sizes the metadata declares are checked against the documented limits before anything of
+    # that size exists (a recorded n_samples of 1e10 would otherwise allocate 37 GiB in evaluate).
+    check("classes", meta.get("classes"), lambda v: len(v) <= run.MAX_CLASSES,
+          f"at most {run.MAX_CLASSES:,} classes")
+    check("input_shape", meta.get("input_shape"),
+          lambda v: isinstance(v, list) and 0 < len(v) <= 4 and all(run._is_int(d) and 0 < d <= 1 << 20 for d in v)
+          and int(np.prod(v)) <= 1 << 24, "a list of up to 4 positive sizes (at most 2**24 values)")
     ds = meta.get("dataset")
     check("dataset", ds, lambda v: isinstance(v, dict), "a table")
     if isinstance(ds, dict):
-        check("dataset.source", ds.get("source"), lambda v: isinstance(v, str) and v != "", "a dataset name or path")
+        check("dataset.source", ds.get("source"), lambda v: isinstance(v, str) and v != "" and len(v) < 4096,
+              "a dataset name or path")
         check("dataset.target", ds.get("target"), lambda v: isinstance(v, str), "a column name")
-        check("dataset.options", ds.get("options"), lambda v: isinstance(v, dict), "a table of loader options")
+        check("dataset.options", ds.get("options"), lambda v: isinstance(v, dict) and set(v) <= set(run.DATASET_OPTIONS),
+              f"a table of loader options ({', '.join(run.DATASET_OPTIONS)})")
+        opts = ds.get("options") if isinstance(ds.get("options"), dict) else {}
+        check("dataset.options.n_samples", opts.get("n_samples"),
+              lambda v: run._is_int(v) and 0 < v <= run.MAX_SYNTHETIC_SAMPLES,
+              f"a positive int up to {run.MAX_SYNTHETIC_SAMPLES:,}")
+        check("dataset.options.noise", opts.get("noise"), lambda v: run._is_num(v) and 0 <= v <= 1e6,
+              "a non-negative number")
+        for key in ("val_split", "test_split"):
+            check(f"dataset.{key}", ds.get(key), lambda v: run._is_num(v) and 0 <= v < 1, "a fraction in [0, 1)")
+        check("dataset.seed", ds.get("seed"), lambda v: run._is_int(v) and 0 <= v < 2 ** 63, "a non-negative int")
 
 
 def _eval_data(args, mf):
@@ -116,7 +137,7 @@ def _eval_data(args, mf):
         if not isinstance(rec, dict) or "source" not in rec:
             raise usage_error("--dataset: the model file records no dataset; pass --dataset NAME|PATH")
         opts = {**rec.get("options", {}), **{k: v for k, v in options.items() if v is not None}}
-        ds = run.load_dataset(rec["source"], rec.get("target"), opts, images=_takes_images(mf))
+        ds = _load_recorded(rec, opts, getattr(args, "model", "MODEL"), images=_takes_images(mf))
         parts = run.split(ds, rec.get("val_split", 0.15), rec.get("test_split", 0.15), rec.get("seed", 0))
         X, y = parts[4], parts[5]
         if X is None or len(X) == 0:
@@ -131,6 +152,30 @@ def _eval_data(args, mf):
     if ds.test is not None:
         return ds.test[0], ds.test[1], f"the test set of {ds.name} ({len(ds.test[1])} samples)", ds
     return ds.X, ds.y, f"all of {ds.name} ({len(ds.y)} samples)", ds
+
+
+def _load_recorded(rec, opts, model_path, images=False):
+    """The dataset a model file's metadata names, with errors that never quote the file's content.
+
+    NOTE: the recorded ``source`` is chosen by whoever wrote the model file and may name any local
+    file; a loader's message can quote its content (a bad CSV cell), so only the path and the kind of
+    problem are reported.
+    """
+    source = rec["source"]
+    try:
+        return run.load_dataset(source, rec.get("target"), opts, images=images)
+    except MemoryError:
+        raise CLIError(f"MODEL {model_path}: its recorded dataset {source!r} is too large to load; pass "
+                       "--dataset NAME|PATH") from None
+    except (ValueError, TypeError, OSError, KeyError, IndexError) as exc:
+        if isinstance(exc, FileNotFoundError) or (isinstance(exc, run.RunError) and "no such file" in str(exc)):
+            problem = "no such file"
+        elif isinstance(exc, OSError):
+            problem = exc.strerror or type(exc).__name__
+        else:
+            problem = f"not a dataset gradbox can train on ({type(exc).__name__})"
+        raise CLIError(f"MODEL {model_path}: its recorded dataset {source!r} could not be loaded: {problem}; pass "
+                       "--dataset NAME|PATH to evaluate on") from None
 
 
 def _takes_images(mf):
@@ -170,9 +215,17 @@ def _format_confusion(cm, classes):
 def cmd_evaluate(args) -> int:
     mf = load_model_file(args.model)
     X, y, what, ds = _eval_data(args, mf)
-    X = mf.preprocess(X, "--dataset")
-    y = _align_labels(ds, mf.metadata.get("classes") if isinstance(mf.metadata, dict) else None, y)
-    res = evaluate_model_inputs(mf, X, y, where="--dataset")
+    try:
+        X = mf.preprocess(X, "--dataset")
+        y = _align_labels(ds, mf.metadata.get("classes") if isinstance(mf.metadata, dict) else None, y)
+        res = evaluate_model_inputs(mf, X, y, where="--dataset")
+    except ValueError as exc:
+        if args.dataset is not None:
+            raise
+        # NOTE: data from the path the model file records: name the problem, never quote the content.
+        source = mf.metadata["dataset"]["source"]
+        raise CLIError(f"MODEL {args.model}: its recorded dataset {source!r} does not fit the model "
+                       f"({type(exc).__name__}); pass --dataset NAME|PATH to evaluate on") from None
     correct = int(round(res["accuracy"] * res["n"]))
     print(f"evaluated {args.model} on {what}")
     print(f"loss      {res['loss']:.4f}")
@@ -272,7 +325,28 @@ def _read_csv(path, feature_names, n_features):
     return X
 
 
+def _same_file(a, b) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (also through a symlink or a hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # NOTE: one of them does not exist (yet): not the same file
+        return False
+
+
+def _check_output(output, *inputs):
+    """Refuse an --output that is one of the files being read (it would be replaced by predictions)."""
+    for flag, path in inputs:
+        model = os.path.join(path, "model.gbx") if os.path.isdir(path) else path
+        if _same_file(output, model):
+            raise usage_error(f"--output {output}: is the same file as {flag} {path}; choose another file "
+                              "(the predictions would replace it)")
+    if os.path.isdir(output):
+        raise usage_error(f"--output {output}: expected a file path, received a folder")
+
+
 def cmd_predict(args) -> int:
+    if args.output:
+        _check_output(args.output, ("MODEL", args.model), ("--input", args.input))
     mf = load_model_file(args.model)
     meta = mf.metadata if isinstance(mf.metadata, dict) else {}
     shape = model_input_shape(mf)

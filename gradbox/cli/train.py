@@ -34,6 +34,9 @@ TRAIN_FLAGS = {  # dest -> (flags, kwargs)
                                                                "dataset has its own test set)")),
     "patience": (["--patience"], dict(type=int, help="early stopping after N epochs without a better "
                                                      "validation loss; restores the best weights")),
+    "restore_best_weights": (["--restore-best-weights"], dict(
+        action="store_true", default=None, help="at the end, keep the weights of the epoch with the lowest "
+        "validation loss (Keras's restore_best_weights); the summary names the epoch kept")),
     "checkpoint_every": (["--checkpoint-every"], dict(metavar="N|Nsteps", help="write RUN/checkpoint.gbx every N "
                                                       "epochs, or every N optimizer steps with 'Nsteps'")),
     "n_samples": (["--n-samples"], dict(type=int, help="samples of a synthetic dataset")),
@@ -118,4 +121,5 @@ def _curves(args, finished):
     c, ds = finished.config, finished.metrics.get("dataset") or {}
     title = (f"{ds.get('name', c['dataset'])}: {'CNN' if c.get('conv') else 'MLP'} "
              f"{run.architecture(finished.model)}, {c['optimizer']}")
-    plot_history(finished.metrics, os.path.join(finished.out, "curves.png"), title=title, lang=lang)
+    plot_history(finished.metrics, os.path.join(finished.out, "curves.png"), title=title,
+                 test_epoch=finished.metrics.get("weights_epoch"), lang=lang)

@@ -236,13 +236,12 @@ def _images(X, fields, name):
 
 def _shaped(X, fields, name, flatten, dtype):
     """(X as requested, image_shape or None): flat rows, or images (n, C, H, W) when ``flatten`` is False."""
+    if X.ndim < 2:
+        raise ValueError(f"{name}: expected a 2-D array of shape (n_samples, n_features), received shape {X.shape}")
     images = _images(X, fields, name)
     image_shape = None if images is None else tuple(int(d) for d in images.shape[1:])
     if flatten or images is None:
         X = X.reshape(len(X), -1) if X.ndim > 2 else X
-        if X.ndim != 2:
-            raise ValueError(f"{name}: expected a 2-D array of shape (n_samples, n_features), received shape "
-                             f"{X.shape}")
         return check_array(X, name, ndim=2, dtype=dtype), image_shape
     return np.ascontiguousarray(check_array(images, name, ndim=None, dtype=dtype)), image_shape
 
@@ -250,8 +249,6 @@ def _shaped(X, fields, name, flatten, dtype):
 def _finish(fields, name, dtype, source, flatten=True):
     """Validate the loader's output and build the Dataset."""
     X = check_array(fields["X"], "X", ndim=None)
-    if X.ndim < 2:
-        raise ValueError(f"X: expected a 2-D array of shape (n_samples, n_features), received shape {X.shape}")
     X, image_shape = _shaped(X, fields, "X", flatten, dtype)
     y = check_array(fields["y"], "y", ndim=(1, 2))
     if y.ndim == 2 and 1 in y.shape:
@@ -272,9 +269,6 @@ def _finish(fields, name, dtype, source, flatten=True):
     test = fields.get("test")
     if test is not None:
         Xt = check_array(test[0], "X_test", ndim=None)
-        if Xt.ndim < 2:
-            raise ValueError(f"X_test: expected a 2-D array of shape (n_samples, n_features), received shape "
-                             f"{Xt.shape}")
         Xt, _ = _shaped(Xt, fields, "X_test", flatten, dtype)
         yt = check_array(test[1], "y_test", ndim=(1, 2)).reshape(-1)
         if len(yt) != len(Xt):

@@ -19,12 +19,18 @@ import numpy as np
 from ._limits import check_declared, check_regular_file, max_data_bytes, open_regular, values_bytes
 
 
+def _starts_gzip(f) -> bool:
+    """Whether the open binary file ``f`` starts with the gzip magic; it is left at its start."""
+    gz = f.read(2) == b"\x1f\x8b"
+    f.seek(0)
+    return gz
+
+
 @contextlib.contextmanager
 def _open_text(path):
     """A UTF-8 text stream of ``path`` (gunzipped when it starts with the gzip magic); regular files only."""
     with open_regular(path) as raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
+        gz = _starts_gzip(raw)
         with contextlib.ExitStack() as stack:
             binary = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")) if gz else raw
             text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
@@ -136,7 +142,7 @@ def read_csv(path, target=None, delimiter=","):
 
 def _is_gzip_file(path) -> bool:
     with open_regular(path) as f:
-        return f.read(2) == b"\x1f\x8b"
+        return _starts_gzip(f)
 
 
 def _target_index(header, target):
@@ -411,8 +417,7 @@ def read_idx_array(path) -> np.ndarray:
     limit = max_data_bytes()
     with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
-        gz = f.read(2) == b"\x1f\x8b"
-        f.seek(0)
+        gz = _starts_gzip(f)
         try:
             with (gzip.GzipFile(fileobj=f, mode="rb") if gz else contextlib.nullcontext(f)) as src:
                 return _read_idx_stream(src, path, None if gz else size, limit)

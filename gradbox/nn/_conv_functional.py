@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 
+from .._validation import Constraint, check
 from ..function import Function
 from ..tensor import _FLOATS, Tensor
 
@@ -70,13 +71,23 @@ def _kernels(dtype):
 
 
 # --- arguments ------------------------------------------------------------------------------
+def _int_or_pair(minimum: int) -> Constraint:
+    """A ``_validation`` constraint: an int >= minimum, or a pair (tuple or JSON list) of them."""
+    def test(v):
+        items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+        return len(items) in ((1,) if not isinstance(v, (tuple, list)) else (2,)) and all(
+            isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= minimum for i in items)
+    kind = "positive" if minimum > 0 else "non-negative"
+    return Constraint(f"a {kind} int or a pair of them", test)
+
+
+_INT_OR_PAIR = {1: _int_or_pair(1), 0: _int_or_pair(0)}
+
+
 def _pair(value, name: str, who: str, minimum: int) -> tuple:
-    """An int or a pair of ints, each >= minimum, as a pair."""
+    """An int or a pair of ints, each >= minimum, as a pair (the check layers' configs use too)."""
+    check(who, name, value, _INT_OR_PAIR[minimum])
     items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum
-                                  for v in items):
-        kind = "positive" if minimum > 0 else "non-negative"
-        raise ValueError(f"{who}({name}): expected a {kind} int or a pair of them, received {value!r}")
     return int(items[0]), int(items[1])
 
 
@@ -270,13 +281,19 @@ def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
 
 
 # --- pooling -------------------------------------------------------------------------------------
-def _pool_args(x, kernel_size, stride, padding, who):
-    x = _check_image(x, who)
+def _pool_geometry(kernel_size, stride, padding, who):
+    """Checked (kernel, stride, padding) pairs of a pooling window; stride defaults to the kernel."""
     kernel = _pair(kernel_size, "kernel_size", who, 1)
     stride = kernel if stride is None else _pair(stride, "stride", who, 1)
     padding = _pair(padding, "padding", who, 0)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"{who}(padding): expected at most half the kernel size {kernel}, received {padding}")
+    return kernel, stride, padding
+
+
+def _pool_args(x, kernel_size, stride, padding, who):
+    x = _check_image(x, who)
+    kernel, stride, padding = _pool_geometry(kernel_size, stride, padding, who)
     _check_window(x.shape, kernel, padding, who)
     return x, kernel, stride, padding
 

@@ -1,27 +1,16 @@
 """``Conv2d``: a 2-D convolution layer (NCHW, weights (out, in, kh, kw)), as PyTorch's."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ..errors import NonFiniteError, all_finite, first_nonfinite
-from .._validation import Constraint, boolean, one_of, positive_int, validate
+from .._validation import boolean, one_of, positive_int, validate
 from ..random import resolve_rng
-from ..tensor import _FLOATS, Tensor
+from ..tensor import Tensor
 from . import _conv_functional as CF
+from ._conv_functional import _int_or_pair
 from .init import INITIALIZERS, get_initializer
-from .module import Module, Parameter
-
-
-def _int_or_pair(minimum: int):
-    """A ``_validation`` constraint: an int >= minimum, or a pair (tuple or JSON list) of them."""
-    def test(v):
-        items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
-        return len(items) in ((1,) if not isinstance(v, (tuple, list)) else (2,)) and all(
-            isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= minimum for i in items)
-    kind = "positive" if minimum > 0 else "non-negative"
-    return Constraint(f"a {kind} int or a pair of them", test)
+from .module import Module, Parameter, _layer_dtype
 
 
 _DTYPES = ("float32", "float64")
@@ -87,9 +76,7 @@ class Conv2d(Module):
         self.kernel_size = CF._pair(kernel_size, "kernel_size", who, 1)
         self.stride = CF._pair(stride, "stride", who, 1)
         self.padding = CF._pair(padding, "padding", who, 0)
-        dtype = np.dtype(dtype)
-        if dtype not in _FLOATS[1:]:
-            raise TypeError(f"Conv2d(dtype): expected float32 or float64, received {dtype}")
+        dtype = _layer_dtype(dtype, who)
         self.init = init
         self.weight = Parameter(np.empty((self.out_channels, self.in_channels) + self.kernel_size, dtype=dtype))
         # NOTE: nn.init uses PyTorch's conv fans: fan_in = in·kh·kw, fan_out = out·kh·kw

@@ -8,10 +8,10 @@ from .._validation import boolean, check, integer, interval, one_of, positive_in
 from ..function import _state
 from ..errors import NonFiniteError, all_finite, first_nonfinite
 from ..random import resolve_rng
-from ..tensor import _FLOATS, Tensor
+from ..tensor import Tensor
 from . import functional as F
 from .init import INITIALIZERS, get_initializer
-from .module import Module, Parameter, _Stateless, build_entry, entry_state_specs, layer_entry
+from .module import Module, Parameter, _layer_dtype, _Stateless, build_entry, entry_state_specs, layer_entry
 
 _SPEC_DTYPES = ("float16", "float32", "float64")
 
@@ -72,9 +72,7 @@ class Linear(Module):
         args = validate("Linear", {"in_features": in_features, "out_features": out_features, "init": init},
                         self._parameter_constraints)
         self.in_features, self.out_features = args["in_features"], args["out_features"]
-        dtype = np.dtype(dtype)
-        if dtype not in _FLOATS[1:]:
-            raise TypeError(f"Linear(dtype): expected float32 or float64, received {dtype}")
+        dtype = _layer_dtype(dtype, "Linear")
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=dtype))
         get_initializer(init)(self.weight, rng=resolve_rng(rng))
         self.init = init

@@ -156,6 +156,14 @@ def _walk(module, name, ancestors):
         yield from _walk(child, f"{name}.{key}" if name else key, ancestors + (id(module),))
 
 
+def _layer_dtype(dtype, who: str) -> np.dtype:
+    """``dtype`` as the NumPy dtype a layer computes in: float32 or float64, else ``TypeError``."""
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOATS[1:]:
+        raise TypeError(f"{who}(dtype): expected float32 or float64, received {dtype}")
+    return dtype
+
+
 @contextlib.contextmanager
 def eval_mode(model):
     """Run a block with ``model`` in ``eval()`` mode, then give every submodule back its own mode.

@@ -1,14 +1,12 @@
 """Batch normalisation: ``BatchNorm1d`` for (N, C) or (N, C, L), ``BatchNorm2d`` for (N, C, H, W)."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .._validation import interval, one_of, positive_float, positive_int
-from ..tensor import _FLOATS, Tensor
+from .._validation import interval, one_of, positive_float, positive_int, validate
+from ..tensor import Tensor
 from . import _conv_functional as CF
-from .module import Module, Parameter
+from .module import Module, Parameter, _layer_dtype
 
 
 class _BatchNorm(Module):
@@ -20,16 +18,11 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
         who = type(self).__name__
-        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features <= 0:
-            raise ValueError(f"{who}(num_features): expected a positive int, received {num_features!r}")
-        if not (isinstance(eps, numbers.Real) and eps > 0):
-            raise ValueError(f"{who}(eps): expected a positive number, received {eps!r}")
-        if not (isinstance(momentum, numbers.Real) and 0 <= momentum <= 1):
-            raise ValueError(f"{who}(momentum): expected a number in [0, 1], received {momentum!r}")
-        dtype = np.dtype(dtype)
-        if dtype not in _FLOATS[1:]:
-            raise TypeError(f"{who}(dtype): expected float32 or float64, received {dtype}")
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        # NOTE: the same constraints as a model file's config (check_config); dtype may also be a NumPy type here
+        args = validate(who, {"num_features": num_features, "eps": eps, "momentum": momentum},
+                        self._parameter_constraints)
+        dtype = _layer_dtype(dtype, who)
+        self.num_features, self.eps, self.momentum = args["num_features"], args["eps"], args["momentum"]
         c = self.num_features
         self.weight = Parameter(np.ones(c, dtype=dtype))  # γ
         self.bias = Parameter(np.zeros(c, dtype=dtype))  # β

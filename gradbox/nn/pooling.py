@@ -2,31 +2,21 @@
 from __future__ import annotations
 
 from . import _conv_functional as CF
-from .conv import _int_or_pair
-from .module import Module
+from ._conv_functional import _int_or_pair
+from .module import _Stateless
 
 
-class _Pool2d(Module):
+class _Pool2d(_Stateless):
     function = None
     _parameter_constraints = {"kernel_size": _int_or_pair(1), "stride": _int_or_pair(1), "padding": _int_or_pair(0)}
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        who = type(self).__name__
-        self.kernel_size = CF._pair(kernel_size, "kernel_size", who, 1)
-        self.stride = self.kernel_size if stride is None else CF._pair(stride, "stride", who, 1)
-        self.padding = CF._pair(padding, "padding", who, 0)
-        if self.padding[0] > self.kernel_size[0] // 2 or self.padding[1] > self.kernel_size[1] // 2:
-            raise ValueError(f"{who}(padding): expected at most half the kernel size {self.kernel_size}, "
-                             f"received {self.padding}")
+        self.kernel_size, self.stride, self.padding = CF._pool_geometry(kernel_size, stride, padding,
+                                                                         type(self).__name__)
 
     def get_config(self) -> dict:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
-
-    @classmethod
-    def state_specs(cls, config):
-        cls.check_config(config)
-        return []
 
     def forward(self, x):
         who = f"{type(self).__name__}(kernel_size={self.kernel_size})"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check
+from .._validation import validate
 from .optimizer import FRACTION, NON_NEGATIVE, POSITIVE, Optimizer, _fusable
 
 
@@ -24,14 +24,8 @@ class RMSprop(Optimizer):
     _constraints = {"lr": NON_NEGATIVE, "alpha": FRACTION, "eps": POSITIVE, "weight_decay": NON_NEGATIVE}
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, fused=None):
-        who = "RMSprop"
-        c = self._constraints
-        defaults = dict(
-            lr=check(who, "lr", lr, c["lr"]),
-            alpha=check(who, "alpha", alpha, c["alpha"]),
-            eps=check(who, "eps", eps, c["eps"]),
-            weight_decay=check(who, "weight_decay", weight_decay, c["weight_decay"]),
-        )
+        defaults = validate("RMSprop", dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay),
+                            self._constraints)
         super().__init__(params, defaults, fused)
 
     def _update(self, w, g, state):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check
+from .._validation import validate
 from .optimizer import FRACTION, NON_NEGATIVE, Optimizer, _fusable
 
 
@@ -23,14 +23,8 @@ class SGD(Optimizer):
     _constraints = {"lr": NON_NEGATIVE, "momentum": FRACTION, "weight_decay": NON_NEGATIVE}
 
     def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, fused=None):
-        who = "SGD"
-        c = self._constraints
-        defaults = dict(
-            lr=check(who, "lr", lr, c["lr"]),
-            momentum=check(who, "momentum", momentum, c["momentum"]),
-            weight_decay=check(who, "weight_decay", weight_decay, c["weight_decay"]),
-            nesterov=bool(nesterov),
-        )
+        defaults = validate("SGD", dict(lr=lr, momentum=momentum, weight_decay=weight_decay), self._constraints)
+        defaults["nesterov"] = bool(nesterov)
         if nesterov and momentum == 0:
             raise ValueError("SGD(nesterov=True): expected momentum > 0, received momentum=0")
         super().__init__(params, defaults, fused)

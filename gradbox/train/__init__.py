@@ -22,7 +22,8 @@ One file per job:
 >>> history.epoch
 [1, 2]
 """
-from .callbacks import CSVLogger, Callback, EarlyStopping, ModelCheckpoint, ProgressBar
+from .callbacks import (CSVLogger, Callback, DivergenceMonitor, EarlyStopping, ModelCheckpoint, ProgressBar,
+                        RestoreBestWeights)
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, TrainingDiverged, load_checkpoint_file
 from .history import History
 from .inference import eval_mode, evaluate, predict, predict_logits, predict_proba
@@ -37,11 +38,13 @@ __all__ = [
     "OPTIMIZERS",
     "CSVLogger",
     "Callback",
+    "DivergenceMonitor",
     "EarlyStopping",
     "History",
     "ModelCheckpoint",
     "ProgressBar",
     "RandomSampler",
+    "RestoreBestWeights",
     "Trainer",
     "TrainingDiverged",
     "build_mlp",

@@ -13,7 +13,8 @@ import time
 
 from .. import _world
 
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar"]
+__all__ = ["CSVLogger", "Callback", "DivergenceMonitor", "EarlyStopping", "ModelCheckpoint", "ProgressBar",
+           "RestoreBestWeights"]
 
 
 class Callback:
@@ -114,6 +115,87 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch = meta.get("best"), meta.get("best_epoch")
         self.wait, self.stopped_epoch = int(meta.get("wait", 0)), meta.get("stopped_epoch")
         self._best_weights = dict(arrays) if arrays else None
+
+
+class RestoreBestWeights(Callback):
+    """Keep the weights of the epoch with the best ``monitor`` value (Keras's ``restore_best_weights``).
+
+    At the end of a completed ``fit`` (not an interrupted one), the model gets the weights of
+    ``best_epoch`` back; ``restored`` says whether that happened. Without validation data
+    ``"val_loss"`` falls back to ``"loss"``.
+    """
+
+    def __init__(self, monitor="val_loss", mode="auto"):
+        if mode not in ("min", "max", "auto"):
+            raise ValueError(f"RestoreBestWeights(mode): expected 'min', 'max' or 'auto', received {mode!r}")
+        self.monitor = monitor
+        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.best, self.best_epoch, self.restored = None, None, False
+        self._weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        key = self.monitor if logs.get(self.monitor) is not None else ("loss" if self.monitor == "val_loss" else None)
+        if key is None or logs.get(key) is None:
+            raise ValueError(f"RestoreBestWeights(monitor): expected one of {sorted(logs)}, received {self.monitor!r}")
+        value = float(logs[key])
+        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        if better:
+            self.best, self.best_epoch = value, epoch
+            self._weights = self.trainer.model.state_dict()
+
+    def on_train_end(self, logs=None):
+        # NOTE: an interrupted fit keeps its current weights: the checkpoint must continue from them.
+        if self._weights is not None and not self.trainer.interrupted:
+            self.trainer.model.load_state_dict(self._weights)
+            self.restored = True
+
+    def get_state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch}, dict(self._weights or {})
+
+    def set_state(self, meta, arrays):
+        self.best, self.best_epoch = meta.get("best"), meta.get("best_epoch")
+        self._weights = dict(arrays) if arrays else None
+
+
+class DivergenceMonitor(Callback):
+    """Warn once when the epoch's training loss exceeds ``factor`` x the first epoch's.
+
+    A NaN or infinite loss already stops ``Trainer`` (``TrainingDiverged``, like Keras's
+    ``TerminateOnNaN``); this catches a loss that grows without overflowing (``--lr 1e6``).
+    ``warn(text)`` receives the message (default: ``warnings.warn``); ``warned`` says whether it came.
+    """
+
+    def __init__(self, factor=1e3, warn=None):
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not factor > 1:
+            raise ValueError(f"DivergenceMonitor(factor): expected a number > 1, received {factor!r}")
+        self.factor, self.warn = float(factor), warn
+        self.first, self.warned = None, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        if self.first is None:
+            self.first = float(loss)
+        elif not self.warned and self.first > 0 and loss > self.factor * self.first:
+            self.warned = True
+            lr = getattr(self.trainer.optimizer, "lr", None)
+            hint = f" (now {lr:g})" if isinstance(lr, float) else ""
+            text = (f"training is diverging: the loss rose from {self.first:.4g} at epoch 1 to {loss:.4g} at epoch "
+                    f"{epoch}; lower the learning rate{hint}")
+            if self.warn is not None:
+                self.warn(text)
+            else:
+                import warnings
+
+                warnings.warn(text, RuntimeWarning, stacklevel=2)
+
+    def get_state(self):
+        return {"first": self.first, "warned": self.warned}, {}
+
+    def set_state(self, meta, arrays):
+        self.first, self.warned = meta.get("first"), bool(meta.get("warned", False))
 
 
 class ModelCheckpoint(Callback):
@@ -227,31 +309,53 @@ class ProgressBar(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         t = self.trainer
         self._t0 = time.perf_counter()
+        self._step0 = t.step
         if self._tqdm and not self._silent:
             import shutil
 
             from tqdm.auto import tqdm
 
             width = len(str(t.epochs))
-            # NOTE: a fixed narrow bar leaves room for the metrics; shutil falls back to 80 columns
-            # where the terminal reports a size of 0 (tqdm would then hide the bar).
+            # NOTE: the line must fit 80 columns with every metric and the run's time left: a short bar,
+            # no step counts or per-epoch clock (the postfix says what matters). shutil falls back to 80
+            # columns where the terminal reports a size of 0 (tqdm would then hide the bar).
             self._bar = tqdm(total=t.steps_per_epoch, initial=t.step, desc=f"epoch {epoch:>{width}}/{t.epochs}",
                              file=self._out(), leave=True, mininterval=0.2, unit="step",
                              ncols=max(60, shutil.get_terminal_size().columns), nrows=max(
                                  10, shutil.get_terminal_size().lines),
-                             bar_format="{desc} {bar:12} {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+                             bar_format="{desc} {bar:6}{postfix}")
+
+    def _time_left(self, epoch, done_steps):
+        """Seconds left in the run: the epochs to come at the mean epoch time, plus this epoch's rest."""
+        t = self.trainer
+        times = self._epoch_times
+        if times:
+            per_epoch = sum(times) / len(times)
+        elif done_steps > 0:
+            per_epoch = (time.perf_counter() - self._t0) / done_steps * max(1, t.steps_per_epoch)
+        else:
+            return None
+        rest = 0.0 if done_steps >= t.steps_per_epoch else (1 - done_steps / max(1, t.steps_per_epoch)) * per_epoch
+        return (t.epochs - epoch) * per_epoch + rest
 
     def on_batch_end(self, step, logs=None):
         if self._bar is not None:
             self._bar.update(1)
             if self._bar.n % 10 == 0 or self._bar.n == self._bar.total:
-                self._bar.set_postfix_str(self._postfix(logs), refresh=False)
+                t = self.trainer
+                left = self._time_left(t.epoch + 1, step)
+                text = self._postfix(logs) + ("" if left is None else f" left {_fmt_seconds(left)}")
+                self._bar.set_postfix_str(text, refresh=False)
 
     @staticmethod
-    def _postfix(logs, keys=("loss", "accuracy", "val_loss", "val_accuracy")):
+    def _value(v) -> str:
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.4g}"
+
+    @classmethod
+    def _postfix(cls, logs, keys=("loss", "accuracy", "val_loss", "val_accuracy"), sep=" "):
         logs = logs or {}
         short = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
-        return "  ".join(f"{short[k]} {logs[k]:.4f}" for k in keys if logs.get(k) is not None)
+        return sep.join(f"{short[k]} {cls._value(logs[k])}" for k in keys if logs.get(k) is not None)
 
     def on_epoch_end(self, epoch, logs=None):
         t = self.trainer
@@ -259,13 +363,13 @@ class ProgressBar(Callback):
         self._epoch_times.append(took)
         left = (t.epochs - epoch) * (sum(self._epoch_times) / len(self._epoch_times))
         per = f"{took * 1000:.0f}ms" if took < 1 else f"{took:.1f}s"
-        text = f"{self._postfix(logs)}  {per}/epoch  time left {_fmt_seconds(left)}"
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{self._postfix(logs)}  time left {_fmt_seconds(left)}", refresh=True)
+            self._bar.set_postfix_str(f"{self._postfix(logs)} left {_fmt_seconds(left)}", refresh=True)
             self._bar.close()
             self._bar = None
         elif not self._silent:
             width = len(str(t.epochs))
+            text = f"{self._postfix(logs, sep='  ')}  {per}/epoch  time left {_fmt_seconds(left)}"
             print(f"epoch {epoch:>{width}}/{t.epochs}  {text}", file=self._out(), flush=True)
 
     def on_train_end(self, logs=None):

@@ -91,6 +91,45 @@ def checkpoint_state(trainer):
     return arrays, meta
 
 
+# NOTE: ranges of the optimizer hyperparameters a checkpoint may carry (PyTorch's own checks);
+# a forged checkpoint with valid checksums could otherwise set lr = -0.5.
+_HYPER_RANGES = {
+    "lr": (lambda v: v > 0, "a positive number"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "dampening": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "alpha": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "eps": (lambda v: v > 0, "a positive number"),
+    "betas": (lambda v: 0 <= v < 1, "two numbers in [0, 1)"),
+}
+
+
+def _check_int(who, name, value, low=0):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{who}: expected {name} to be an integer >= {low}, received {value!r:.60}")
+    return int(value)
+
+
+def check_hyperparameters(hyper, who="resume") -> None:
+    """Refuse non-finite or out-of-range optimizer hyperparameters (a forged or damaged checkpoint)."""
+    import math
+    import numbers
+
+    if not isinstance(hyper, dict):
+        raise ValueError(f"{who}: expected the optimizer's hyperparameters as a table, received "
+                         f"{type(hyper).__name__}")
+    for key, value in hyper.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, bool) or v is None or isinstance(v, str):
+                continue
+            if not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ValueError(f"{who}: expected the optimizer's {key} to be a finite number, received {v!r:.60}")
+            ok, what = _HYPER_RANGES.get(key, (None, None))
+            if ok is not None and not ok(v):
+                raise ValueError(f"{who}: expected the optimizer's {key} to be {what}, received {value!r:.60}")
+
+
 def restore_checkpoint(trainer, arrays, meta) -> dict:
     """Put ``trainer`` where the checkpoint ``(arrays, meta)`` was taken; returns ``meta``.
 
@@ -106,6 +145,26 @@ def restore_checkpoint(trainer, arrays, meta) -> dict:
         partial = dict(meta["partial"]) if meta.get("partial") is not None else None
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{who}: expected a complete gradbox checkpoint, received one without {exc}") from None
+    epoch = _check_int(who, "the epoch", meta["epoch"])
+    step = _check_int(who, "the step", meta["step"])
+    global_step = _check_int(who, "the optimizer step", meta["global_step"])
+    if global_step < step:
+        raise ValueError(f"{who}: expected the optimizer step ({global_step}) to count at least the epoch's "
+                         f"steps ({step})")
+    if len(history) != epoch:
+        raise ValueError(f"{who}: expected a history of {epoch} epochs (the checkpoint's epoch), "
+                         f"received {len(history)}")
+    check_hyperparameters(o.get("hyper") if isinstance(o, dict) else None, who)
+    perm = arrays.get("trainer.perm")
+    if perm is not None:
+        perm = np.asarray(perm)
+        # NOTE: the epoch's order must visit every sample once (an all-zero order trains on sample 0 only).
+        if perm.ndim != 1 or perm.dtype.kind not in "iu" or not np.array_equal(np.sort(perm), np.arange(perm.size)):
+            raise ValueError(f"{who}: expected the epoch's shuffle order (trainer.perm) to be a permutation of "
+                             f"range({perm.size}), received one that is not")
+    elif step > 0:
+        raise ValueError(f"{who}: expected the epoch's shuffle order (trainer.perm) with step {step} of an epoch "
+                         f"in progress, received none")
     if o["type"] != type(trainer.optimizer).__name__:
         raise ValueError(f"{who}: expected a checkpoint of a {type(trainer.optimizer).__name__} optimizer, "
                          f"received {o['type']}")
@@ -116,7 +175,6 @@ def restore_checkpoint(trainer, arrays, meta) -> dict:
     opt_state = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
     backup_w, backup_o = trainer.model.state_dict(), trainer.optimizer.state_dict()
     backup_s = trainer.sampler.state_dict()
-    perm = arrays.get("trainer.perm")
     try:
         trainer.model.load_state_dict(weights)
         trainer.optimizer.load_state_dict({"type": o["type"], "hyper": o["hyper"], "step_count": o["step_count"],

@@ -8,8 +8,8 @@ import numbers
 import os
 import re
 
-__all__ = ["DEFAULTS", "ConfigError", "RunError", "RunInterrupted", "parse_checkpoint_every", "read_config",
-           "resolve_config"]
+__all__ = ["DEFAULTS", "MAX_CLASSES", "MAX_SYNTHETIC_SAMPLES", "ConfigError", "RunError", "RunInterrupted",
+           "parse_checkpoint_every", "read_config", "resolve_config"]
 
 
 class RunError(ValueError):
@@ -28,7 +28,7 @@ class ConfigError(RunError):
 
 
 class RunInterrupted(RunError):
-    """Training was stopped (Ctrl-C); the message says how to continue (``code`` 130)."""
+    """Training was stopped (Ctrl-C, or SIGTERM); the message says how to continue (``code`` 130)."""
 
     def __init__(self, message, code=130):
         super().__init__(message, code)
@@ -44,8 +44,13 @@ DEFAULTS = {
     "lr": None, "momentum": 0.9, "epochs": 50, "batch_size": 32, "weight_decay": None, "dropout": 0.4,
     "init": None, "seed": 0, "val_split": 0.15, "test_split": 0.15, "patience": None,
     "checkpoint_every": None, "n_samples": None, "noise": None, "threads": 1, "fused": False, "out": None,
-    "conv": [], "batch_norm": False,
+    "conv": [], "batch_norm": False, "restore_best_weights": False,
 }
+# NOTE: documented limits on sizes that a file, a flag or a model file's metadata declares; they are
+# checked before anything of that size is allocated (a label of 100000 among 0/1 would otherwise
+# make a 100,001-class network and a 74.5 GiB confusion matrix at the end of training).
+MAX_CLASSES = 10_000
+MAX_SYNTHETIC_SAMPLES = 10_000_000
 # keys that describe the model/data/optimisation (fixed for a resumed run)
 RESUME_FIXED = [k for k in DEFAULTS if k not in ("epochs", "out")]
 DATASET_OPTIONS = ("n_samples", "noise")
@@ -129,7 +134,7 @@ def resolve_config(values: dict) -> dict:
             bs = int(bs)
     _check(bs == "full" or (_is_int(bs) and bs > 0), "--batch-size", "a positive int or 'full'", c["batch_size"])
     c["batch_size"] = bs
-    for key in ("fused", "batch_norm"):
+    for key in ("fused", "batch_norm", "restore_best_weights"):
         _check(isinstance(c[key], bool), f"--{key.replace('_', '-')}", "true or false", c[key])
     if c["weight_decay"] is not None:
         _check(_is_num(c["weight_decay"]) and c["weight_decay"] >= 0, "--weight-decay", "a non-negative number",
@@ -146,7 +151,8 @@ def resolve_config(values: dict) -> dict:
     every = parse_checkpoint_every(c["checkpoint_every"])
     c["checkpoint_every"] = None if every is None else f"{every[0]}{every[1]}s"
     if c["n_samples"] is not None:
-        _check(_is_int(c["n_samples"]) and c["n_samples"] > 0, "--n-samples", "a positive int", c["n_samples"])
+        _check(_is_int(c["n_samples"]) and 0 < c["n_samples"] <= MAX_SYNTHETIC_SAMPLES, "--n-samples",
+               f"a positive int up to {MAX_SYNTHETIC_SAMPLES:,}", c["n_samples"])
     if c["noise"] is not None:
         _check(_is_num(c["noise"]) and c["noise"] >= 0, "--noise", "a non-negative number", c["noise"])
     _check(_is_int(c["threads"]) and c["threads"] >= 0, "--threads",

@@ -8,14 +8,21 @@
     r = run.resume("runs/a", epochs=10)       # continues exactly from runs/a/checkpoint.gbx
 
 A run folder holds ``config.json`` (written first), ``checkpoint.gbx`` (while interrupted or with
-``checkpoint_every``), then ``model.gbx``, ``history.csv``, ``curves.png``, for a CNN ``filters.png``,
-and ``metrics.json`` (written last: it marks a finished run). The model file carries the standardiser's mean and
+``checkpoint_every``), then ``model.gbx``, ``history.csv``, ``curves.png``, for a CNN ``filters.png``, and
+``metrics.json``
+(written last: it marks a finished run). The final files are written all or nothing (into a
+staging folder, then renamed into place); if that fails, the trained state is kept as
+``checkpoint.gbx`` and the error says how to finish the run. One process at a time owns a run
+folder (``RunLock``: ``.gradbox.lock`` holding its pid; a dead process's lock is taken over). A
+resumed checkpoint is checked field by field against the folder's ``config.json``
+(``check_checkpoint``). Sizes a file declares (the class count) are checked against
+``MAX_CLASSES`` before training. The model file carries the standardiser's mean and
 scale, the class labels and the input shape, so ``gradbox.load_model(path).predict(X_raw)``
 reproduces ``gradbox predict``. Only the main process (:func:`gradbox._world.is_main`) writes.
 
 Errors are ``RunError`` (a ``ValueError``) with ``code`` 1 (bad data or files) or 2 (a bad
-configuration, ``ConfigError``); an interrupted run raises ``RunInterrupted`` (code 130) after
-writing its checkpoint.
+configuration, ``ConfigError``); an interrupted run (Ctrl-C, or SIGTERM, handled the same way)
+raises ``RunInterrupted`` (code 130) after writing its checkpoint.
 """
 from __future__ import annotations
 
@@ -30,8 +37,9 @@ import numpy as np
 
 from .. import _world
 # NOTE: the configuration lives in config.py; its names are re-exported here, the run's one entry point.
-from .config import (DATASET_OPTIONS, DEFAULTS, RESUME_FIXED, ConfigError, RunError,  # noqa: F401
-                     RunInterrupted, _is_num, parse_checkpoint_every, read_config, resolve_config)
+from .config import (DATASET_OPTIONS, DEFAULTS, MAX_CLASSES, MAX_SYNTHETIC_SAMPLES,  # noqa: F401
+                     RESUME_FIXED, ConfigError, RunError, RunInterrupted, _is_int, _is_num, parse_checkpoint_every,
+                     read_config, resolve_config)
 
 __all__ = ["DEFAULTS", "ConfigError", "Run", "RunError", "RunInterrupted", "build", "load_dataset",
            "prepare_data", "read_config", "resolve_config", "resume", "split", "train"]
@@ -62,14 +70,52 @@ def load_dataset(name, target=None, options=None, min_classes=2, images=False):
         ds = datasets.load(name, **options)
     except TypeError as exc:
         # NOTE: datasets.load raises TypeError for an option the loader does not take.
-        raise ConfigError(f"--dataset {name}: {exc}") from None
+        raise ConfigError(f"--dataset {name}: {_flag_names(exc)}") from None
+    except (ValueError, OSError) as exc:
+        # NOTE: the loader names its own arguments (name_or_path, target); the user typed flags.
+        raise RunError(_flag_names(exc)) from None
     if ds.n_classes is None:
         raise RunError(f"--dataset {name}: expected class labels, received a continuous target "
                        "(gradbox train fits classifiers)")
     if ds.n_classes < min_classes:
         raise RunError(f"--dataset {name}: expected at least {min_classes} classes to train on, "
                        f"received {ds.n_classes}")
+    check_class_count(ds, f"--dataset {name}", target)
     return ds
+
+
+def _flag_names(exc) -> str:
+    """A loader's message with its argument names replaced by the flags the user typed."""
+    text = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror and exc.filename \
+        else str(exc)
+    for internal, flag in (("name_or_path", "--dataset"), ("target", "--target"), ("n_samples", "--n-samples"),
+                           ("noise", "--noise")):
+        text = re.sub(rf"(^|[\s(]){internal}(?=[:=)])", rf"\g<1>{flag}", text)
+    return text
+
+
+def check_class_count(ds, where, target=None):
+    """Refuse a class count beyond ``MAX_CLASSES``, beyond the sample count, or mostly absent from the labels.
+
+    NOTE: integer labels are numbered 0..max, so one stray label (100000 among 0/1) declares a
+    huge class count; caught here, before a network or a confusion matrix of that size exists.
+    """
+    n_classes, y = int(ds.n_classes), np.asarray(ds.y)
+    n = len(y) + (0 if ds.test is None else len(ds.test[1]))
+    present = int(np.unique(y).size) if y.size else 0
+    why = None
+    if n_classes > MAX_CLASSES:
+        why = f"more than the limit of {MAX_CLASSES:,}"
+    elif n_classes > n:
+        why = f"more than its {n:,} samples"
+    elif n_classes > 10 and present < n_classes / 2:
+        why = f"but only {present:,} distinct labels occur"
+    if why is None:
+        return
+    top = f" (labels up to {int(y.max()):,})" if y.size and y.dtype.kind in "iu" else ""
+    col = f"--target {target!r}" if target else "the label column"
+    raise RunError(f"{where}: {n_classes:,} classes{top}, {why}; is {col} really the class label? "
+                   f"(integer labels count 0..max as classes; use --target to choose another column)")
 
 
 def dataset_options(c):
@@ -259,18 +305,108 @@ def new_run_dir(dataset_name, root="runs"):
     raise RunError(f"could not create a unique run folder under {root}/")
 
 
+LOCK_NAME = ".gradbox.lock"
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # NOTE: PermissionError: the process exists but belongs to another user
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive claim on a run folder: ``<folder>/.gradbox.lock``, created with O_EXCL, holds the pid.
+
+    A lock left by a process that no longer exists (killed, crashed) is stale and taken over; one
+    held by a live process refuses with a one-line ``RunError`` naming its pid.
+
+    NOTE: the pid is checked on this machine only (a folder shared over NFS by two hosts is not
+    protected), and a dead run's pid reused by another process makes its lock look live: the
+    message then names the file to delete.
+    """
+
+    def __init__(self, folder, flag="--out"):
+        self.folder, self.flag, self.path, self.held = folder, flag, os.path.join(folder, LOCK_NAME), False
+
+    def _holder(self):
+        try:
+            with open(self.path, encoding="ascii") as f:
+                text = f.read(32).strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return int(text) if text.isdigit() else None
+
+    def acquire(self):
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = self._holder()
+                if pid is None:
+                    # NOTE: created but not yet written by its owner (a moment), or damaged: an old
+                    # empty lock is stale, a fresh one is in use.
+                    with contextlib.suppress(OSError):
+                        if time.time() - os.path.getmtime(self.path) > 10:
+                            os.remove(self.path)
+                            continue
+                    raise RunError(f"{self.flag} {self.folder}: in use by another gradbox train (lock "
+                                   f"{self.path}); wait for it to finish or choose another folder") from None
+                if pid != os.getpid() and _pid_alive(pid):
+                    raise RunError(f"{self.flag} {self.folder}: in use by another gradbox train (pid {pid}); wait "
+                                   f"for it to finish or choose another folder (if no such process runs, "
+                                   f"delete {self.path})") from None
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(f"{os.getpid()}\n")
+            self.held = True
+            return self
+        raise RunError(f"{self.flag} {self.folder}: could not claim the folder (lock {self.path} keeps changing)")
+
+    def release(self):
+        if self.held:
+            self.held = False
+            if self._holder() == os.getpid():
+                with contextlib.suppress(OSError):
+                    os.remove(self.path)
+
+
 def _claim_out(out, ds_name):
-    """(folder, created) for a fresh run: a new default folder, or ``out`` if it holds no run."""
+    """(folder, created, lock) for a fresh run: a new default folder, or ``out`` if it holds no run.
+
+    The folder is claimed (``RunLock``) before it is checked, so two runs started at once into the
+    same ``--out`` cannot both pass the check: the second is refused.
+    """
     if out is None:
-        return new_run_dir(ds_name), True
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise RunError(f"--out {out}: expected a folder (new or empty), received a file")
-    if os.path.exists(os.path.join(out, "model.gbx")) or os.path.exists(os.path.join(out, "checkpoint.gbx")):
-        raise RunError(f"--out {out}: already holds a run; choose another folder or continue it with "
-                       f"--resume {out}")
-    created = not os.path.isdir(out)
-    os.makedirs(out, exist_ok=True)
-    return out, created
+        out, created = new_run_dir(ds_name), True
+    else:
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise RunError(f"--out {out}: expected a folder (new or empty), received a file")
+        created = False
+        try:
+            os.makedirs(out)
+            created = True
+        except FileExistsError:
+            if not os.path.isdir(out):
+                raise RunError(f"--out {out}: expected a folder (new or empty), received a file") from None
+    lock = RunLock(out, "--out")
+    try:
+        lock.acquire()
+        if os.path.exists(os.path.join(out, "model.gbx")) or os.path.exists(os.path.join(out, "checkpoint.gbx")):
+            raise RunError(f"--out {out}: already holds a run; choose another folder or continue it with "
+                           f"--resume {out}")
+    except BaseException:
+        lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)
+        raise
+    return out, created, lock
 
 
 def read_run_config(run):
@@ -316,39 +452,52 @@ def blas_threads(n):
         yield
 
 
-class _CtrlC:
-    """Ctrl-C while training: the first stops after the current step (a checkpoint follows); pressed
-    while the finished run is being written, the writing completes first. The second aborts.
+class _StopSignals:
+    """Ctrl-C (SIGINT) or SIGTERM while training: the first stops after the current step (a checkpoint
+    follows); one arriving while the finished run is being written lets the writing complete first.
+    A second signal aborts.
 
+    NOTE: SIGTERM is what ``kill``, ``docker stop``, systemd and SLURM send (mpiexec forwards it to every
+    rank); it is handled as Ctrl-C so that the work is kept. ``signum`` records the first signal.
     NOTE: a KeyboardInterrupt raised at an arbitrary point of writing the run (inside an import of
     matplotlib, say) could end the process with -SIGINT or even crash the interpreter at exit.
     """
 
     def __init__(self, trainer, enabled=True):
-        self.trainer, self.pressed, self._old, self.enabled = trainer, False, None, enabled
+        self.trainer, self.pressed, self.signum, self._old, self.enabled = trainer, False, None, {}, enabled
 
     def __enter__(self):
         import signal
         import threading
 
         if self.enabled and threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
-            # NOTE: SIGTERM (a batch system's stop; mpiexec forwards it to every rank) stops the same way
-            self._old_term = signal.signal(signal.SIGTERM, self._handler)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
         return self
 
     def _handler(self, signum, frame):
         if self.pressed:
             raise KeyboardInterrupt
-        self.pressed = True
+        self.pressed, self.signum = True, signum
         self.trainer.request_stop(interrupted=True)
 
-    def __exit__(self, *exc):
-        if self._old is not None:
-            import signal
+    @property
+    def by(self):
+        """`` by SIGTERM`` when that was the signal ('' for Ctrl-C)."""
+        import signal
 
-            signal.signal(signal.SIGINT, self._old)
-            signal.signal(signal.SIGTERM, self._old_term)
+        return " by SIGTERM" if self.signum == signal.SIGTERM else ""
+
+    # NOTE: one exit status for both signals, 130: a stop that saved its checkpoint (the distributed
+    # launcher and scripts test for it); the message names SIGTERM.
+    code = 130
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
         return False
 
 
@@ -387,12 +536,16 @@ def _say(log, text):
         log(text)
 
 
-def _callbacks(c, out, extra, progress):
-    from .callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
+def _callbacks(c, out, extra, progress, warn):
+    from .callbacks import DivergenceMonitor, EarlyStopping, ModelCheckpoint, ProgressBar, RestoreBestWeights
 
     cbs = []
     if c["patience"]:
         cbs.append(EarlyStopping("val_loss", patience=c["patience"], restore_best=True))
+    if c["restore_best_weights"]:
+        cbs.append(RestoreBestWeights("val_loss"))
+    if warn is not None:
+        cbs.append(DivergenceMonitor(1e3, warn=warn))
     every = parse_checkpoint_every(c["checkpoint_every"])
     if every:
         cbs.append(ModelCheckpoint(out, every=every[0], unit=every[1]))
@@ -402,52 +555,76 @@ def _callbacks(c, out, extra, progress):
     return cbs
 
 
-def train(config, out=None, *, callbacks=(), progress=True, log=print, handle_sigint=True) -> Run:
+def stderr_warning(text):
+    """The default ``warn`` of a run: one line on stderr, ``gradbox: warning: ...`` (main process only)."""
+    import sys
+
+    if _world.is_main():
+        print(f"gradbox: warning: {text}", file=sys.stderr, flush=True)
+
+
+def train(config, out=None, *, callbacks=(), progress=True, log=print, handle_sigint=True,
+          warn=stderr_warning) -> Run:
     """Train a fresh run of ``config`` (a dict of ``DEFAULTS`` keys) into the folder ``out``.
 
     ``out`` (or ``config["out"]``; default ``runs/<dataset>-<timestamp>``) must be new or hold no
     run. ``callbacks`` are added to the trainer's; ``progress`` shows a progress bar; ``log``
-    receives the one-line summaries (None: silent). With ``handle_sigint`` a Ctrl-C stops after
-    the current step, writes a checkpoint and raises ``RunInterrupted``.
+    receives the one-line summaries (None: silent); ``warn`` the warnings (a training loss 1000 x
+    its first epoch's: diverging; None: none). With ``handle_sigint`` a Ctrl-C or SIGTERM stops
+    after the current step, writes a checkpoint and raises ``RunInterrupted`` (code 130).
     """
     c = resolve_config({**dict(config), **({"out": out} if out is not None else {})})
-    return _execute(c, None, callbacks, progress, log, handle_sigint)
+    return _execute(c, None, callbacks, progress, log, handle_sigint, warn)
 
 
-def resume(path, epochs=None, *, callbacks=(), progress=True, log=print, handle_sigint=True) -> Run:
+def resume(path, epochs=None, *, callbacks=(), progress=True, log=print, handle_sigint=True,
+           warn=stderr_warning) -> Run:
     """Continue the run in folder ``path`` exactly from its ``checkpoint.gbx`` (optionally to ``epochs``)."""
     saved = read_run_config(path)
     c = resolve_config({**saved, **({"epochs": epochs} if epochs else {})})
-    return _execute(c, path, callbacks, progress, log, handle_sigint)
+    return _execute(c, path, callbacks, progress, log, handle_sigint, warn)
 
 
-def _execute(c, resume_dir, callbacks, progress, log, handle_sigint) -> Run:
+def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr_warning) -> Run:
     from .trainer import Trainer
 
     t_start = time.perf_counter()
     ds, (Xtr, ytr, Xva, yva, Xte, yte), scaler, shape = prepare_data(c)
     model, opt = build(c, ds.n_features, ds.n_classes, shape)
     batch = None if c["batch_size"] == "full" else c["batch_size"]
+    lock = None
     if resume_dir:
         out, created = resume_dir, False
+        if _world.is_main():
+            lock = RunLock(out, "--resume").acquire()
     elif _world.is_main():
-        out, created = _claim_out(c["out"], ds.name)
+        out, created, lock = _claim_out(c["out"], ds.name)
     else:  # NOTE: only the main process creates the run folder (and writes into it)
         out, created = c["out"] or "", False
-    trainer = Trainer(model, "cross_entropy", opt, batch_size=batch, shuffle=True, seed=c["seed"],
-                      callbacks=_callbacks(c, out, list(callbacks), progress), verbose=0)
-    # NOTE: a checkpoint is a model file too, so it carries what evaluate/predict need.
-    trainer.extra_metadata = model_metadata(c, ds, opt, shape)
-    trainer.extra_arrays = {"norm.mean": scaler.mean_, "norm.scale": scaler.scale_}
     cfg_file = os.path.join(out, "config.json")
+    ckpt_file = os.path.join(out, "checkpoint.gbx")
     try:
-        # NOTE: the handler goes in before config.json is written, so from then on a Ctrl-C always
-        # stops at a step boundary with a checkpoint (a stop requested before fit() starts counts).
-        with _CtrlC(trainer, handle_sigint) as ctrl_c:
+        trainer = Trainer(model, "cross_entropy", opt, batch_size=batch, shuffle=True, seed=c["seed"],
+                          callbacks=_callbacks(c, out, list(callbacks), progress, warn), verbose=0)
+        # NOTE: a checkpoint is a model file too, so it carries what evaluate/predict need.
+        trainer.extra_metadata = model_metadata(c, ds, opt, shape)
+        trainer.extra_arrays = {"norm.mean": scaler.mean_, "norm.scale": scaler.scale_}
+        # NOTE: the handler goes in before config.json is written, so from then on a Ctrl-C (or SIGTERM)
+        # always stops at a step boundary with a checkpoint (a stop requested before fit() starts counts).
+        with _StopSignals(trainer, handle_sigint) as stop:
             if resume_dir:
-                meta = trainer.load_checkpoint(os.path.join(out, "checkpoint.gbx"))
-                _say(log, f"resuming {out} at epoch {meta['epoch']}, step {meta['step']} "
-                          f"(optimizer step {meta['global_step']})")
+                state = _load_run_checkpoint(ckpt_file, out)
+                check_checkpoint(state, c, trainer.extra_metadata, opt, len(Xtr), batch, out)
+                try:
+                    meta = trainer.load_checkpoint(state)
+                except ValueError as exc:
+                    raise RunError(f"--resume {out}: checkpoint.gbx does not fit this run: {exc}") from None
+                if meta["epoch"] >= c["epochs"]:
+                    _say(log, f"{out}: all {meta['epoch']} epochs are trained (optimizer step {meta['global_step']}); "
+                              "writing the run's files (--epochs N continues training)")
+                else:
+                    _say(log, f"resuming {out} at epoch {meta['epoch'] + 1}, step {meta['step']} "
+                              f"(optimizer step {meta['global_step']})")
             else:
                 write_json(cfg_file, {"config": c, "gradbox_version": _version()})
             n_val = 0 if Xva is None else len(Xva)
@@ -459,27 +636,193 @@ def _execute(c, resume_dir, callbacks, progress, log, handle_sigint) -> Run:
                 history = trainer.fit(Xtr, ytr, epochs=c["epochs"],
                                       validation_data=(Xva, yva) if Xva is not None else None)
             if trainer.interrupted:
-                trainer.save_checkpoint(os.path.join(out, "checkpoint.gbx"))
+                trainer.save_checkpoint(ckpt_file)
+                # NOTE: the epoch named is the one in progress (not yet complete), as --resume says.
                 raise RunInterrupted(f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step} "
-                                     f"(optimizer step {trainer.global_step}); checkpoint saved, continue with: "
-                                     f"gradbox train --resume {out}")
-            run = _finish(c, ds, scaler, shape, trainer, out, (Xte, yte), t_start, log)
+                                     f"(optimizer step {trainer.global_step}){stop.by}; checkpoint saved, continue "
+                                     f"with: gradbox train --resume {out}", code=stop.code)
+            _say_stopping(log, c, trainer)
+            try:
+                run = _finish(c, ds, scaler, shape, trainer, out, (Xte, yte), t_start, log)
+            except Exception as exc:  # noqa: BLE001 - any failure of the final step keeps the training
+                raise _final_step_failed(trainer, out, ckpt_file, exc) from exc
     except BaseException:
         # NOTE: a failed fresh run leaves no half-made folder behind (nothing but our config was written).
-        if not resume_dir and not os.path.exists(os.path.join(out, "checkpoint.gbx")) and _world.is_main():
+        if not resume_dir and not os.path.exists(ckpt_file) and _world.is_main():
             with contextlib.suppress(OSError):
                 os.remove(cfg_file)
+            if lock is not None:
+                lock.release()
             if created:
                 with contextlib.suppress(OSError):
                     os.rmdir(out)
         raise
-    if ctrl_c.pressed:  # NOTE: only after training ended: the run was written completely first
-        raise RunInterrupted(f"interrupted after training; the run in {out} is complete")
+    finally:
+        if lock is not None:
+            lock.release()
+    if stop.pressed:  # NOTE: only after training ended: the run was written completely first
+        raise RunInterrupted(f"interrupted{stop.by} after training; the run in {out} is complete", code=stop.code)
     return run
 
 
+def _load_run_checkpoint(path, out):
+    from .checkpoint import load_checkpoint_file
+
+    try:
+        return load_checkpoint_file(path)
+    except (ValueError, OSError) as exc:
+        raise RunError(f"--resume {out}: checkpoint.gbx is not a readable gradbox checkpoint ({exc})") from None
+
+
+def _plain(value):
+    """JSON-normalised (tuples as lists, numpy scalars as Python numbers) for comparisons."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def check_checkpoint(state, c, expected, optimizer, n_train, batch, out) -> None:
+    """Refuse a checkpoint that is not this run's: field by field against the run's configuration.
+
+    ``expected`` is what this configuration records (``model_metadata``); the checkpoint must
+    record the same dataset, split, seed, classes, input and hyperparameters, the optimizer's
+    hyperparameters must be the configuration's (not merely the checkpoint's), and its counters
+    must fit the data: ``global_step == epoch x steps per epoch + step``. The first mismatch is
+    named in a one-line ``RunError``.
+    """
+    arrays, meta = state
+    who = f"--resume {out}: checkpoint.gbx"
+
+    def refuse(field_name, theirs, mine):
+        raise RunError(f"{who} is not this run's: its {field_name} is {json.dumps(theirs, default=str)[:80]}, "
+                       f"config.json says {json.dumps(mine, default=str)[:80]}")
+
+    for key in ("dataset", "classes", "n_features", "input_shape", "seed"):
+        mine, theirs = _plain(expected.get(key)), _plain(meta.get(key, "(missing)"))
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            for sub in mine:
+                if theirs.get(sub, "(missing)") != mine[sub]:
+                    refuse(f"{key}.{sub}", theirs.get(sub, "(missing)"), mine[sub])
+        elif theirs != mine:
+            refuse(key, theirs, mine)
+    mine_h, theirs_h = _plain(expected.get("hyperparameters", {})), _plain(meta.get("hyperparameters"))
+    if not isinstance(theirs_h, dict):
+        refuse("hyperparameters", theirs_h, mine_h)
+    for key in mine_h:
+        if key != "epochs" and theirs_h.get(key, "(missing)") != mine_h[key]:
+            refuse(f"hyperparameter {key}", theirs_h.get(key, "(missing)"), mine_h[key])
+    o = meta.get("optimizer")
+    sd = optimizer.state_dict()
+    if not isinstance(o, dict) or o.get("type") != sd["type"]:
+        refuse("optimizer", o.get("type") if isinstance(o, dict) else o, sd["type"])
+    # NOTE: Optimizer.load_state_dict takes lr and weight decay from the checkpoint; they must be the
+    # configuration's, or metrics.json would record values that were not used.
+    mine_o, theirs_o = _plain(sd["hyper"]), _plain(o.get("hyper"))
+    if not isinstance(theirs_o, dict):
+        refuse("optimizer settings", theirs_o, mine_o)
+    for key in mine_o:
+        if theirs_o.get(key, "(missing)") != mine_o[key]:
+            refuse(f"optimizer {key}", theirs_o.get(key, "(missing)"), mine_o[key])
+    want_bs = batch if batch is not None else None
+    if meta.get("batch_size") != want_bs:
+        refuse("batch size", meta.get("batch_size"), want_bs if want_bs is not None else "full")
+    # counters: integers that fit this data and batch size
+    bs = n_train if batch is None else min(batch, n_train)
+    per_epoch = -(-n_train // bs)
+    try:
+        epoch, step, global_step = (int(meta[k]) for k in ("epoch", "step", "global_step"))
+    except (KeyError, TypeError, ValueError):
+        raise RunError(f"{who}: expected integer epoch, step and global_step, received "
+                       f"{[meta.get(k) for k in ('epoch', 'step', 'global_step')]}") from None
+    if not 0 <= step < per_epoch or epoch < 0 or global_step != epoch * per_epoch + step:
+        raise RunError(f"{who}: expected counters that fit {n_train} training samples in batches of {bs} "
+                       f"({per_epoch} steps per epoch: optimizer step = epoch x {per_epoch} + step), received "
+                       f"epoch {epoch}, step {step}, optimizer step {global_step}")
+    if epoch > c["epochs"]:
+        raise RunError(f"{who}: holds {epoch} completed epochs; expected --epochs of at least {epoch}, "
+                       f"received {c['epochs']}")
+    perm = arrays.get("trainer.perm")
+    if perm is not None and len(perm) != n_train:
+        raise RunError(f"{who}: expected a shuffle order of the {n_train} training samples, received "
+                       f"{len(perm)} entries")
+
+
+def _one_line(exc) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        msg = f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        msg = str(exc) or type(exc).__name__
+    return " ".join(msg.split())
+
+
+def _final_step_failed(trainer, out, ckpt_file, exc) -> RunError:
+    """The error of a failed final step; the trained state is kept as a checkpoint when possible.
+
+    NOTE: nothing of the final files is in place yet (they are written to a staging folder and
+    renamed last), so the folder is either resumable (config.json + checkpoint.gbx) or, when even
+    the checkpoint cannot be written, left as a failed fresh run is (empty, reusable).
+    """
+    why = _one_line(exc)
+    if not _world.is_main():
+        return RunError(f"training finished but writing the run failed: {why}")
+    try:
+        trainer.save_checkpoint(ckpt_file)
+    except Exception as exc2:  # noqa: BLE001
+        kept = ("; the earlier checkpoint.gbx is kept: gradbox train --resume " + out) \
+            if os.path.exists(ckpt_file) else "; nothing was kept"
+        return RunError(f"training finished (epoch {trainer.epoch}) but writing the run failed: {why}; saving "
+                        f"a checkpoint failed too ({_one_line(exc2)}){kept}")
+    return RunError(f"training finished (epoch {trainer.epoch}) but writing the run failed: {why}; the trained "
+                    f"state is saved in {ckpt_file}: fix the cause (e.g. free disk space), then finish the run "
+                    f"with: gradbox train --resume {out}")
+
+
+def _kept_epoch(trainer):
+    """(epoch whose weights the model holds, why) after fit."""
+    from .callbacks import EarlyStopping, RestoreBestWeights
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, RestoreBestWeights) and cb.restored:
+            return cb.best_epoch, f"the best {cb.monitor}"
+        if isinstance(cb, EarlyStopping) and cb.stopped_epoch is not None and cb.restore_best \
+                and cb.best_epoch is not None:
+            return cb.best_epoch, f"the best {cb.monitor}"
+    return trainer.epoch, "the last"
+
+
+def _say_stopping(log, c, trainer):
+    """Say why training stopped early, and whose weights the model keeps."""
+    from .callbacks import EarlyStopping
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, EarlyStopping) and cb.stopped_epoch is not None:
+            _say(log, f"early stopping at epoch {cb.stopped_epoch} of {c['epochs']}: {cb.monitor} has not improved "
+                      f"for {cb.patience} epochs (--patience {cb.patience}; best {cb.best:.4g} at epoch "
+                      f"{cb.best_epoch})")
+
+
+def _weights_note(trainer, history):
+    epoch, why = _kept_epoch(trainer)
+    h = history.as_dict()
+    vals = h.get("val_loss") or []
+    note = f"model weights of epoch {epoch} ({why})"
+    if why == "the last" and vals and all(v is not None for v in vals):
+        best = int(np.argmin(vals))
+        best_epoch = h["epoch"][best] if h.get("epoch") else best + 1
+        last = vals[h["epoch"].index(epoch)] if epoch in h.get("epoch", []) else vals[-1]
+        # NOTE: only a clear difference is worth a hint (not 0.0246 against 0.0245)
+        if best_epoch != epoch and last > 1.05 * vals[best]:
+            note += (f"; val_loss was lowest ({vals[best]:.4f}) at epoch {best_epoch}: --restore-best-weights "
+                     f"keeps that epoch's")
+    return epoch, note
+
+
 def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
-    """Evaluate on the test part and write model.gbx, history.csv, curves.png and metrics.json."""
+    """Evaluate on the test part and write model.gbx, history.csv, curves.png and metrics.json.
+
+    All or nothing: the files are written into a staging folder inside the run folder, then renamed
+    into place, metrics.json (the mark of a finished run) last.
+    """
+    import shutil
+
     from ..io import save_model
     from .inference import evaluate
 
@@ -487,25 +830,12 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
     Xte, yte = test
     res = evaluate(model, Xte, yte, n_classes=ds.n_classes) if Xte is not None else None
     stopped = next((cb.stopped_epoch for cb in trainer.callbacks if getattr(cb, "stopped_epoch", None)), None)
+    weights_epoch, weights_note = _weights_note(trainer, history)
     meta = model_metadata(c, ds, trainer.optimizer, shape)
-    meta.update(epochs_trained=trainer.epoch, test_accuracy=None if res is None else res["accuracy"])
-    curves = filters = None
-    if _world.is_main():
-        # model first: metrics.json, written last, marks a finished run
-        save_model(os.path.join(out, "model.gbx"), model,
-                   arrays={"norm.mean": scaler.mean_, "norm.scale": scaler.scale_}, metadata=meta)
-        history.to_csv(os.path.join(out, "history.csv"))
-        try:
-            from ..plots import plot_history
-
-            kind = "CNN" if c.get("conv") else "MLP"
-            plot_history(history, os.path.join(out, "curves.png"),
-                         title=f"{ds.name}: {kind} {architecture(model)}, {c['optimizer']}")
-            curves = "curves.png"
-        except ImportError:
-            curves = None  # matplotlib missing: the numbers are in history.csv
-        filters = _plot_filters(c, ds, model, Xte, yte, out)
+    meta.update(epochs_trained=trainer.epoch, weights_epoch=weights_epoch,
+                test_accuracy=None if res is None else res["accuracy"])
     h = history.as_dict()
+    curves = filters = None
     metrics = {
         "test_accuracy": None if res is None else res["accuracy"],
         "test_loss": None if res is None else res["loss"],
@@ -513,19 +843,49 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
         "confusion_matrix": None if res is None else res["confusion_matrix"].tolist(),
         "final": {k: v[-1] for k, v in h.items() if v and k != "epoch"},
         "history": h,
-        "epochs_trained": trainer.epoch, "stopped_early_at": stopped, "optimizer_steps": trainer.global_step,
+        "epochs_trained": trainer.epoch, "stopped_early_at": stopped, "weights_epoch": weights_epoch,
+        "optimizer_steps": trainer.global_step,
         "hyperparameters": meta["hyperparameters"], "seed": c["seed"], "dataset": meta["dataset"],
         "classes": meta["classes"], "n_train": trainer.n_train,
         "world_size": _world.size(),
-        "training_seconds": trainer.elapsed, "elapsed_seconds": time.perf_counter() - t_start,
-        "files": [f for f in ("model.gbx", "history.csv", curves, filters, "metrics.json") if f],
+        "training_seconds": trainer.elapsed, "elapsed_seconds": None,
+        "files": [],
         "gradbox_version": _version(),
     }
-    write_json(os.path.join(out, "metrics.json"), metrics)
+    if _world.is_main():
+        stage = os.path.join(out, f".writing-{os.getpid()}")
+        shutil.rmtree(stage, ignore_errors=True)
+        os.mkdir(stage)
+        try:
+            save_model(os.path.join(stage, "model.gbx"), model,
+                       arrays={"norm.mean": scaler.mean_, "norm.scale": scaler.scale_}, metadata=meta)
+            history.to_csv(os.path.join(stage, "history.csv"))
+            try:
+                from ..plots import plot_history
+
+                kind = "CNN" if c.get("conv") else "MLP"
+                plot_history(history, os.path.join(stage, "curves.png"),
+                             title=f"{ds.name}: {kind} {architecture(model)}, {c['optimizer']}",
+                             test_accuracy=None if res is None else res["accuracy"], test_epoch=weights_epoch)
+                curves = "curves.png"
+            except ImportError:
+                curves = None  # matplotlib missing: the numbers are in history.csv
+            filters = _plot_filters(c, ds, model, Xte, yte, stage)
+            files = [f for f in ("model.gbx", "history.csv", curves, filters) if f]
+            metrics["files"] = [*files, "metrics.json"]
+            metrics["elapsed_seconds"] = time.perf_counter() - t_start
+            write_json(os.path.join(stage, "metrics.json"), metrics)
+            for f in [*files, "metrics.json"]:
+                os.replace(os.path.join(stage, f), os.path.join(out, f))
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    else:
+        metrics["elapsed_seconds"] = time.perf_counter() - t_start
     if res is not None:
         correct = int(round(res["accuracy"] * res["n"]))
         _say(log, f"test accuracy {res['accuracy']:.4f} ({correct}/{res['n']})  test loss {res['loss']:.4f}  "
                   f"[{trainer.elapsed:.1f}s training]")
+    _say(log, weights_note)
     _say(log, f"wrote {out}/: model.gbx, metrics.json, history.csv" + "".join(f", {f}" for f in (curves, filters) if f))
     return Run(out=out, config=c, model=model, trainer=trainer, history=history, test=res, metrics=metrics)
 
