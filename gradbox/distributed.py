@@ -25,6 +25,7 @@ import hashlib
 import numbers
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -130,6 +131,10 @@ def abort(message, code: int = 1):
     sys.stderr.flush()
     sys.stdout.flush()
     if _comm is not None and _comm.Get_size() > 1:
+        # NOTE: MPI_Abort makes the launcher kill every process at once, and the line above,
+        # still in the pipe to mpiexec's forwarder, can be lost with them (1 run in 4 on a
+        # loaded machine). A short pause lets it be forwarded first; this is the failure path.
+        time.sleep(0.3)
         _comm.Abort(int(code) or 1)
     raise SystemExit(int(code) or 1)
 
