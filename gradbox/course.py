@@ -12,7 +12,7 @@ backward
 
 The engine (``gradbox.nn``) computes the same numbers in the batch-first layout
 ``(m, n)``; ``to_module``/``from_module`` convert between the two, and
-``tests/test_course.py`` checks that both give the same gradients.
+``tests/course/test_course.py`` checks that both give the same gradients.
 
 >>> import numpy as np
 >>> from gradbox import course
@@ -556,7 +556,7 @@ def from_module(model):
 # (f, f, n_C_prev, n_C) and b is (1, 1, 1, n_C). The loops over output positions are the
 # notebook's; the loop over examples and channels is one tensordot per position (same sums).
 # ``gradbox.nn.Conv2d`` and the pooling layers compute the same numbers in NCHW
-# (tests/test_course_conv.py checks both to 1e-12).
+# (tests/course/test_course_conv.py checks both to 1e-12).
 def _hparam(hparameters, key, who, minimum):
     if not isinstance(hparameters, dict) or key not in hparameters:
         raise ValueError(f"{who}: expected hparameters with key {key!r}, received {hparameters!r}")

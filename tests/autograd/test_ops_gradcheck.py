@@ -11,7 +11,7 @@ from gradbox import Function, Tensor, gradcheck, nn
 from gradbox.gradcheck import GradientReport
 from gradbox.nn import functional as F
 
-from .conftest import gradcheck_ok as check
+from ..conftest import gradcheck_ok as check
 
 N_SHAPES = 20
 TOL = 1e-7

@@ -13,6 +13,8 @@ import gradbox.onnx as gonnx  # noqa: E402
 from gradbox import nn  # noqa: E402
 from gradbox.train import predict_logits, predict_proba  # noqa: E402
 
+from .._paths import README  # noqa: E402
+
 BATCHES = (1, 7, 1000)
 TOL = 1e-5
 
@@ -314,7 +316,7 @@ def test_readme_onnx_example_runs(tmp_path, digits_model_file, monkeypatch, caps
     import re
 
     pytest.importorskip("onnxruntime")
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    readme = open(README, encoding="utf-8").read()
     section = readme[readme.index("## scikit-learn and ONNX"):]
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
     assert "gradbox export runs/a/model.gbx --format onnx --out digits.onnx" in block

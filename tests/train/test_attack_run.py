@@ -19,6 +19,8 @@ import sys
 import time
 
 import numpy as np
+
+from .. import _paths
 import pytest
 
 from gradbox.cli import main
@@ -26,7 +28,7 @@ from gradbox.io import load_model, load_with_metadata, save, save_model
 from gradbox.train import load_checkpoint_file
 
 FUZZ_N = int(os.environ.get("GRADBOX_FUZZ_N", "6"))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(_paths.ROOT)
 TINY = ["--dataset", "moons", "--n-samples", "120", "--hidden", "8", "--epochs", "3", "--batch-size", "16",
         "--quiet"]
 

@@ -14,11 +14,13 @@ import re
 import shlex
 
 import numpy as np
+
+from .. import _paths
 import pytest
 
 from gradbox.cli import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(_paths.ROOT)
 TINY = ["--dataset", "moons", "--n-samples", "120", "--hidden", "8", "--epochs", "3", "--batch-size", "16",
         "--quiet"]
 

@@ -21,6 +21,8 @@ import gradbox as gb  # noqa: E402
 from gradbox import nn  # noqa: E402
 from gradbox.sklearn import EXPECTED_FAILED_CHECKS, MLPClassifier, MLPRegressor  # noqa: E402
 
+from .._paths import README  # noqa: E402
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_blas_thread():
@@ -419,7 +421,7 @@ def test_readme_grid_search_example_runs(capsys):
     import os
     import re
 
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    readme = open(README, encoding="utf-8").read()
     section = readme[readme.index("## scikit-learn and ONNX"):]
     block = re.search(r"```py\n(.*?)```", section, flags=re.S).group(1)
     with warnings.catch_warnings():

@@ -7,13 +7,15 @@ import subprocess
 import sys
 
 import numpy as np
+
+from .. import _paths
 import pytest
 
 import gradbox as gb
 from gradbox import nn
 from gradbox.train import run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(_paths.ROOT)
 
 
 def _gradbox(*args, cwd, timeout=900):

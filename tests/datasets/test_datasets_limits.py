@@ -20,8 +20,10 @@ import pytest
 from gradbox import datasets
 from gradbox.datasets import _files, _limits
 
+from .._paths import ROOT as _ROOT
+
 resource = pytest.importorskip("resource")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(_ROOT)
 ADDRESS_SPACE = 2 * 1024**3  # the child's cap: far below every bomb, far above what a refusal needs
 
 CHILD = r"""

@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 import gradbox as gb
 from gradbox import distributed as dist
 
+from .._paths import ROOT as _ROOT
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = str(_ROOT)
 SCRIPTS = os.path.join(HERE, "mpi_scripts")
 sys.path.insert(0, SCRIPTS)
 import common  # noqa: E402

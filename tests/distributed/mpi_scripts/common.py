@@ -1,4 +1,4 @@
-"""Shared by the scripts that tests/test_distributed.py launches under mpiexec (and by the test itself)."""
+"""Shared by the scripts that tests/distributed/test_distributed.py launches under mpiexec (and by the test itself)."""
 import numpy as np
 
 import gradbox as gb

@@ -14,7 +14,9 @@ from gradbox import datasets
 from gradbox.data import NonFiniteError
 from gradbox.datasets import Dataset, _files
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .._paths import ROOT as _ROOT
+
+ROOT = str(_ROOT)
 
 
 # --------------------------------------------------------------------------- shipped

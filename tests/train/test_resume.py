@@ -15,6 +15,7 @@ import pytest
 
 import gradbox as gb
 from gradbox.train import EarlyStopping, ModelCheckpoint, Trainer, build_mlp, load_checkpoint_file
+from tests import _paths
 from tests._helpers import StopAfterSteps as _StopAfterSteps
 
 N, BATCH, EPOCHS = 80, 16, 3          # 5 steps per epoch, 15 steps in all
@@ -233,7 +234,7 @@ def cli_reference(tmp_path_factory):
 @pytest.mark.parametrize("stop", [1, 9, 12])  # first step, mid-epoch, epoch boundary
 def test_cli_interrupt_then_resume_in_a_fresh_process(tmp_path, cli_reference, stop):
     out = str(tmp_path / "run")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(_paths.ROOT)
     r = subprocess.run([sys.executable, "-m", "tests._helpers", str(stop), *CLI_FLAGS, "--out", out],
                        capture_output=True, text=True, timeout=120, check=False, cwd=root)
     assert r.returncode == 130

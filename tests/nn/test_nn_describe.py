@@ -15,9 +15,10 @@ from gradbox import io as gio
 from tests._helpers import load_model_bytes, serialize
 from gradbox.nn.module import LAYERS, get_layer_class, layer_name, state_slots
 
-from .gbx_bytes import serialize
+from ..gbx_bytes import serialize
+from .._paths import DATA as _DATA
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = str(_DATA)
 
 # One instance of every layer type gradbox registers, with non-default arguments where it has any.
 EXAMPLES = {
@@ -199,7 +200,7 @@ def test_users_layers_and_a_non_sequential_model_save_and_load_with_their_buffer
     model.centre.scale.data[:] = [2.0, 3.0, 4.0]
     gb.save_model(tmp_path / "net.gbx", model)
     file = gb.load_model(tmp_path / "net.gbx")
-    assert file.spec == {"type": "tests.test_nn_describe.Net", "sizes": [3, 5, 2]}
+    assert file.spec == {"type": "tests.nn.test_nn_describe.Net", "sizes": [3, 5, 2]}
     loaded = file.model
     assert type(loaded) is Net and not loaded.training
     np.testing.assert_array_equal(loaded.centre.running_mean, [1.0, 2.0, 3.0])
@@ -212,7 +213,7 @@ def test_users_layers_and_a_non_sequential_model_save_and_load_with_their_buffer
     np.testing.assert_array_equal(loaded(x).data, model(x).data)
     # and inside a Sequential, where it is one entry of the 0.1 list
     gb.save_model(tmp_path / "seq.gbx", nn.Sequential(RunningCentre(2), nn.Linear(2, 1, rng=0)))
-    assert gb.load_model(tmp_path / "seq.gbx").spec[0] == {"type": "tests.test_nn_describe.RunningCentre",
+    assert gb.load_model(tmp_path / "seq.gbx").spec[0] == {"type": "tests.nn.test_nn_describe.RunningCentre",
                                                            "features": 2}
 
 

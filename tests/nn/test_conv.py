@@ -12,8 +12,9 @@ from gradbox import Tensor, nn
 from gradbox.nn import _conv_functional as CF
 from gradbox.nn import functional as F
 
-from .conftest import GRADCHECK_ERRORS
-from .conftest import gradcheck_ok as check
+from ..conftest import GRADCHECK_ERRORS
+from ..conftest import gradcheck_ok as check
+from .._paths import ROOT
 
 N_CONFIGS = 24
 
@@ -336,7 +337,7 @@ def test_kernels_load_lazily_and_switch_off_by_environment():
     code = ("import sys, numpy as np, gradbox as gb; assert 'gradbox._conv_kernels' not in sys.modules; "
             "assert 'numba' not in sys.modules; "
             "gb.nn.functional.max_pool2d(np.ones((1, 1, 2, 2)), 2); print('gradbox._conv_kernels' in sys.modules)")
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     for value, loaded in (("1", "True"), ("0", "False")):
         env["GRADBOX_FAST"] = value
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)

@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 import gradbox as gb
 from gradbox import Tensor
 
-from .conftest import gradcheck_ok as check
+from ..conftest import gradcheck_ok as check
 
 RTOL = 1e-10
 TORCH_DIFFS = []  # the worst value/gradient difference from PyTorch, for the closing note
