@@ -135,3 +135,27 @@ def iframe(html_text: str, height=760) -> str:
     """The page inside an ``<iframe srcdoc>``, so a notebook's own scripts and ids stay apart."""
     return (f'<iframe srcdoc="{html.escape(html_text, quote=True)}" style="width:100%;height:{height}px;'
             'border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
+
+
+class Page:
+    """A built page: ``html`` (str), ``data`` (the embedded numbers), ``save(path)``, ``_repr_html_``."""
+
+    frame_height = 760  # px of the notebook's iframe
+
+    def __init__(self, html_text: str, data: dict):
+        self.html = html_text
+        self.data = data
+
+    def __str__(self):
+        return self.html
+
+    def save(self, path) -> str:
+        """Write the page atomically to ``path`` (UTF-8); returns the path."""
+        return write_text(path, self.html)
+
+    def _repr_html_(self):
+        return iframe(self.html, height=self.frame_height)
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))

@@ -50,26 +50,8 @@ MAX_FILTERS = 16
 GRADCHECK_ENTRIES = 8    # sampled entries per parameter for the numerical gradient
 
 
-class ExplainPage:
-    """A built page: ``html`` (str), ``data`` (the embedded numbers), ``save(path)``, ``_repr_html_``."""
-
-    def __init__(self, html: str, data: dict):
-        self.html = html
-        self.data = data
-
-    def __str__(self):
-        return self.html
-
-    def save(self, path) -> str:
-        """Write the page atomically to ``path`` (UTF-8); returns the path."""
-        return H.write_text(path, self.html)
-
-    def _repr_html_(self):
-        return H.iframe(self.html)
-
-    @property
-    def size_bytes(self) -> int:
-        return len(self.html.encode("utf-8"))
+class ExplainPage(H.Page):
+    """A built explain page: ``html``, ``data`` (the embedded numbers), ``save(path)``, ``_repr_html_``."""
 
 
 # --- running the iteration -------------------------------------------------------

@@ -26,22 +26,10 @@ EXAMPLES = viz.EXAMPLES
 COL_W, ROW_H, LEFT, TOP = 240, 100, 90, 40
 
 
-class GraphPage:
+class GraphPage(H.Page):
     """A built graph page: ``html``, ``data`` (nodes and steps), ``save(path)``, ``_repr_html_``."""
 
-    def __init__(self, html: str, data: dict):
-        self.html = html
-        self.data = data
-
-    def __str__(self):
-        return self.html
-
-    def save(self, path) -> str:
-        """Write the page atomically to ``path`` (UTF-8); returns the path."""
-        return H.write_text(path, self.html)
-
-    def _repr_html_(self):
-        return H.iframe(self.html, height=640)
+    frame_height = 640
 
 
 def _scalar_value(a):
