@@ -400,7 +400,9 @@ def test_cli_interrupted_under_three_resumes_under_two(tmp_path):
     assert err < 1e-5
 
 
-def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path, signame):
+    """SIGTERM (kill, SLURM) and SIGINT (Ctrl-C) sent to mpiexec, which forwards them to every rank."""
     _needs_train_package()
     import signal
     import time
@@ -419,7 +421,7 @@ def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
             if (out / "checkpoint.gbx").exists() or proc.poll() is not None:
                 break
             time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(getattr(signal, signame))
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
