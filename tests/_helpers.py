@@ -9,6 +9,20 @@ from gradbox import io as gio
 from gradbox.train import Callback
 
 
+# a CLI run of a few milliseconds: tiny moons, tiny MLP, 3 epochs
+TINY_TRAIN = ["--dataset", "moons", "--n-samples", "120", "--hidden", "8", "--epochs", "3", "--batch-size", "16",
+              "--quiet"]
+
+
+def run_cli(argv, capsys):
+    """``gradbox ARGV`` in this process: (exit code, stdout, stderr)."""
+    from gradbox.cli import main
+
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
 def serialize(arrays, metadata=None, model=None) -> bytes:
     """A whole gradbox file as bytes, as ``gradbox.io`` would write it."""
     return b"".join(bytes(p) for p in gio._serialize_parts(arrays, metadata, model))

@@ -11,17 +11,16 @@ import pytest
 import gradbox as gb
 from gradbox.cli import main
 
+from tests._helpers import TINY_TRAIN, run_cli
+
+
 # NOTE: curves.png needs matplotlib (the cli extra); without it a run writes everything else.
 CURVES = ["curves.png"] if importlib.util.find_spec("matplotlib") is not None else []
 
-SMALL = ["--dataset", "moons", "--n-samples", "120", "--hidden", "8", "--epochs", "3", "--batch-size", "16",
-         "--quiet"]
+SMALL = TINY_TRAIN
 
 
-def run(argv, capsys):
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
+run = run_cli
 
 
 def sub(*args, cwd=None):

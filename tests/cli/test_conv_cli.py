@@ -8,12 +8,13 @@ import sys
 
 import numpy as np
 
-from .. import _paths
 import pytest
 
 import gradbox as gb
 from gradbox import nn
 from gradbox.train import run
+
+from .. import _paths
 
 ROOT = str(_paths.ROOT)
 

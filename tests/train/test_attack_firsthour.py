@@ -15,20 +15,19 @@ import shlex
 
 import numpy as np
 
-from .. import _paths
 import pytest
 
 from gradbox.cli import main
 
+from tests._helpers import TINY_TRAIN, run_cli
+from .. import _paths
+
+
 ROOT = str(_paths.ROOT)
-TINY = ["--dataset", "moons", "--n-samples", "120", "--hidden", "8", "--epochs", "3", "--batch-size", "16",
-        "--quiet"]
+TINY = TINY_TRAIN
 
 
-def run(argv, capsys):
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
+run = run_cli
 
 
 def readme_command(prefix):

@@ -20,23 +20,21 @@ import time
 
 import numpy as np
 
-from .. import _paths
 import pytest
 
 from gradbox.cli import main
 from gradbox.io import load_model, load_with_metadata, save, save_model
 from gradbox.train import load_checkpoint_file
 
+from tests._helpers import TINY_TRAIN, run_cli
+from .. import _paths
+
 FUZZ_N = int(os.environ.get("GRADBOX_FUZZ_N", "6"))
 ROOT = str(_paths.ROOT)
-TINY = ["--dataset", "moons", "--n-samples", "120", "--hidden", "8", "--epochs", "3", "--batch-size", "16",
-        "--quiet"]
+TINY = TINY_TRAIN
 
 
-def run(argv, capsys):
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
+run = run_cli
 
 
 def one_line_error(rc, err, code=None, *patterns):
