@@ -205,7 +205,89 @@ def _col2im(cols, x_shape, kernel, stride, padding):
     return np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
 
 
+# --- the wide unfolding (stride 1) ---------------------------------------------------------------
+# NOTE: with stride 1, window offset (i, j) of output pixel (y, x) is padded pixel (y + i, x + j), at
+# flat position y·Wp + x + (i·Wp + j) of its image. Computing every output row at the full padded
+# width Wp (OW real columns and kw - 1 "wide" ones at the end) makes each row of cols ONE contiguous
+# run of the flat padded image: im2col is kh·kw·C long copies, col2im kh·kw long adds, instead of
+# copies and adds over (OH, OW) blocks whose 8-to-28-element inner rows NumPy loops over one by one
+# (col2im 5.2 -> 1.4 ms at the CIFAR net's second conv; bench/conv_parts.py). The price is Wp/OW
+# times the GEMM work (18/16 there). The wide columns read the next row's first pixels: their Z is
+# never used (cut before the output), and their dZ is set to 0, so they add nothing to dW or dX.
+def _wide_view(flat, shape, kernel, padded):
+    """The (C, kh, kw, N, OH·Wp) strided view of a flat padded NCHW buffer: row (c, i, j), image n is
+    the contiguous run starting at pixel (i, j) of channel c of image n."""
+    n, c = shape[0], shape[1]
+    hp, wp = padded
+    oh = hp - kernel[0] + 1
+    it = flat.itemsize
+    return np.lib.stride_tricks.as_strided(
+        flat, (c, kernel[0], kernel[1], n, oh * wp), (hp * wp * it, wp * it, it, c * hp * wp * it, it))
+
+
+def _padded_flat(x, kernel, padding):
+    """x zero-padded into a flat buffer with kw - 1 spare zeros at the end (the last wide columns
+    read them), and the padded (Hp, Wp)."""
+    n, c, h, w = x.shape
+    (ph, pw), kw = padding, kernel[1]
+    hp, wp = h + 2 * ph, w + 2 * pw
+    flat = np.empty(n * c * hp * wp + kw - 1, dtype=x.dtype)
+    flat[n * c * hp * wp:] = 0
+    _pad_into(flat[:n * c * hp * wp].reshape(n, c, hp, wp), x, padding)
+    return flat, (hp, wp)
+
+
+def _pad_into(out, x, padding, value=0):
+    ph, pw = padding
+    h, w = x.shape[2], x.shape[3]
+    if ph or pw:
+        out[:, :, :ph] = value
+        out[:, :, h + ph:] = value
+        out[:, :, ph:h + ph, :pw] = value
+        out[:, :, ph:h + ph, w + pw:] = value
+    out[:, :, ph:h + ph, pw:w + pw] = x
+
+
+def _im2col_wide(x, kernel, padding):
+    """cols (C·kh·kw, N·OH·Wp) of a stride-1 convolution, wide rows; and the padded (Hp, Wp)."""
+    flat, padded = _padded_flat(x, kernel, padding)
+    view = _wide_view(flat, x.shape, kernel, padded)
+    c, kh, kw, n, l = view.shape
+    return np.ascontiguousarray(view).reshape(c * kh * kw, n * l), padded
+
+
+def _col2im_wide(dcols, x_shape, kernel, padding):
+    """The adjoint of ``_im2col_wide``: kh·kw long adds into the flat padded image, padding cut off."""
+    n, c, h, w = x_shape
+    (kh, kw), (ph, pw) = kernel, padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    flat = np.zeros(n * c * hp * wp + kw - 1, dtype=dcols.dtype)
+    view = _wide_view(flat, x_shape, kernel, (hp, wp))
+    d = dcols.reshape(view.shape)
+    for i in range(kh):
+        for j in range(kw):
+            # NOTE: within one offset (i, j) no two elements share an address (each image's run
+            # OH·Wp fits in its Hp·Wp pixels), so one in-place add per offset is exact
+            view[:, i, j] += d[:, i, j]
+    dx = flat[:n * c * hp * wp].reshape(n, c, hp, wp)
+    return np.ascontiguousarray(dx[:, :, ph:ph + h, pw:pw + w]) if (ph or pw) else dx
+
+
 # --- convolution -------------------------------------------------------------------------------
+#: The smallest kernel area kh·kw at which a stride-1 convolution unfolds wide, per kernel set (None: never).
+#: NOTE: chosen by measurement (bench/conv_parts.py, the bench networks' layers): on the NumPy path the
+#: wide unfolding won for the 5x5 LeNet layers (25 short-row copies and adds become long ones) and lost
+#: for the 3x3 CIFAR layers (9 of them, against Wp/OW times the GEMM work); the compiled kernels' own
+#: im2col/col2im beat it at every layer measured.
+_WIDE_MIN_AREA = {"numpy": 16, "fast": None}
+
+
+def _use_wide(dtype, kernel, stride) -> bool:
+    """Whether this convolution unfolds wide (see ``_im2col_wide``); stride 1 only."""
+    least = _WIDE_MIN_AREA["fast" if _kernels(dtype) is not None else "numpy"]
+    return stride == (1, 1) and least is not None and kernel[0] * kernel[1] >= least
+
+
 class Conv2dFunction(Function):
     """Z = W * X + b (cross-correlation, as PyTorch), computed as ``Z = W·cols + b``.
 
@@ -224,25 +306,50 @@ class Conv2dFunction(Function):
         n, _, h, wd = x.shape
         self.geometry = (x.shape, (kh, kw), stride, padding)
         oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
-        cols = _im2col(x, (kh, kw), stride, padding)
+        # NOTE: the wide unfolding for stride 1 (see _im2col_wide), rows Wp wide instead of OW
+        self.wide = _use_wide(x.dtype, (kh, kw), stride)
+        if self.wide:
+            cols, (_, width) = _im2col_wide(x, (kh, kw), padding)
+        else:
+            cols, width = _im2col(x, (kh, kw), stride, padding), ow
         self.cols, self.w = cols, w
-        z = w.reshape(o, -1).dot(cols)  # (out, N·OH·OW): one GEMM
+        w2 = w.reshape(o, -1)
+        # NOTE: one GEMM either way round; OpenBLAS runs these short-and-wide products 15-40% faster
+        # when the longer of (out, C·kh·kw) is the result's row count (paired timings in
+        # bench/conv_parts.py), so Z comes out (N·OH·width, out) or (out, N·OH·width).
+        if w2.shape[1] >= o:
+            z = cols.T.dot(w2.T)
+            if b is not None:
+                z += b
+            # NOTE: (N, OH, width, out) -> NCHW, one copy of the output (the wide columns left behind)
+            return np.ascontiguousarray(z.reshape(n, oh, width, o)[:, :, :ow].transpose(0, 3, 1, 2))
+        z = w2.dot(cols)
         if b is not None:
             z += b[:, None]
-        # NOTE: (out, N, OH, OW) -> NCHW, one copy of the output
-        return np.ascontiguousarray(z.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
+        return np.ascontiguousarray(z.reshape(o, n, oh, width)[..., :ow].transpose(1, 0, 2, 3))
 
     def backward(self, g):
         need = self.needs_input_grad
         x_shape, kernel, stride, padding = self.geometry
-        o = g.shape[1]
-        dz = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(o, -1)  # (out, N·OH·OW)
-        gw = dz.dot(self.cols.T).reshape(self.w.shape) if need[1] else None
+        n, o, oh, ow = g.shape
+        if self.wide:  # dZ of the wide columns is 0: they add nothing to dW, db or dX
+            width = x_shape[3] + 2 * padding[1]
+            dz = np.empty((o, n, oh, width), dtype=g.dtype)
+            dz[..., ow:] = 0
+            dz[..., :ow] = g.transpose(1, 0, 2, 3)
+            dz = dz.reshape(o, -1)
+        else:
+            dz = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(o, -1)  # (out, N·OH·OW)
+        gw = None
+        if need[1]:  # NOTE: the same rule as the forward's GEMM: the longer side as the rows
+            cols = self.cols
+            gw = (cols.dot(dz.T).T if cols.shape[0] >= o else dz.dot(cols.T)).reshape(self.w.shape)
         gb = dz.sum(axis=1) if len(need) > 2 and need[2] else None
         gx = None
         if need[0]:
             dcols = self.w.reshape(o, -1).T.dot(dz)
-            gx = _col2im(dcols, x_shape, kernel, stride, padding)
+            gx = (_col2im_wide(dcols, x_shape, kernel, padding) if self.wide
+                  else _col2im(dcols, x_shape, kernel, stride, padding))
         return gx, gw, gb
 
 
@@ -322,11 +429,17 @@ class MaxPool2dFunction(Function):
         # over two short inner axes of a strided view is about 25x slower.
         out = win[..., 0, 0].copy()
         arg = np.zeros(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
+        better, step = np.empty(out.shape, dtype=bool), np.empty_like(arg)
         for k in range(1, kh * kw):
             s = win[..., k // kw, k % kw]
-            better = s > out  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
+            np.greater(s, out, out=better)  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
             np.maximum(out, s, out=out)
-            np.copyto(arg, k, where=better)  # NOTE: 3-5x faster than arg[better] = k
+            # NOTE: arg += better·(k - arg), arithmetic rather than np.copyto(arg, k, where=better) or
+            # np.where: a masked copy branches on every element, and a ReLU'd input makes the branch a
+            # coin toss (2.3 ms against 0.05 ms for (64, 32, 16, 16), bench/conv_parts.py).
+            np.subtract(k, arg, out=step, dtype=arg.dtype, casting="unsafe")
+            step *= better
+            arg += step
         self.argmax = arg
         return out
 
@@ -338,10 +451,26 @@ class MaxPool2dFunction(Function):
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
         oh, ow = g.shape[2], g.shape[3]
+        arg = self.argmax
+        # NOTE: g·(arg == k), a multiplication by the mask, not np.where(arg == k, g, 0): the masked
+        # select branches per element (about 5x slower on a ReLU'd input).
+        if (sh, sw) == (kh, kw) and not (ph or pw):
+            # The windows tile the input without overlap (the usual 2x2, stride 2): each input pixel
+            # belongs to at most one window, so every offset k writes its own strided slice once.
+            dx = np.empty(x_shape, dtype=g.dtype)
+            st = dx.strides  # NOTE: a view, never reshape: a reshape of the cut (odd-sized) dx would copy
+            tiles = np.lib.stride_tricks.as_strided(dx, (n, c, oh, kh, ow, kw),
+                                                    (st[0], st[1], st[2] * kh, st[2], st[3] * kw, st[3]))
+            for k in range(kh * kw):
+                np.multiply(g, arg == k, out=tiles[:, :, :, k // kw, :, k % kw])
+            if oh * kh < h or ow * kw < w:  # rows or columns no window reaches (odd sizes)
+                dx[:, :, oh * kh:] = 0
+                dx[:, :, :, ow * kw:] = 0
+            return (dx,)
         dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
         for k in range(kh * kw):
             i, j = divmod(k, kw)
-            dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += np.where(self.argmax == k, g, 0)
+            dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += g * (arg == k)
         dx = dxp[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxp
         return (np.ascontiguousarray(dx),)
 

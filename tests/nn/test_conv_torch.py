@@ -70,6 +70,25 @@ def test_max_pool_ties_go_where_torch_sends_them(kernels):
     np.testing.assert_array_equal(X.grad, tx.grad.numpy())
 
 
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 3), (1, 2)])
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 4)])
+def test_tiling_max_pool_equals_torch_with_ties(kernel, size, kernels):
+    """Windows that tile the input (stride = kernel, no padding: the backward writes each tile once),
+    on a ReLU'd input full of tied zeros, odd sizes leaving rows and columns no window reaches."""
+    rng = np.random.default_rng(sum(kernel) * 10 + sum(size))
+    x = np.maximum(rng.normal(size=(3, 2) + size), 0.0)
+    x[0, 0, :2, :2] = 0.5  # a window of four equal maxima
+    X = Tensor(x, requires_grad=True)
+    out = F.max_pool2d(X, kernel)
+    g = rng.normal(size=out.shape)
+    out.backward(g)
+    tx = t(x)
+    tout = TF.max_pool2d(tx, kernel)
+    tout.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    np.testing.assert_array_equal(X.grad, tx.grad.numpy())
+
+
 @pytest.mark.parametrize("shape", [(6, 3), (5, 4, 7), (4, 3, 5, 6), (1, 2, 3, 3)])
 def test_batch_norm_equals_torch_over_steps(shape):
     rng = np.random.default_rng(sum(shape))
