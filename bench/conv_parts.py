@@ -4,8 +4,10 @@ numba), interleaved round by round in one process; medians in ms.
 
     python bench/conv_parts.py [--rounds 15] [--threads 2]
 
-Used to choose ``_conv_functional._WIDE_MIN_AREA`` (which unfolding each kernel set uses for stride 1) and to
-check the pooling fixes; the whole-step comparison with PyTorch is bench/conv.py.
+Used to choose ``_conv_functional._WIDE_MIN_AREA`` (which unfolding each kernel set uses for stride 1) and the
+weight-gradient GEMM's orientation (a second table), and to check the pooling kernels; the whole-step
+comparison with PyTorch is bench/conv.py. Reports minima too: on a shared machine the least disturbed
+repetition says more than a median.
 """
 from __future__ import annotations
 
@@ -49,10 +51,35 @@ def timed(fn, reps=3):
     return (time.perf_counter() - t0) / reps * 1e3
 
 
+def dw_orientation(rounds):
+    """The weight-gradient GEMM of each bench conv layer both ways round: dZ·colsᵀ against (cols·dZᵀ)ᵀ,
+    interleaved; the minimum (least disturbed) and the paired median ratio."""
+    rng = np.random.default_rng(0)
+    shapes = {}
+    for name, n, c, h, w, o, k, p in CONVS:
+        oh, ow = h + 2 * p - k + 1, w + 2 * p - k + 1
+        shapes[name] = (rng.random((c * k * k, n * oh * ow), dtype=np.float32),
+                        rng.random((o, n * oh * ow), dtype=np.float32))
+    times = {}
+    for _ in range(rounds):
+        for name, (cols, dz) in shapes.items():
+            for way, fn in (("dZ·colsᵀ", lambda: dz.dot(cols.T)), ("(cols·dZᵀ)ᵀ", lambda: cols.dot(dz.T).T)):
+                t0 = time.perf_counter()
+                fn()
+                times.setdefault((name, way), []).append(time.perf_counter() - t0)
+    print("\n| layer: dW GEMM (cols rows × dZ rows) | dZ·colsᵀ (ms, min) | (cols·dZᵀ)ᵀ (ms, min) | paired ratio |")
+    print("|---|---|---|---|")
+    for name, (cols, dz) in shapes.items():
+        a, b = np.array(times[(name, "dZ·colsᵀ")]), np.array(times[(name, "(cols·dZᵀ)ᵀ")])
+        print(f"| {name} ({cols.shape[0]} × {dz.shape[0]}) | {a.min() * 1e3:.2f} | {b.min() * 1e3:.2f} | "
+              f"{np.median(b / a):.2f} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args(argv)
+    dw_orientation(2 * args.rounds)
     rng = np.random.default_rng(0)
     variants = [(fast, wide) for fast in (False, True) for wide in (False, True)]
     results = {}

@@ -70,6 +70,20 @@ def test_max_pool_ties_go_where_torch_sends_them(kernels):
     np.testing.assert_array_equal(X.grad, tx.grad.numpy())
 
 
+def test_max_pool_of_minus_infinity_with_padding_goes_where_torch_sends_it(kernels):
+    """Every real pixel -inf, as the padding: the gradient goes to the window's first real pixel."""
+    x = np.full((1, 2, 5, 4), -np.inf)
+    x[0, 1, 2, 2] = 1.0
+    X = Tensor(x, requires_grad=True)
+    out = F.max_pool2d(X, 3, 2, 1)
+    out.sum().backward()
+    tx = t(x)
+    tout = TF.max_pool2d(tx, 3, 2, 1)
+    tout.sum().backward()
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    np.testing.assert_array_equal(X.grad, tx.grad.numpy())
+
+
 @pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 3), (1, 2)])
 @pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 4)])
 def test_tiling_max_pool_equals_torch_with_ties(kernel, size, kernels):
