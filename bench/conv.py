@@ -265,6 +265,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--slot", type=float, default=1.0, help="seconds per contender per workload per round")
+    ap.add_argument("--settle", type=float, default=0.3, help="seconds of idle before each slot")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--threads", type=int, default=2,
@@ -310,6 +311,10 @@ def main(argv=None):
             for w in workloads:
                 batch = WORKLOADS[w][1]
                 for c in order:
+                    # NOTE: let the previous contender's idle BLAS/OpenMP threads stop spinning first:
+                    # OpenBLAS's workers busy-wait about 0.1 s after each call, and on 2 cores they
+                    # otherwise take the next contender's first tenth of a second
+                    time.sleep(args.settle)
                     rep = workers[c].ask(cmd="run", workload=w, seconds=args.slot)
                     rates[(w, c)].append(batch * rep["steps"] / rep["seconds"])
             peaks.append(sgemm_rate(threads=args.threads))
