@@ -61,7 +61,7 @@ def weights(net: str, dtype) -> list:
 def step_flops(net: str, batch: int) -> float:
     """GEMM FLOPs of one training step: forward, dW and dX (not for the first layer) of each conv/linear."""
     shape, layers = NETS[net]
-    c, h, w = shape
+    _, h, w = shape
     total, first = 0.0, True
     for spec in layers:
         if spec[0] == "conv":
@@ -69,7 +69,7 @@ def step_flops(net: str, batch: int) -> float:
             h, w = h + 2 * p - k + 1, w + 2 * p - k + 1
             f = 2.0 * o * i * k * k * batch * h * w
             total += f * (2 if first else 3)
-            c, first = o, False
+            first = False
         elif spec[0] == "pool":
             h, w = h // spec[1], w // spec[1]
         elif spec[0] == "linear":
@@ -334,7 +334,7 @@ def main(argv=None):
             rows.append(dict(workload=w, contender=c, samples_per_s=statistics.median(rs), ratio_to_torch=ratio,
                              ratio_to_dlfs=vs_dlfs, peak_share=statistics.median(rs) / batch * flops / peak,
                              rates=rs))
-    print(f"| workload | contender | samples/s (median) | × torch (paired median) | × DLfS-style | share of sgemm peak |")
+    print("| workload | contender | samples/s (median) | × torch (paired median) | × DLfS-style | share of sgemm peak |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         fmt = lambda v: "–" if v is None else f"{v:.2f}×"  # noqa: E731

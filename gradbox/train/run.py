@@ -642,8 +642,7 @@ def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr
                       f"batch {c['batch_size']}) on {ds.name}: {len(Xtr)} train / {n_val} val / "
                       f"{0 if Xte is None else len(Xte)} test samples -> {out}")
             with blas_threads(c["threads"]):
-                history = trainer.fit(Xtr, ytr, epochs=c["epochs"],
-                                      validation_data=(Xva, yva) if Xva is not None else None)
+                trainer.fit(Xtr, ytr, epochs=c["epochs"], validation_data=(Xva, yva) if Xva is not None else None)
             if trainer.interrupted:
                 trainer.save_checkpoint(ckpt_file)
                 # NOTE: the epoch named is the one in progress (not yet complete), as --resume says.
