@@ -66,7 +66,7 @@ def register(sub) -> None:
     p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of curves.png, filters.png and "
                    "--report's page (en, ko; Korean labels need a Hangul font such as fonts-noto-cjk)")
     add_common(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, data_parallel=True)  # NOTE: the one command every rank runs (issue 16)
 
 
 def train_config(args) -> dict:
