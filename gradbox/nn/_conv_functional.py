@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from .._validation import Constraint, check
-from ..function import Function
+from ..function import Function, is_grad_enabled
 from ..tensor import _FLOATS, Tensor
 
 __all__ = [
@@ -277,9 +277,9 @@ def _col2im_wide(dcols, x_shape, kernel, padding):
 # --- convolution -------------------------------------------------------------------------------
 #: The smallest kernel area kh·kw at which a stride-1 convolution unfolds wide, per kernel set (None: never).
 #: NOTE: chosen by measurement (bench/conv_parts.py, the bench networks' layers): on the NumPy path the
-#: wide unfolding won for the 5x5 LeNet layers (25 short-row copies and adds become long ones) and lost
-#: for the 3x3 CIFAR layers (9 of them, against Wp/OW times the GEMM work); the compiled kernels' own
-#: im2col/col2im beat it at every layer measured.
+#: wide unfolding won for LeNet's second 5x5 layer (25 short-row adds of col2im become long ones) and
+#: lost for the 3x3 CIFAR layers (9 of them, against Wp/OW times the GEMM work) and for first layers
+#: (no col2im to speed up); the compiled kernels' own im2col/col2im beat it at every layer measured.
 _WIDE_MIN_AREA = {"numpy": 16, "fast": None}
 
 
@@ -307,8 +307,10 @@ class Conv2dFunction(Function):
         n, _, h, wd = x.shape
         self.geometry = (x.shape, (kh, kw), stride, padding)
         oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
-        # NOTE: the wide unfolding for stride 1 (see _im2col_wide), rows Wp wide instead of OW
-        self.wide = _use_wide(x.dtype, (kh, kw), stride)
+        # NOTE: the wide unfolding for stride 1 (see _im2col_wide), rows Wp wide instead of OW; only
+        # where a dX (col2im) will follow, the part it speeds up most (not for the first layer)
+        need_dx = bool(self.needs_input_grad) and self.needs_input_grad[0] and is_grad_enabled()
+        self.wide = need_dx and _use_wide(x.dtype, (kh, kw), stride)
         if self.wide:
             cols, (_, width) = _im2col_wide(x, (kh, kw), padding)
         else:
