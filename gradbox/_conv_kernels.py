@@ -15,6 +15,7 @@ loops), and the kernels are serial: ``parallel=True`` threads fought OpenBLAS's 
 import numba
 import numpy as np
 
+from .nn._conv_functional import _SCRATCH
 from .nn._conv_functional import conv_output_size as _out
 
 _jit = numba.njit(cache=True, error_model="numpy", boundscheck=False)
@@ -248,7 +249,7 @@ def im2col(x, kernel, stride, padding):
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _out(h, kh, sh, ph), _out(w, kw, sw, pw)
-    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    cols = _SCRATCH.take((c * kh * kw, n * oh * ow), x.dtype)
     _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols)
     return cols
 

@@ -196,6 +196,44 @@ def test_whole_cnn_equals_torch_over_training_steps():
         assert rel(ours(X).data, theirs(torch.from_numpy(X)).numpy()) < 1e-9
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_scratch_arrays_reused_across_steps_keep_training_equal_to_torch(batch, kernels):
+    """Columns, dZ and dcols large enough (>= 1 MB) to come back to the scratch list and serve the next
+    step: several SGD steps, a no-grad forward in between, and a batch of 1 (where a transpose of the
+    output or of the gradient is already contiguous, so a view would alias), all equal to torch."""
+    rng = np.random.default_rng(batch)
+    convs = [nn.Conv2d(6, 32, 3, padding=1, dtype=np.float64, rng=0),
+             nn.Conv2d(32, 32, 5, padding=2, dtype=np.float64, rng=1)]
+    ours = nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.ReLU(), nn.Flatten(),
+                         nn.Linear(32 * 24 * 24, 3, dtype=np.float64, rng=2))
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(6, 32, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.Conv2d(32, 32, 5, padding=2), torch.nn.ReLU(), torch.nn.Flatten(),
+                                 torch.nn.Linear(32 * 24 * 24, 3)).double()
+    with torch.no_grad():
+        for p, tp in zip(ours.parameters(), theirs.parameters()):
+            tp.copy_(torch.from_numpy(p.data))
+    opt, topt = gb.optim.SGD(ours.parameters(), lr=0.01), torch.optim.SGD(theirs.parameters(), lr=0.01)
+    kept = []
+    for step in range(3):
+        X, y = rng.normal(size=(batch, 6, 24, 24)), rng.integers(0, 3, size=batch)
+        opt.zero_grad(), topt.zero_grad()
+        loss = nn.CrossEntropyLoss()(ours(X), y)
+        loss.backward()
+        tloss = TF.cross_entropy(theirs(torch.from_numpy(X)), torch.from_numpy(y))
+        tloss.backward()
+        assert rel(loss.data, tloss.item()) < 1e-10
+        for (name, p), tp in zip(ours.named_parameters(), theirs.parameters()):
+            assert rel(p.grad, tp.grad.numpy()) < 1e-10, (step, name)
+        opt.step(), topt.step()
+        with gb.no_grad():  # outputs handed out are never scratch: an earlier one stays as it was
+            out = nn.Sequential(convs[0], nn.ReLU(), convs[1])(X)
+            kept.append((out, out.data.copy()))
+    for out, copy in kept:
+        np.testing.assert_array_equal(out.data, copy)
+    from gradbox.nn import _conv_functional as CF
+    assert 0 < len(CF._SCRATCH.free) <= CF._Scratch.SLOTS  # arrays came back, no more than the bound
+
+
 def test_report_worst_error():
     """Prints the worst relative error of this file's comparisons (run after the others)."""
     assert TORCH_ERRORS and max(TORCH_ERRORS) < 1e-9
