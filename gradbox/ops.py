@@ -530,8 +530,12 @@ class ReLU(Function):
         return out
 
     def backward(self, g):
-        # NOTE: dtype= picks the float loop for the boolean mask: 10 vs 13 µs at 128 x 256, same values
-        return _xp(g).multiply(g, self.out > 0, dtype=g.dtype)
+        # NOTE: the mask cast to g's dtype first, then one in-place product: 15-30% less than
+        # multiply(g, mask, dtype=...), whose loop casts the booleans in small buffers (0.77 against
+        # 0.96 ms for a (64, 32, 32, 32) float32 batch); the same values, NaN outputs included (mask 0)
+        grad = (self.out > 0).astype(g.dtype)
+        grad *= g
+        return grad
 
 
 class LeakyReLU(Function):
