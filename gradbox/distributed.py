@@ -382,19 +382,25 @@ class _SharedMemorySum:
     What ``Allreduce`` computes, without its protocol: each rank writes its buffer into its own
     segment of a window every rank can load from (``MPI_Win_allocate_shared``); after a barrier,
     rank r sums slice r of all segments into its own segment, and after a second barrier every
-    rank copies the K summed slices into its result. Each slice is summed once, by one rank, in
-    a fixed order, so every rank gets the same bits.
+    rank copies the K summed slices into its result (with 2 ranks, each sums both segments whole,
+    after one barrier). Each slice is summed by one rule in a fixed order, so every rank gets the
+    same bits.
 
     NOTE: why not ``Allreduce``: between 2 processes on this machine's 2 cores, MPICH's
     ``Allreduce`` of 0.94 MB (single-copy CMA through the kernel) took 125 µs when the two vCPUs
     shared a cache and 490 µs when they did not (the host moves them; a cache-line round trip
-    between them is then 340 ns instead of 70). Plain loads and stores on shared memory took
-    85-100 and 140-170 µs, and cut the synchronisation in a training step from 0.73-0.81 ms to
-    0.32-0.37 ms (BENCHMARKS.md, "Data-parallel (MPI)").
+    between them is then 340 ns instead of 70). Plain loads and stores on shared memory cut the
+    synchronisation in a training step from 0.73-0.81 ms to 0.32-0.37 ms (BENCHMARKS.md,
+    "Data-parallel (MPI)").
 
-    Two halves of each segment alternate between steps: a rank writes step t + 1's gradients
-    while another may still copy step t's sums, and it reaches that half again only after both
-    barriers of step t + 1, which no rank passes before it has finished step t.
+    Each segment holds ``depth`` slots, used in turn, one per sum. Two would be enough for
+    correctness: a rank writes sum t + 1's slot while another may still read sum t's, and it
+    reaches a slot again only after the barrier(s) of a later sum, which no rank passes before
+    it has finished reading the earlier one. More are for speed: writing lines that another
+    core still holds (it read them for the last sum) waits for that core to give them up, 0.25-
+    0.38 ms per step for 0.94 MB when the vCPUs do not share a cache; with up to 8 slots (at
+    most 8 MiB a rank), its own traffic has evicted them by the time a slot comes round
+    (0.08-0.12 ms).
     """
 
     def __init__(self, node, n, dtype):
@@ -402,24 +408,25 @@ class _SharedMemorySum:
         self.comm = node
         k, self.rank = node.Get_size(), node.Get_rank()
         dtype = np.dtype(dtype)
-        self.win = MPI.Win.Allocate_shared(2 * n * dtype.itemsize, dtype.itemsize, comm=node)
+        self.depth = max(2, min(8, (8 << 20) // max(1, n * dtype.itemsize)))
+        self.win = MPI.Win.Allocate_shared(self.depth * n * dtype.itemsize, dtype.itemsize, comm=node)
         self.win.Lock_all()  # NOTE: one passive epoch for the window's life; Sync orders the loads and stores
-        full = [np.frombuffer(self.win.Shared_query(r)[0], dtype, 2 * n) for r in range(k)]
-        self.halves = [[f[h * n:(h + 1) * n] for f in full] for h in range(2)]
+        full = [np.frombuffer(self.win.Shared_query(r)[0], dtype, self.depth * n) for r in range(k)]
+        self.slots = [[f[h * n:(h + 1) * n] for f in full] for h in range(self.depth)]
         # NOTE: slices cut on 64-byte lines, so that no cache line is written by two ranks
         per_line = max(1, 64 // dtype.itemsize)
         cuts = [min(n, (r * n // k) // per_line * per_line) for r in range(k)] + [n]
         self.bounds = list(zip(cuts[:-1], cuts[1:]))
-        self.half = 0
+        self.slot = 0
 
     def send_buffer(self):
         """This rank's segment for the next ``sum_into``: write the buffer to be summed here."""
-        return self.halves[self.half][self.rank]
+        return self.slots[self.slot][self.rank]
 
     def sum_into(self, out):
         """``out[...] =`` the sum over ranks of what each wrote into its ``send_buffer()``."""
-        segs = self.halves[self.half]
-        self.half ^= 1
+        segs = self.slots[self.slot]
+        self.slot = (self.slot + 1) % self.depth
         win, comm = self.win, self.comm
         win.Sync()
         comm.Barrier()
@@ -448,7 +455,7 @@ def _shared_memory_sum(comm, n, dtype, wanted):
     if wanted is False or comm.Get_size() < 2:
         return None
     node = _node_comm(comm)
-    nbytes = 2 * n * np.dtype(dtype).itemsize
+    nbytes = max(2 * n * np.dtype(dtype).itemsize, 8 << 20)  # NOTE: the window's size per rank (_SharedMemorySum)
     try:
         st = os.statvfs("/dev/shm")
         room = st.f_bavail * st.f_frsize > 4 * nbytes * node.Get_size()
@@ -493,9 +500,10 @@ class DistributedOptimizer:
         Numbers of the caller's carried by the same exchange (see below).
     shared_memory : bool or None
         None (default): the shared-memory sum when every rank of ``comm`` shares one machine's
-        memory, else ``Allreduce``. True: require it. False: always ``Allreduce``. Constructing
-        the optimizer is then collective (every rank of ``comm`` must construct it), and it
-        keeps a window of twice the gradients' size per rank until the process ends.
+        memory, else ``Allreduce``. True: require it. False: always ``Allreduce``. Unless False,
+        constructing the optimizer is collective (every rank of ``comm`` must construct it); the
+        window takes, per rank, 2 to 8 times the gradients' size (at most the larger of 8 MiB
+        and twice that size), until the process ends.
 
     The averaging runs in the optimizer's pre-step hook (``register_step_pre_hook``), so code that
     holds the wrapped optimizer and calls its ``step()`` (a ``Trainer``) averages too; ``step()``
@@ -543,11 +551,11 @@ class DistributedOptimizer:
         self._views = self._layout(self._buffer)[1]
         self._shared = _shared_memory_sum(self.comm, n, self.dtype, shared_memory)
         # what each rank writes: the result buffer itself (Allreduce in place), or, for the
-        # shared-memory sum, the two alternating halves of its window segment
+        # shared-memory sum, the slots of its window segment in turn
         if self._shared is None:
             self._send = [self._layout(self._buffer)]
         else:
-            self._send = [self._layout(seg[self._shared.rank]) for seg in self._shared.halves]
+            self._send = [self._layout(slot[self._shared.rank]) for slot in self._shared.slots]
         self._stop_local = False
         self.stop_requested = False
         self._handle = optimizer.register_step_pre_hook(self._pre_step)
@@ -589,7 +597,7 @@ class DistributedOptimizer:
             # average, with no second pass over the buffer (a sampler without batch_len has the
             # shard sizes summed in the exchange and divided afterwards)
             weight = sampler.shard_size / batch_len if folded else float(sampler.shard_size)
-        send, views, flags, extras = self._send[self._shared.half if self._shared is not None else 0]
+        send, views, flags, extras = self._send[self._shared.slot if self._shared is not None else 0]
         for i, (p, view) in enumerate(zip(self.optimizer.params, views)):
             g = p.grad
             if g is None or weight == 0.0:

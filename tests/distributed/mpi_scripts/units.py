@@ -29,7 +29,7 @@ for shared in (None, False):
     a, b, c = (gb.nn.Parameter(np.ones(3)) for _ in range(3))
     opt = dist.DistributedOptimizer(gb.optim.SGD([a, b, c], lr=1.0), shared_memory=shared)
     assert opt.shared_memory is (shared is None), (shared, opt.shared_memory)  # NOTE: every rank runs on this machine
-    for _ in range(3):  # NOTE: more than the two alternating halves of the window
+    for _ in range(10):  # NOTE: more sums than the window's slots (at most 8), so that they come round again
         opt.zero_grad()
         (a * (r + 1.0)).sum().backward()
         if r == 0:
@@ -78,7 +78,7 @@ for shared in (None, False):
     rng = np.random.default_rng(r)
     ps = [gb.nn.Parameter(np.zeros(s, np.float32)) for s in (1000, 37, 3)]
     opt = dist.DistributedOptimizer(gb.optim.SGD(ps, lr=1.0), shared_memory=shared, n_extras=2)
-    for _ in range(3):
+    for _ in range(10):
         for q in ps:
             q.grad = rng.normal(size=q.data.shape).astype(np.float32)
         inputs = dist.comm().allgather(np.concatenate([q.grad.ravel() for q in ps]))
