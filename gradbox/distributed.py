@@ -42,6 +42,7 @@ _comm = None           # the communicator once init() ran
 _batch_stats_sync = None  # a BatchStatsSync while a DataParallel set-up is open
 _prev_excepthook = None
 _node_comms = (None, None)  # (a communicator, its ranks that share memory): one pair, reused
+_spare_sum = None  # the shared-memory window of a removed DistributedOptimizer, for the next one of its size
 
 
 def _mpi():
@@ -407,7 +408,8 @@ class _SharedMemorySum:
         MPI = _mpi()
         self.comm = node
         k, self.rank = node.Get_size(), node.Get_rank()
-        dtype = np.dtype(dtype)
+        self.n, self.dtype = n, np.dtype(dtype)
+        dtype = self.dtype
         self.depth = max(2, min(8, (8 << 20) // max(1, n * dtype.itemsize)))
         self.win = MPI.Win.Allocate_shared(self.depth * n * dtype.itemsize, dtype.itemsize, comm=node)
         self.win.Lock_all()  # NOTE: one passive epoch for the window's life; Sync orders the loads and stores
@@ -461,14 +463,24 @@ def _shared_memory_sum(comm, n, dtype, wanted):
         room = st.f_bavail * st.f_frsize > 4 * nbytes * node.Get_size()
     except OSError:
         room = True  # NOTE: no /dev/shm to ask (not Linux): the MPI library knows where it puts windows
-    MPI = _mpi()
-    ok = comm.allreduce(int(node.Get_size() == comm.Get_size() and room), op=MPI.MIN)
-    if not ok:
+    global _spare_sum
+    spare = _spare_sum
+    fits = spare is not None and spare.comm is node and spare.n == n and spare.dtype == np.dtype(dtype)
+    # NOTE: one exchange decides both, the same way on every rank: shared memory at all, and
+    # whether every rank can reuse the window a removed optimizer left (windows are never freed:
+    # MPI_Win_free is collective, and a rank that raised must not enter a collective on its way out)
+    local = np.array([node.Get_size() == comm.Get_size() and room, fits], dtype=np.int64)
+    agreed = np.empty_like(local)
+    comm.Allreduce(local, agreed, op=_mpi().MIN)
+    if not agreed[0]:
         if wanted:
             raise RuntimeError("DistributedOptimizer(shared_memory=True): expected every rank on one machine "
                                f"with room in /dev/shm for {nbytes * node.Get_size() / 1e6:.1f} MB, received "
                                f"{node.Get_size()} of {comm.Get_size()} ranks sharing memory")
         return None
+    if agreed[1]:
+        _spare_sum = None
+        return spare
     return _SharedMemorySum(node, n, dtype)
 
 
@@ -636,10 +648,18 @@ class DistributedOptimizer:
         return self.optimizer.step(*args, **kwargs)
 
     def remove(self):
-        """Stop averaging (removes the pre-step hook)."""
+        """Stop averaging (removes the pre-step hook).
+
+        A shared-memory window goes to the next ``DistributedOptimizer`` of the same size (a
+        ``fit()`` after another); ``synchronize()`` here then uses ``Allreduce``.
+        """
+        global _spare_sum
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        if self._shared is not None:
+            _spare_sum, self._shared = self._shared, None
+            self._send = [self._layout(self._buffer)]
 
 
 def wanted(distributed=None) -> bool:

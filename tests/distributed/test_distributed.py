@@ -278,7 +278,7 @@ def test_broadcast_flags_weights_streams_under_mpiexec(k):
     assert r.returncode == 0, r.stderr[-2000:]
     names = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("OK ")]
     assert names == ["broadcast", "sum_shared_memory", "sum_allreduce", "flags", "hook", "weights", "stop", "bits",
-                     "bad_shared_memory", "allreduce", "streams", "structure"]
+                     "reuse", "bad_shared_memory", "allreduce", "streams", "structure"]
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])

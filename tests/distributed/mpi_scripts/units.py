@@ -94,6 +94,24 @@ if r == 0:
     for name in ("flags", "hook", "weights", "stop", "bits"):
         print("OK", name, flush=True)
 
+# a removed optimizer's window goes to the next one of the same size (a fit() after another), and
+# the removed one still averages, through Allreduce
+p = gb.nn.Parameter(np.zeros(4))
+first = dist.DistributedOptimizer(gb.optim.SGD([p], lr=1.0))
+window = first._shared
+first.remove()
+second = dist.DistributedOptimizer(gb.optim.SGD([gb.nn.Parameter(np.zeros(4))], lr=1.0))
+assert window is not None and second._shared is window and not first.shared_memory
+third = dist.DistributedOptimizer(gb.optim.SGD([gb.nn.Parameter(np.zeros(4))], lr=1.0))
+assert third.shared_memory and third._shared is not window  # the window is in use: a new one
+for opt in (first, second, third):
+    q = opt.optimizer.params[0]
+    q.grad = np.full(4, float(r))
+    opt.synchronize()
+    assert np.allclose(q.grad, (k - 1) / 2), q.grad
+if r == 0:
+    print("OK reuse", flush=True)
+
 try:
     dist.DistributedOptimizer(gb.optim.SGD([gb.nn.Parameter(np.zeros(1))], lr=1.0), shared_memory="yes")
 except TypeError as exc:
