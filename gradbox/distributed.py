@@ -391,8 +391,9 @@ class _SharedMemorySum:
     ``Allreduce`` of 0.94 MB (single-copy CMA through the kernel) took 125 µs when the two vCPUs
     shared a cache and 490 µs when they did not (the host moves them; a cache-line round trip
     between them is then 340 ns instead of 70). Plain loads and stores on shared memory cut the
-    synchronisation in a training step from 0.73-0.81 ms to 0.32-0.37 ms (BENCHMARKS.md,
-    "Data-parallel (MPI)").
+    synchronisation in a training step from 0.73-0.81 ms to 0.2-0.3 ms on the second placement,
+    and the MLP's throughput at global batch 256 rose 1.17-1.28x (BENCHMARKS.md, "Data-parallel
+    (MPI)"); on the first the two are about even.
 
     Each segment holds ``depth`` slots, used in turn, one per sum. Two would be enough for
     correctness: a rank writes sum t + 1's slot while another may still read sum t's, and it
@@ -401,7 +402,7 @@ class _SharedMemorySum:
     core still holds (it read them for the last sum) waits for that core to give them up, 0.25-
     0.38 ms per step for 0.94 MB when the vCPUs do not share a cache; with up to 8 slots (at
     most 8 MiB a rank), its own traffic has evicted them by the time a slot comes round
-    (0.08-0.12 ms).
+    (0.07-0.12 ms).
     """
 
     def __init__(self, node, n, dtype):
@@ -496,9 +497,10 @@ class DistributedOptimizer:
     consistently). The gradients become views into the flat result buffer.
 
     The sum is one upper-case (buffer-based, no pickling) ``Allreduce``, except when every rank
-    runs on one machine: then the ranks sum through an MPI-3 shared-memory window (two barriers
-    and plain loads and stores; ``shared_memory``), which cost 0.3-0.4 ms less per step than
-    MPICH's ``Allreduce`` on this 2-core machine. Both give the same bits on every rank.
+    runs on one machine: then the ranks sum through an MPI-3 shared-memory window (barriers and
+    plain loads and stores; ``shared_memory``): on the 2-core benchmark machine, 0.4-0.6 ms less
+    per step than MPICH's ``Allreduce`` when the host puts the two vCPUs on different caches, and
+    about the same otherwise. Both give the same bits on every rank.
 
     Parameters
     ----------
