@@ -61,7 +61,7 @@ def weights(net: str, dtype) -> list:
 def step_flops(net: str, batch: int) -> float:
     """GEMM FLOPs of one training step: forward, dW and dX (not for the first layer) of each conv/linear."""
     shape, layers = NETS[net]
-    c, h, w = shape
+    _, h, w = shape
     total, first = 0.0, True
     for spec in layers:
         if spec[0] == "conv":
@@ -69,7 +69,7 @@ def step_flops(net: str, batch: int) -> float:
             h, w = h + 2 * p - k + 1, w + 2 * p - k + 1
             f = 2.0 * o * i * k * k * batch * h * w
             total += f * (2 if first else 3)
-            c, first = o, False
+            first = False
         elif spec[0] == "pool":
             h, w = h // spec[1], w // spec[1]
         elif spec[0] == "linear":
@@ -265,6 +265,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--slot", type=float, default=1.0, help="seconds per contender per workload per round")
+    ap.add_argument("--settle", type=float, default=0.3, help="seconds of idle before each slot")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--threads", type=int, default=2,
@@ -310,6 +311,10 @@ def main(argv=None):
             for w in workloads:
                 batch = WORKLOADS[w][1]
                 for c in order:
+                    # NOTE: let the previous contender's idle BLAS/OpenMP threads stop spinning first:
+                    # OpenBLAS's workers busy-wait about 0.1 s after each call, and on 2 cores they
+                    # otherwise take the next contender's first tenth of a second
+                    time.sleep(args.settle)
                     rep = workers[c].ask(cmd="run", workload=w, seconds=args.slot)
                     rates[(w, c)].append(batch * rep["steps"] / rep["seconds"])
             peaks.append(sgemm_rate(threads=args.threads))
@@ -329,7 +334,7 @@ def main(argv=None):
             rows.append(dict(workload=w, contender=c, samples_per_s=statistics.median(rs), ratio_to_torch=ratio,
                              ratio_to_dlfs=vs_dlfs, peak_share=statistics.median(rs) / batch * flops / peak,
                              rates=rs))
-    print(f"| workload | contender | samples/s (median) | × torch (paired median) | × DLfS-style | share of sgemm peak |")
+    print("| workload | contender | samples/s (median) | × torch (paired median) | × DLfS-style | share of sgemm peak |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         fmt = lambda v: "–" if v is None else f"{v:.2f}×"  # noqa: E731

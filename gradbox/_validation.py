@@ -71,6 +71,20 @@ def interval(kind: str, low=None, high=None, closed: str = "both") -> Constraint
                       int if kind == "int" else float)
 
 
+def finite_real(low=0.0, high=None, low_open=False) -> Constraint:
+    """A finite real number in [low, high) ((low, high) with ``low_open``), converted to float: the
+    optimizers' hyperparameters (an infinite learning rate is refused, unlike ``interval``'s
+    half-bounded ranges)."""
+    what = f"a finite number {'>' if low_open else '>='} {float(low)}" + (
+        f" and < {float(high)}" if high is not None else "")
+
+    def test(v):
+        return (_is_real(v) and math.isfinite(v) and (v > low if low_open else v >= low)
+                and (high is None or v < high))
+
+    return Constraint(what, test, float)
+
+
 def one_of(*options) -> Constraint:
     """Exactly one of ``options`` (compared with ``==``; bools only match bools)."""
     def test(v):

@@ -163,14 +163,14 @@ def plot_confusion(confusion_matrix, path, classes=None, title: str | None = Non
     return _save_figure(fig, path, dpi)
 
 
-def _plot_lang(lang, path):
+def _plot_lang(lang, path, who="plot_history"):
     """(language, font family) for labels in ``lang``: Korean needs a font that draws Hangul.
 
     Without one, one line on stderr says so and the labels fall back to English.
     """
     from .page.i18n import check_lang
 
-    if check_lang(lang, "plot_history") == "en":
+    if check_lang(lang, who) == "en":
         return "en", None
     from . import _fonts
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import nn
 from .function import no_grad
+from .page.i18n import t
 from .tensor import Tensor
 
 __all__ = ["feature_maps", "plot_filters"]
@@ -117,7 +118,7 @@ def _grid(subfig, images, title, cmap, vlims, cols, height):
     return rows
 
 
-def _filter_images(weight):
+def _filter_images(weight, lang="en"):
     """(images, limits, note) of a first layer's weight (out, in, kh, kw): RGB for 3 inputs, else gray."""
     out_c, in_c = weight.shape[:2]
     w = np.asarray(weight, dtype=np.float64)
@@ -127,18 +128,18 @@ def _filter_images(weight):
         for f in w[:n]:
             lo, hi = f.min(), f.max()
             imgs.append(np.transpose((f - lo) / (hi - lo) if hi > lo else np.full_like(f, 0.5), (1, 2, 0)))
-        return imgs, None, f"{n} of {out_c} filters as RGB (each scaled to its own range)"
+        return imgs, None, t(lang, "filters_rgb", n=n, total=out_c)
     pairs = [(o, i) for o in range(out_c) for i in range(in_c)][:MAX_IMAGES]
     imgs = [w[o, i] for o, i in pairs]
     lims = []
     for img in imgs:
         a = float(np.abs(img).max()) or 1.0
         lims.append((-a, a))
-    what = "filters" if in_c == 1 else f"(filter, input channel) pairs, filter by filter"
-    return imgs, lims, f"{len(pairs)} of {out_c * in_c} {what}; gray = 0, white > 0, black < 0"
+    key = "filters_gray" if in_c == 1 else "filters_pairs"
+    return imgs, lims, t(lang, key, n=len(pairs), total=out_c * in_c)
 
 
-def plot_filters(model, x_sample, path, title: str | None = None, dpi: int = 120):
+def plot_filters(model, x_sample, path, title: str | None = None, dpi: int = 120, lang: str = "en"):
     """Draw the first convolution's filters and, for ``x_sample``, every convolution's feature maps.
 
     Parameters
@@ -150,6 +151,9 @@ def plot_filters(model, x_sample, path, title: str | None = None, dpi: int = 120
     path : str or os.PathLike
         Written atomically; the format follows the extension (``.png`` by default).
     title : str, optional
+    lang : {"en", "ko"}
+        Language of the labels. Korean needs a font that draws Hangul (``gradbox._fonts``);
+        without one, a line on stderr says so and the labels are English.
 
     Returns
     -------
@@ -165,15 +169,18 @@ def plot_filters(model, x_sample, path, title: str | None = None, dpi: int = 120
 
     from .io import atomic_open
 
+    from .plots import _plot_lang, _use_font
+
     convs = _conv_layers(model)
     if not convs:
         raise ValueError("plot_filters(model): expected a network with a Conv2d layer, received none")
+    lang, family = _plot_lang(lang, path, "plot_filters")
     first = convs[0]
     sections = []  # (images, limits, cmap, title)
-    f_imgs, f_lims, note = _filter_images(first.weight.data)
+    f_imgs, f_lims, note = _filter_images(first.weight.data, lang)
     k = first.kernel_size
-    sections.append((f_imgs, f_lims, "gray", f"first layer: Conv2d({first.in_channels}→{first.out_channels}) "
-                                              f"{k[0]}×{k[1]} filters -- {note}"))
+    sections.append((f_imgs, f_lims, "gray", t(lang, "filters_first", i=first.in_channels, o=first.out_channels,
+                                               kh=k[0], kw=k[1], note=note)))
     if x_sample is not None:
         x = _sample(model, x_sample)[0].astype(np.float64)
         if x.shape[0] == 3:
@@ -183,17 +190,17 @@ def plot_filters(model, x_sample, path, title: str | None = None, dpi: int = 120
         else:
             sample = list(x[:MAX_IMAGES])
             s_lims = [(float(c.min()), float(c.max()) if c.max() > c.min() else float(c.min()) + 1) for c in sample]
-        sections.append((sample, s_lims, "gray", f"the sample (standardised, {x.shape[1]}×{x.shape[2]}, "
-                                                 f"{x.shape[0]} channel{'s' if x.shape[0] > 1 else ''})"))
+        sections.append((sample, s_lims, "gray", t(lang, "filters_sample" if x.shape[0] == 1 else "filters_sample_n",
+                                                   h=x.shape[1], w=x.shape[2], c=x.shape[0])))
         if isinstance(model, nn.Sequential):
             for label, maps in feature_maps(model, x[None]):
                 shown = maps[:MAX_IMAGES]
                 lo, hi = float(shown.min()), float(shown.max())
                 lims = [(lo, hi if hi > lo else lo + 1)] * len(shown)
-                cut = f"{len(shown)} of {len(maps)}" if len(maps) > len(shown) else f"{len(maps)}"
+                key = "filters_maps_cut" if len(maps) > len(shown) else "filters_maps"
                 sections.append((list(shown), lims, "magma",
-                                 f"feature maps after {label}: {cut} maps of {maps.shape[1]}×{maps.shape[2]} "
-                                 f"(one colour scale, {lo:.2g} to {hi:.2g})"))
+                                 t(lang, key, label=label, n=len(shown), total=len(maps), h=maps.shape[1],
+                                   w=maps.shape[2], lo=lo, hi=hi)))
     cols = max(8, min(COLUMNS, max(len(s[0]) for s in sections)))  # one cell size for every section
     cell = 0.62
     heights = [math.ceil(len(s[0]) / cols) * cell + TITLE_IN + GAP_IN for s in sections]
@@ -203,6 +210,8 @@ def plot_filters(model, x_sample, path, title: str | None = None, dpi: int = 120
         _grid(sub, imgs, text, cmap, lims, cols, h)
     if title:
         fig.suptitle(title, fontsize=11, y=1.0 + 0.3 / fig.get_figheight())
+    if family is not None:
+        _use_font(fig, family)
     ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".") or "png"
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight")

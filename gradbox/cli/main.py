@@ -98,6 +98,10 @@ def main(argv=None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return USAGE_EXIT
+        if not getattr(args, "data_parallel", False) and not _world.is_main():
+            # NOTE: under `mpiexec -n K` only `train` shares work between the ranks; any other command
+            # (evaluate, predict, info, ...) runs on rank 0 alone, so it prints and writes once
+            return 0
         return args.func(args)
 
     return guarded(dispatch, lambda: state["debug"])

@@ -63,10 +63,10 @@ def register(sub) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly from its checkpoint.gbx")
     p.add_argument("--report", action="store_true", help="also write RUN/explain.html: one iteration of the "
                    "trained model, box by box (gradbox explain --html)")
-    p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of curves.png and of --report's page "
-                   "(en, ko; Korean curves need a Hangul font such as fonts-noto-cjk)")
+    p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of curves.png, filters.png and "
+                   "--report's page (en, ko; Korean labels need a Hangul font such as fonts-noto-cjk)")
     add_common(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, data_parallel=True)  # NOTE: the one command every rank runs (issue 16)
 
 
 def train_config(args) -> dict:
@@ -85,7 +85,7 @@ def _log(args):
 def cmd_train(args) -> int:
     progress = not args.quiet
     if args.resume is None:
-        finished = run.train(train_config(args), progress=progress, log=_log(args))
+        finished = run.train(train_config(args), progress=progress, log=_log(args), lang=args.lang)
         _report(args, finished)
         return 0
     if args.config:
@@ -94,32 +94,13 @@ def cmd_train(args) -> int:
     if fixed:
         raise usage_error(f"--resume uses the run's saved settings; remove --{fixed[0].replace('_', '-')} "
                           "(only --epochs may change)")
-    finished = run.resume(args.resume, epochs=args.epochs, progress=progress, log=_log(args))
+    finished = run.resume(args.resume, epochs=args.epochs, progress=progress, log=_log(args), lang=args.lang)
     _report(args, finished)
     return 0
 
 
 def _report(args, finished):
-    _curves(args, finished)
     if getattr(args, "report", False):
         from .see import report_page
 
         report_page(finished, lang=args.lang, log=_log(args))
-
-
-
-
-def _curves(args, finished):
-    """--lang ko: RUN/curves.png drawn again with Korean labels (the run draws it in English)."""
-    lang = getattr(args, "lang", "en")
-    if lang == "en" or "curves.png" not in finished.metrics.get("files", []):
-        return
-    import os
-
-    from ..plots import plot_history
-
-    c, ds = finished.config, finished.metrics.get("dataset") or {}
-    title = (f"{ds.get('name', c['dataset'])}: {'CNN' if c.get('conv') else 'MLP'} "
-             f"{run.architecture(finished.model)}, {c['optimizer']}")
-    plot_history(finished.metrics, os.path.join(finished.out, "curves.png"), title=title,
-                 test_epoch=finished.metrics.get("weights_epoch"), lang=lang)

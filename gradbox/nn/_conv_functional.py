@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import numbers
 import os
+import threading
 
 import numpy as np
 
 from .._validation import Constraint, check
-from ..function import Function
+from ..function import Function, is_grad_enabled
 from ..tensor import _FLOATS, Tensor
 
 __all__ = [
@@ -68,6 +69,41 @@ def _kernels(dtype):
             mod = False
         _FAST["mod"] = mod
     return mod or None
+
+
+# --- scratch arrays kept between steps --------------------------------------------------------
+class _Scratch(threading.local):
+    """A short free list of large scratch arrays (the unfolded columns, dZ, dcols), per thread.
+
+    NOTE: a fresh 20 MB array is paid for on first touch: a page fault and the kernel zeroing every
+    page. glibc hands the memory of a training step back to the OS when the step frees it, so every
+    step paid it again for every unfolding (measured: the CIFAR net's step 1.24-1.28x faster with
+    glibc's trimming switched off). Arrays nobody references any more (a box's columns after its
+    backward, dcols after col2im) come back here and serve the next step. At most ``SLOTS`` arrays
+    are kept, the newest; smaller ones than ``MIN_BYTES`` are left to the allocator.
+    """
+
+    SLOTS = 6
+    MIN_BYTES = 1 << 20
+
+    def __init__(self):
+        self.free = []
+
+    def take(self, shape, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        for i, a in enumerate(self.free):
+            if a.shape == shape and a.dtype == dtype:
+                return self.free.pop(i)
+        return np.empty(shape, dtype=dtype)
+
+    def give(self, a) -> None:
+        """Keep ``a`` for a later ``take``: only for an array nothing else references."""
+        if a is not None and a.nbytes >= self.MIN_BYTES and a.base is None:
+            self.free.append(a)
+            del self.free[:-self.SLOTS]
+
+
+_SCRATCH = _Scratch()
 
 
 # --- arguments ------------------------------------------------------------------------------
@@ -166,7 +202,9 @@ def _im2col(x, kernel, stride, padding):
     win = _windows(_pad(x, padding), kernel, stride)
     n, c, oh, ow, kh, kw = win.shape
     # NOTE: one copy, in the order the GEMM reads: (c, i, j) rows, (n, y, x) columns
-    return np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, n * oh * ow)
+    cols = _SCRATCH.take((c * kh * kw, n * oh * ow), x.dtype)
+    np.copyto(cols.reshape(c, kh, kw, n, oh, ow), win.transpose(1, 4, 5, 0, 2, 3))
+    return cols
 
 
 def col2im(cols: np.ndarray, x_shape, kernel, stride=1, padding=0) -> np.ndarray:
@@ -205,7 +243,92 @@ def _col2im(cols, x_shape, kernel, stride, padding):
     return np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
 
 
+# --- the wide unfolding (stride 1) ---------------------------------------------------------------
+# NOTE: with stride 1, window offset (i, j) of output pixel (y, x) is padded pixel (y + i, x + j), at
+# flat position y·Wp + x + (i·Wp + j) of its image. Computing every output row at the full padded
+# width Wp (OW real columns and kw - 1 "wide" ones at the end) makes each row of cols ONE contiguous
+# run of the flat padded image: im2col is kh·kw·C long copies, col2im kh·kw long adds, instead of
+# copies and adds over (OH, OW) blocks whose 8-to-28-element inner rows NumPy loops over one by one
+# (measured at the CIFAR net's second conv: im2col 2.9 -> 2.0 ms, col2im 4.9 -> 3.1 ms). The price is
+# Wp/OW times the GEMM work (18/16 there), so it pays only for larger kernels (``_WIDE_MIN_AREA``).
+# The wide columns read the next row's first pixels: their Z is never used (cut before the output),
+# and their dZ is set to 0, so they add nothing to dW or dX.
+def _wide_view(flat, shape, kernel, padded):
+    """The (C, kh, kw, N, OH·Wp) strided view of a flat padded NCHW buffer: row (c, i, j), image n is
+    the contiguous run starting at pixel (i, j) of channel c of image n."""
+    n, c = shape[0], shape[1]
+    hp, wp = padded
+    oh = hp - kernel[0] + 1
+    it = flat.itemsize
+    return np.lib.stride_tricks.as_strided(
+        flat, (c, kernel[0], kernel[1], n, oh * wp), (hp * wp * it, wp * it, it, c * hp * wp * it, it))
+
+
+def _padded_flat(x, kernel, padding):
+    """x zero-padded into a flat buffer with kw - 1 spare zeros at the end (the last wide columns
+    read them), and the padded (Hp, Wp)."""
+    n, c, h, w = x.shape
+    (ph, pw), kw = padding, kernel[1]
+    hp, wp = h + 2 * ph, w + 2 * pw
+    flat = np.empty(n * c * hp * wp + kw - 1, dtype=x.dtype)
+    flat[n * c * hp * wp:] = 0
+    _pad_into(flat[:n * c * hp * wp].reshape(n, c, hp, wp), x, padding)
+    return flat, (hp, wp)
+
+
+def _pad_into(out, x, padding, value=0):
+    ph, pw = padding
+    h, w = x.shape[2], x.shape[3]
+    if ph or pw:
+        out[:, :, :ph] = value
+        out[:, :, h + ph:] = value
+        out[:, :, ph:h + ph, :pw] = value
+        out[:, :, ph:h + ph, w + pw:] = value
+    out[:, :, ph:h + ph, pw:w + pw] = x
+
+
+def _im2col_wide(x, kernel, padding):
+    """cols (C·kh·kw, N·OH·Wp) of a stride-1 convolution, wide rows; and the padded (Hp, Wp)."""
+    flat, padded = _padded_flat(x, kernel, padding)
+    view = _wide_view(flat, x.shape, kernel, padded)
+    c, kh, kw, n, l = view.shape
+    cols = _SCRATCH.take((c * kh * kw, n * l), x.dtype)
+    np.copyto(cols.reshape(view.shape), view)
+    return cols, padded
+
+
+def _col2im_wide(dcols, x_shape, kernel, padding):
+    """The adjoint of ``_im2col_wide``: kh·kw long adds into the flat padded image, padding cut off."""
+    n, c, h, w = x_shape
+    (kh, kw), (ph, pw) = kernel, padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    flat = np.zeros(n * c * hp * wp + kw - 1, dtype=dcols.dtype)
+    view = _wide_view(flat, x_shape, kernel, (hp, wp))
+    d = dcols.reshape(view.shape)
+    for i in range(kh):
+        for j in range(kw):
+            # NOTE: within one offset (i, j) no two elements share an address (each image's run
+            # OH·Wp fits in its Hp·Wp pixels), so one in-place add per offset is exact
+            view[:, i, j] += d[:, i, j]
+    dx = flat[:n * c * hp * wp].reshape(n, c, hp, wp)
+    return np.ascontiguousarray(dx[:, :, ph:ph + h, pw:pw + w]) if (ph or pw) else dx
+
+
 # --- convolution -------------------------------------------------------------------------------
+#: The smallest kernel area kh·kw at which a stride-1 convolution unfolds wide, per kernel set (None: never).
+#: NOTE: chosen by measurement (bench/conv_parts.py, the bench networks' layers): on the NumPy path the
+#: wide unfolding won for LeNet's second 5x5 layer (25 short-row adds of col2im become long ones) and
+#: lost for the 3x3 CIFAR layers (9 of them, against Wp/OW times the GEMM work) and for first layers
+#: (no col2im to speed up); the compiled kernels' own im2col/col2im beat it at every layer measured.
+_WIDE_MIN_AREA = {"numpy": 16, "fast": None}
+
+
+def _use_wide(dtype, kernel, stride) -> bool:
+    """Whether this convolution unfolds wide (see ``_im2col_wide``); stride 1 only."""
+    least = _WIDE_MIN_AREA["fast" if _kernels(dtype) is not None else "numpy"]
+    return stride == (1, 1) and least is not None and kernel[0] * kernel[1] >= least
+
+
 class Conv2dFunction(Function):
     """Z = W * X + b (cross-correlation, as PyTorch), computed as ``Z = W·cols + b``.
 
@@ -224,25 +347,60 @@ class Conv2dFunction(Function):
         n, _, h, wd = x.shape
         self.geometry = (x.shape, (kh, kw), stride, padding)
         oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
-        cols = _im2col(x, (kh, kw), stride, padding)
+        # NOTE: the wide unfolding for stride 1 (see _im2col_wide), rows Wp wide instead of OW; only
+        # where a dX (col2im) will follow, the part it speeds up most (not for the first layer)
+        need_dx = bool(self.needs_input_grad) and self.needs_input_grad[0] and is_grad_enabled()
+        self.wide = need_dx and _use_wide(x.dtype, (kh, kw), stride)
+        if self.wide:
+            cols, (_, width) = _im2col_wide(x, (kh, kw), padding)
+        else:
+            cols, width = _im2col(x, (kh, kw), stride, padding), ow
         self.cols, self.w = cols, w
-        z = w.reshape(o, -1).dot(cols)  # (out, N·OH·OW): one GEMM
+        z = np.dot(w.reshape(o, -1), cols, out=_SCRATCH.take((o, cols.shape[1]), x.dtype))  # one GEMM
         if b is not None:
             z += b[:, None]
-        # NOTE: (out, N, OH, OW) -> NCHW, one copy of the output
-        return np.ascontiguousarray(z.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
+        if not (len(self.needs_input_grad) > 1 and self.needs_input_grad[1] and is_grad_enabled()):
+            _SCRATCH.give(cols)  # NOTE: no backward will read the columns (inference, or W frozen)
+            self.cols = None
+        # NOTE: (out, N, OH, OW) -> NCHW, one copy of the output (the wide columns left behind), always
+        # into a new array: z goes back to the scratch list
+        out = np.empty((n, o, oh, ow), dtype=z.dtype)
+        np.copyto(out, z.reshape(o, n, oh, width)[..., :ow].transpose(1, 0, 2, 3))
+        _SCRATCH.give(z)
+        return out
+
+    def release(self):
+        _SCRATCH.give(self.__dict__.get("cols"))  # NOTE: the backward has used them; nothing else holds them
+        super().release()
 
     def backward(self, g):
         need = self.needs_input_grad
         x_shape, kernel, stride, padding = self.geometry
-        o = g.shape[1]
-        dz = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(o, -1)  # (out, N·OH·OW)
-        gw = dz.dot(self.cols.T).reshape(self.w.shape) if need[1] else None
+        n, o, oh, ow = g.shape
+        width = x_shape[3] + 2 * padding[1] if self.wide else ow
+        dz = _SCRATCH.take((o, n * oh * width), g.dtype)  # (out, N·OH·width), always a copy of g
+        if self.wide:  # dZ of the wide columns is 0: they add nothing to dW, db or dX
+            d4 = dz.reshape(o, n, oh, width)
+            d4[..., ow:] = 0
+            d4[..., :ow] = g.transpose(1, 0, 2, 3)
+        else:
+            np.copyto(dz.reshape(o, n, oh, ow), g.transpose(1, 0, 2, 3))
+        gw = None
+        if need[1]:
+            # NOTE: OpenBLAS runs this short-and-wide product 1.3-2x faster as (cols·dZᵀ)ᵀ when cols has
+            # more rows than dZ (paired timings of the bench layers; the reverse for the CIFAR net's first
+            # conv, 27 rows against 32)
+            cols = self.cols
+            gw = (cols.dot(dz.T).T if cols.shape[0] >= o else dz.dot(cols.T)).reshape(self.w.shape)
         gb = dz.sum(axis=1) if len(need) > 2 and need[2] else None
         gx = None
         if need[0]:
-            dcols = self.w.reshape(o, -1).T.dot(dz)
-            gx = _col2im(dcols, x_shape, kernel, stride, padding)
+            w2 = self.w.reshape(o, -1)
+            dcols = np.dot(w2.T, dz, out=_SCRATCH.take((w2.shape[1], dz.shape[1]), dz.dtype))
+            gx = (_col2im_wide(dcols, x_shape, kernel, padding) if self.wide
+                  else _col2im(dcols, x_shape, kernel, stride, padding))
+            _SCRATCH.give(dcols)
+        _SCRATCH.give(dz)
         return gx, gw, gb
 
 
@@ -322,11 +480,23 @@ class MaxPool2dFunction(Function):
         # over two short inner axes of a strided view is about 25x slower.
         out = win[..., 0, 0].copy()
         arg = np.zeros(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
+        better, step = np.empty(out.shape, dtype=bool), np.empty_like(arg)
         for k in range(1, kh * kw):
             s = win[..., k // kw, k % kw]
-            better = s > out  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
+            np.greater(s, out, out=better)  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
             np.maximum(out, s, out=out)
-            np.copyto(arg, k, where=better)  # NOTE: 3-5x faster than arg[better] = k
+            # NOTE: arg += better·(k - arg), arithmetic rather than np.copyto(arg, k, where=better) or
+            # np.where: a masked copy branches on every element, and a ReLU'd input makes the branch a
+            # coin toss (measured: 2.3 ms against 0.05 ms per offset for a (64, 32, 16, 16) output).
+            np.subtract(k, arg, out=step, dtype=arg.dtype, casting="unsafe")
+            step *= better
+            arg += step
+        if (padding[0] or padding[1]) and np.isneginf(out).any():
+            # NOTE: a window whose real pixels are all -inf ties with its padding: the gradient goes
+            # to the window's first real pixel, as PyTorch sends it (not into the padding)
+            oy, ox = np.arange(oh) * stride[0] - padding[0], np.arange(ow) * stride[1] - padding[1]
+            first = (np.maximum(-oy, 0)[:, None] * kw + np.maximum(-ox, 0)[None, :]).astype(arg.dtype)
+            arg = np.where(np.isneginf(out), first, arg)
         self.argmax = arg
         return out
 
@@ -338,10 +508,26 @@ class MaxPool2dFunction(Function):
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
         oh, ow = g.shape[2], g.shape[3]
+        arg = self.argmax
+        # NOTE: g·(arg == k), a multiplication by the mask, not np.where(arg == k, g, 0): the masked
+        # select branches per element (about 5x slower on a ReLU'd input).
+        if (sh, sw) == (kh, kw) and not (ph or pw):
+            # The windows tile the input without overlap (the usual 2x2, stride 2): each input pixel
+            # belongs to at most one window, so every offset k writes its own strided slice once.
+            dx = np.empty(x_shape, dtype=g.dtype)
+            st = dx.strides  # NOTE: a view, never reshape: a reshape of the cut (odd-sized) dx would copy
+            tiles = np.lib.stride_tricks.as_strided(dx, (n, c, oh, kh, ow, kw),
+                                                    (st[0], st[1], st[2] * kh, st[2], st[3] * kw, st[3]))
+            for k in range(kh * kw):
+                np.multiply(g, arg == k, out=tiles[:, :, :, k // kw, :, k % kw])
+            if oh * kh < h or ow * kw < w:  # rows or columns no window reaches (odd sizes)
+                dx[:, :, oh * kh:] = 0
+                dx[:, :, :, ow * kw:] = 0
+            return (dx,)
         dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
         for k in range(kh * kw):
             i, j = divmod(k, kw)
-            dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += np.where(self.argmax == k, g, 0)
+            dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += g * (arg == k)
         dx = dxp[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxp
         return (np.ascontiguousarray(dx),)
 

@@ -14,7 +14,7 @@ All updates happen in place on ``param.data`` and follow PyTorch's formulas, so 
 1
 """
 from .adam import Adam, AdamW
-from .optimizer import Optimizer, RemovableHandle, _check, _fusable, _fused_kernels
+from .optimizer import Optimizer, RemovableHandle, _fusable, _fused_kernels
 from .rmsprop import RMSprop
 from .sgd import SGD
 

@@ -9,35 +9,17 @@ and loading the state, the optional compiled kernels) lives here, once.
 from __future__ import annotations
 
 import itertools
-import math
 import numbers
 
 import numpy as np
 
-from .._validation import Constraint, check
+from .._validation import check, finite_real
 from ..tensor import Tensor
 
 
-def finite(low=0.0, high=None, low_open=False) -> Constraint:
-    """A finite real number in [low, high) ((low, high) with ``low_open``), converted to float."""
-    what = f"a finite number {'>' if low_open else '>='} {float(low)}" + (f" and < {float(high)}" if high is not None
-                                                                         else "")
-
-    def test(v):
-        return (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-                and (v > low if low_open else v >= low) and (high is None or v < high))
-
-    return Constraint(what, test, float)
-
-
-NON_NEGATIVE = finite()  # lr, weight_decay
-POSITIVE = finite(low_open=True)  # eps
-FRACTION = finite(high=1.0)  # momentum, alpha, betas
-
-
-def _check(name, value, who, low=0.0, high=None, low_open=False):
-    """``value`` as a float if it is a finite real in [low, high) (kept for code that imported it)."""
-    return check(who, name, value, finite(low, high, low_open))
+NON_NEGATIVE = finite_real()  # lr, weight_decay
+POSITIVE = finite_real(low_open=True)  # eps
+FRACTION = finite_real(high=1.0)  # momentum, alpha, betas
 
 
 # --------------------------------------------------------------------------------------

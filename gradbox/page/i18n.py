@@ -252,6 +252,17 @@ _TEXT = {
         "plot_validation": "validation",
         "plot_best": "best validation {v:.3f} (epoch {e})",
         "plot_test": "test {v:.3f} (weights of epoch {e})",
+        "filters_about": " -- test sample 0 (class {label})",
+        "filters_first": "first layer: Conv2d({i}→{o}) {kh}×{kw} filters -- {note}",
+        "filters_rgb": "{n} of {total} filters as RGB (each scaled to its own range)",
+        "filters_gray": "{n} of {total} filters; gray = 0, white > 0, black < 0",
+        "filters_pairs": "{n} of {total} (filter, input channel) pairs, filter by filter; gray = 0, white > 0, "
+                         "black < 0",
+        "filters_sample": "the sample (standardised, {h}×{w}, 1 channel)",
+        "filters_sample_n": "the sample (standardised, {h}×{w}, {c} channels)",
+        "filters_maps": "feature maps after {label}: {n} maps of {h}×{w} (one colour scale, {lo:.2g} to {hi:.2g})",
+        "filters_maps_cut": "feature maps after {label}: {n} of {total} maps of {h}×{w} (one colour scale, "
+                            "{lo:.2g} to {hi:.2g})",
     },
     "ko": {
         "report_head": "explain: 미니배치 하나(m = {m})로 순전파와 역전파를 한 번씩 계산했습니다. "
@@ -312,6 +323,16 @@ _TEXT = {
         "plot_validation": "검증",
         "plot_best": "최고 검증 정확도 {v:.3f} (에폭 {e})",
         "plot_test": "테스트 {v:.3f} (에폭 {e}의 가중치)",
+        "filters_about": " -- 테스트 샘플 0 (클래스 {label})",
+        "filters_first": "첫 번째 층: Conv2d({i}→{o}) {kh}×{kw} 필터 -- {note}",
+        "filters_rgb": "필터 {total}개 중 {n}개, RGB로 (필터마다 자기 범위로 맞춤)",
+        "filters_gray": "필터 {total}개 중 {n}개; 회색 = 0, 흰색 > 0, 검은색 < 0",
+        "filters_pairs": "(필터, 입력 채널) 쌍 {total}개 중 {n}개, 필터 순서로; 회색 = 0, 흰색 > 0, 검은색 < 0",
+        "filters_sample": "샘플 (표준화, {h}×{w}, 채널 1개)",
+        "filters_sample_n": "샘플 (표준화, {h}×{w}, 채널 {c}개)",
+        "filters_maps": "{label} 다음의 특성 맵: {h}×{w} 맵 {n}개 (하나의 색 척도, {lo:.2g} ~ {hi:.2g})",
+        "filters_maps_cut": "{label} 다음의 특성 맵: {h}×{w} 맵 {total}개 중 {n}개 (하나의 색 척도, "
+                            "{lo:.2g} ~ {hi:.2g})",
     },
 }
 for _lang in LANGS:

@@ -564,7 +564,7 @@ def stderr_warning(text):
 
 
 def train(config, out=None, *, callbacks=(), progress=True, log=print, handle_sigint=True,
-          warn=stderr_warning) -> Run:
+          warn=stderr_warning, lang="en") -> Run:
     """Train a fresh run of ``config`` (a dict of ``DEFAULTS`` keys) into the folder ``out``.
 
     ``out`` (or ``config["out"]``; default ``runs/<dataset>-<timestamp>``) must be new or hold no
@@ -572,20 +572,29 @@ def train(config, out=None, *, callbacks=(), progress=True, log=print, handle_si
     receives the one-line summaries (None: silent); ``warn`` the warnings (a training loss 1000 x
     its first epoch's: diverging; None: none). With ``handle_sigint`` a Ctrl-C or SIGTERM stops
     after the current step, writes a checkpoint and raises ``RunInterrupted`` (code 130).
+    ``lang`` ("en" or "ko") is the language of the labels of ``curves.png`` and ``filters.png``.
     """
+    _check_lang(lang, "train")
     c = resolve_config({**dict(config), **({"out": out} if out is not None else {})})
-    return _execute(c, None, callbacks, progress, log, handle_sigint, warn)
+    return _execute(c, None, callbacks, progress, log, handle_sigint, warn, lang)
 
 
 def resume(path, epochs=None, *, callbacks=(), progress=True, log=print, handle_sigint=True,
-           warn=stderr_warning) -> Run:
+           warn=stderr_warning, lang="en") -> Run:
     """Continue the run in folder ``path`` exactly from its ``checkpoint.gbx`` (optionally to ``epochs``)."""
+    _check_lang(lang, "resume")
     saved = read_run_config(path)
     c = resolve_config({**saved, **({"epochs": epochs} if epochs else {})})
-    return _execute(c, path, callbacks, progress, log, handle_sigint, warn)
+    return _execute(c, path, callbacks, progress, log, handle_sigint, warn, lang)
 
 
-def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr_warning) -> Run:
+def _check_lang(lang, who):
+    from ..page.i18n import check_lang  # NOTE: the labels load with the pictures, not with the run module
+
+    return check_lang(lang, who)
+
+
+def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr_warning, lang="en") -> Run:
     from .trainer import Trainer
 
     t_start = time.perf_counter()
@@ -633,8 +642,7 @@ def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr
                       f"batch {c['batch_size']}) on {ds.name}: {len(Xtr)} train / {n_val} val / "
                       f"{0 if Xte is None else len(Xte)} test samples -> {out}")
             with blas_threads(c["threads"]):
-                history = trainer.fit(Xtr, ytr, epochs=c["epochs"],
-                                      validation_data=(Xva, yva) if Xva is not None else None)
+                trainer.fit(Xtr, ytr, epochs=c["epochs"], validation_data=(Xva, yva) if Xva is not None else None)
             if trainer.interrupted:
                 trainer.save_checkpoint(ckpt_file)
                 # NOTE: the epoch named is the one in progress (not yet complete), as --resume says.
@@ -643,7 +651,7 @@ def _execute(c, resume_dir, callbacks, progress, log, handle_sigint, warn=stderr
                                      f"with: gradbox train --resume {out}", code=stop.code)
             _say_stopping(log, c, trainer)
             try:
-                run = _finish(c, ds, scaler, shape, trainer, out, (Xte, yte), t_start, log)
+                run = _finish(c, ds, scaler, shape, trainer, out, (Xte, yte), t_start, log, lang)
             except Exception as exc:  # noqa: BLE001 - any failure of the final step keeps the training
                 raise _final_step_failed(trainer, out, ckpt_file, exc) from exc
     except BaseException:
@@ -815,7 +823,7 @@ def _weights_note(trainer, history):
     return epoch, note
 
 
-def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
+def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log, lang="en") -> Run:
     """Evaluate on the test part and write model.gbx, history.csv, curves.png and metrics.json.
 
     All or nothing: the files are written into a staging folder inside the run folder, then renamed
@@ -866,11 +874,12 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
                 kind = "CNN" if c.get("conv") else "MLP"
                 plot_history(history, os.path.join(stage, "curves.png"),
                              title=f"{ds.name}: {kind} {architecture(model)}, {c['optimizer']}",
-                             test_accuracy=None if res is None else res["accuracy"], test_epoch=weights_epoch)
+                             test_accuracy=None if res is None else res["accuracy"], test_epoch=weights_epoch,
+                             lang=lang)
                 curves = "curves.png"
             except ImportError:
                 curves = None  # matplotlib missing: the numbers are in history.csv
-            filters = _plot_filters(c, ds, model, Xte, yte, stage)
+            filters = _plot_filters(c, ds, model, Xte, yte, stage, lang)
             files = [f for f in ("model.gbx", "history.csv", curves, filters) if f]
             metrics["files"] = [*files, "metrics.json"]
             metrics["elapsed_seconds"] = time.perf_counter() - t_start
@@ -890,7 +899,7 @@ def _finish(c, ds, scaler, shape, trainer, out, test, t_start, log) -> Run:
     return Run(out=out, config=c, model=model, trainer=trainer, history=history, test=res, metrics=metrics)
 
 
-def _plot_filters(c, ds, model, Xte, yte, out):
+def _plot_filters(c, ds, model, Xte, yte, out, lang="en"):
     """Write ``filters.png`` of a CNN run (issue 13): the first layer's filters and the feature maps of
     the first test sample; returns its name, or None (no conv, or matplotlib missing)."""
     if not c.get("conv"):
@@ -899,12 +908,15 @@ def _plot_filters(c, ds, model, Xte, yte, out):
         from ..plots_conv import plot_filters
     except ImportError:
         return None
-    sample, about = (None, "") if Xte is None or not len(Xte) else (Xte[:1], " -- test sample 0")
+    from ..page.i18n import t
+
+    sample, about = (None, "") if Xte is None or not len(Xte) else (Xte[:1], "")
     if sample is not None:
         label = ds.classes[int(yte[0])] if ds.classes is not None else int(yte[0])
-        about += f" (class {label.decode(errors='replace') if isinstance(label, bytes) else label})"
+        about = t(lang, "filters_about", label=label.decode(errors="replace") if isinstance(label, bytes) else label)
     try:
-        plot_filters(model, sample, os.path.join(out, "filters.png"), title=f"{ds.name}: {architecture(model)}{about}")
+        plot_filters(model, sample, os.path.join(out, "filters.png"), title=f"{ds.name}: {architecture(model)}{about}",
+                     lang=lang)
     except ImportError:
         return None
     return "filters.png"

@@ -22,7 +22,6 @@ from gradbox import io as gio
 from tests._helpers import load_model_bytes, serialize
 from gradbox.io import ModelFileError
 
-from ..gbx_bytes import load_model_bytes, serialize
 
 FUZZ_N = int(os.environ.get("GRADBOX_FUZZ_N", "6000"))
 COUNTS = {}

@@ -73,6 +73,44 @@ def test_conv2d_gradcheck(seed, kernels):
     check(lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding), [x, w, b])
 
 
+@pytest.fixture(params=["standard", "wide"])
+def unfolding(request, kernels):
+    """Force one unfolding of stride-1 convolutions (the library picks per kernel size) on either kernel set."""
+    key = "fast" if kernels == "fast" else "numpy"
+    previous = CF._WIDE_MIN_AREA[key]
+    CF._WIDE_MIN_AREA[key] = 1 if request.param == "wide" else None
+    yield request.param
+    CF._WIDE_MIN_AREA[key] = previous
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def test_both_unfoldings_agree_and_pass_gradcheck(seed, unfolding):
+    """The wide (OH·Wp rows) and standard (OH·OW rows) unfoldings give the same convolution and gradients."""
+    rng, xs, ws, _, padding = conv_config(seed)
+    x, w, b = rng.normal(size=xs), rng.normal(size=ws), rng.normal(size=ws[0])
+    check(lambda x, w, b: F.conv2d(x, w, b, padding=padding), [x, w, b])
+    X, W, B = (Tensor(a, requires_grad=True) for a in (x, w, b))
+    out = F.conv2d(X, W, B, padding=padding)
+    g = rng.normal(size=out.shape)
+    out.backward(g)
+    # the reference: a direct sum over the kernel offsets, no unfolding at all
+    xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    oh, ow = out.shape[2:]
+    ref = np.zeros(out.shape) + b[:, None, None]
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    for i in range(ws[2]):
+        for j in range(ws[3]):
+            patch = xp[:, :, i:i + oh, j:j + ow]
+            ref += np.einsum("oc,nchw->nohw", w[:, :, i, j], patch)
+            dw[:, :, i, j] = np.einsum("nohw,nchw->oc", g, patch)
+            dxp[:, :, i:i + oh, j:j + ow] += np.einsum("oc,nohw->nchw", w[:, :, i, j], g)
+    dx = dxp[:, :, padding[0]:padding[0] + xs[2], padding[1]:padding[1] + xs[3]]
+    np.testing.assert_allclose(out.data, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(X.grad, dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(W.grad, dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(B.grad, g.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(N_CONFIGS))
 def test_max_pool2d_gradcheck(seed, kernels):
     rng, xs, kernel, stride, padding = pool_config(seed)

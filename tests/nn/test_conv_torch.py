@@ -70,6 +70,39 @@ def test_max_pool_ties_go_where_torch_sends_them(kernels):
     np.testing.assert_array_equal(X.grad, tx.grad.numpy())
 
 
+def test_max_pool_of_minus_infinity_with_padding_goes_where_torch_sends_it(kernels):
+    """Every real pixel -inf, as the padding: the gradient goes to the window's first real pixel."""
+    x = np.full((1, 2, 5, 4), -np.inf)
+    x[0, 1, 2, 2] = 1.0
+    X = Tensor(x, requires_grad=True)
+    out = F.max_pool2d(X, 3, 2, 1)
+    out.sum().backward()
+    tx = t(x)
+    tout = TF.max_pool2d(tx, 3, 2, 1)
+    tout.sum().backward()
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    np.testing.assert_array_equal(X.grad, tx.grad.numpy())
+
+
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 3), (1, 2)])
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 4)])
+def test_tiling_max_pool_equals_torch_with_ties(kernel, size, kernels):
+    """Windows that tile the input (stride = kernel, no padding: the backward writes each tile once),
+    on a ReLU'd input full of tied zeros, odd sizes leaving rows and columns no window reaches."""
+    rng = np.random.default_rng(sum(kernel) * 10 + sum(size))
+    x = np.maximum(rng.normal(size=(3, 2) + size), 0.0)
+    x[0, 0, :2, :2] = 0.5  # a window of four equal maxima
+    X = Tensor(x, requires_grad=True)
+    out = F.max_pool2d(X, kernel)
+    g = rng.normal(size=out.shape)
+    out.backward(g)
+    tx = t(x)
+    tout = TF.max_pool2d(tx, kernel)
+    tout.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    np.testing.assert_array_equal(X.grad, tx.grad.numpy())
+
+
 @pytest.mark.parametrize("shape", [(6, 3), (5, 4, 7), (4, 3, 5, 6), (1, 2, 3, 3)])
 def test_batch_norm_equals_torch_over_steps(shape):
     rng = np.random.default_rng(sum(shape))
@@ -161,6 +194,44 @@ def test_whole_cnn_equals_torch_over_training_steps():
     X = rng.normal(size=(4, 2, 8, 8))
     with gb.no_grad(), torch.no_grad():
         assert rel(ours(X).data, theirs(torch.from_numpy(X)).numpy()) < 1e-9
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_scratch_arrays_reused_across_steps_keep_training_equal_to_torch(batch, kernels):
+    """Columns, dZ and dcols large enough (>= 1 MB) to come back to the scratch list and serve the next
+    step: several SGD steps, a no-grad forward in between, and a batch of 1 (where a transpose of the
+    output or of the gradient is already contiguous, so a view would alias), all equal to torch."""
+    rng = np.random.default_rng(batch)
+    convs = [nn.Conv2d(6, 32, 3, padding=1, dtype=np.float64, rng=0),
+             nn.Conv2d(32, 32, 5, padding=2, dtype=np.float64, rng=1)]
+    ours = nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.ReLU(), nn.Flatten(),
+                         nn.Linear(32 * 24 * 24, 3, dtype=np.float64, rng=2))
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(6, 32, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.Conv2d(32, 32, 5, padding=2), torch.nn.ReLU(), torch.nn.Flatten(),
+                                 torch.nn.Linear(32 * 24 * 24, 3)).double()
+    with torch.no_grad():
+        for p, tp in zip(ours.parameters(), theirs.parameters()):
+            tp.copy_(torch.from_numpy(p.data))
+    opt, topt = gb.optim.SGD(ours.parameters(), lr=0.01), torch.optim.SGD(theirs.parameters(), lr=0.01)
+    kept = []
+    for step in range(3):
+        X, y = rng.normal(size=(batch, 6, 24, 24)), rng.integers(0, 3, size=batch)
+        opt.zero_grad(), topt.zero_grad()
+        loss = nn.CrossEntropyLoss()(ours(X), y)
+        loss.backward()
+        tloss = TF.cross_entropy(theirs(torch.from_numpy(X)), torch.from_numpy(y))
+        tloss.backward()
+        assert rel(loss.data, tloss.item()) < 1e-10
+        for (name, p), tp in zip(ours.named_parameters(), theirs.parameters()):
+            assert rel(p.grad, tp.grad.numpy()) < 1e-10, (step, name)
+        opt.step(), topt.step()
+        with gb.no_grad():  # outputs handed out are never scratch: an earlier one stays as it was
+            out = nn.Sequential(convs[0], nn.ReLU(), convs[1])(X)
+            kept.append((out, out.data.copy()))
+    for out, copy in kept:
+        np.testing.assert_array_equal(out.data, copy)
+    from gradbox.nn import _conv_functional as CF
+    assert 0 < len(CF._SCRATCH.free) <= CF._Scratch.SLOTS  # arrays came back, no more than the bound
 
 
 def test_report_worst_error():

@@ -12,10 +12,9 @@ from hypothesis import strategies as st
 import gradbox as gb
 from gradbox import Tensor, nn
 from gradbox import io as gio
-from tests._helpers import load_model_bytes, serialize
+from tests._helpers import serialize
 from gradbox.nn.module import LAYERS, get_layer_class, layer_name, state_slots
 
-from ..gbx_bytes import serialize
 from .._paths import DATA as _DATA
 
 DATA = str(_DATA)

@@ -1,4 +1,5 @@
 """Curves labelled in Korean: a font that draws Hangul, or one clear line and English labels."""
+import html
 import os
 import re
 import subprocess
@@ -104,7 +105,7 @@ def test_cli_train_lang_ko_writes_korean_curves(tmp_path, font):
     assert os.path.getsize(os.path.join(out, "curves.png")) > 0
 
 
-def test_train_lang_ko_redraws_the_run_curves_in_korean(tmp_path, monkeypatch):
+def test_train_lang_ko_draws_the_run_curves_once_in_korean(tmp_path, monkeypatch):
     import gradbox.plots
     from gradbox.cli.main import main
 
@@ -118,8 +119,48 @@ def test_train_lang_ko_redraws_the_run_curves_in_korean(tmp_path, monkeypatch):
     monkeypatch.setattr(gradbox.plots, "plot_history", spy)
     out = os.path.join(tmp_path, "run")
     assert main(["train", "--epochs", "2", "--hidden", "16", "--lang", "ko", "--out", out, "--quiet"]) == 0
-    assert [c[:2] for c in calls] == [("curves.png", "en"), ("curves.png", "ko")]
-    assert calls[0][2:] == calls[1][2:]      # the same title, test accuracy and its epoch as the run's own
+    assert [c[:2] for c in calls] == [("curves.png", "ko")]   # drawn once, in Korean
+    assert calls[0][2].startswith("digits: MLP") and calls[0][3] is not None and calls[0][4] is not None
     calls.clear()
     assert main(["train", "--epochs", "2", "--hidden", "16", "--out", out + "-en", "--quiet"]) == 0
     assert [c[:2] for c in calls] == [("curves.png", "en")]
+
+
+def test_filters_png_in_korean(tmp_path, font):
+    """filters.png's section titles in Korean, every text in the Hangul font, no missing glyph."""
+    import matplotlib
+    import numpy as np
+
+    from gradbox import nn
+    from gradbox.plots_conv import plot_filters
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 3 * 3, 2, rng=1))
+    x = np.random.default_rng(0).normal(size=(1, 8, 8)).astype(np.float32)
+    path = os.path.join(tmp_path, "filters.svg")
+    with matplotlib.rc_context({"svg.fonttype": "none"}), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_filters(model, x, path, title="digits", lang="ko")
+    assert not [str(w.message) for w in caught if "missing from" in str(w.message)]
+    svg = open(path, encoding="utf-8").read()
+    texts = [html.unescape(t) for t in _texts(svg)]
+    assert "첫 번째 층: Conv2d(1→4) 3×3 필터 -- 필터 4개 중 4개; 회색 = 0, 흰색 > 0, 검은색 < 0" in texts, texts
+    assert "샘플 (표준화, 8×8, 채널 1개)" in texts
+    assert any(t.startswith("Conv2d 1 (1→4, 3×3) + ReLU 다음의 특성 맵: 6×6 맵 4개") for t in texts), texts
+    assert not any("feature maps" in t or "first layer" in t for t in texts)
+    assert all(f"'{font}'" in m for m in re.findall(r"<text\b[^>]*>", svg))
+
+
+def test_plot_filters_bad_lang_names_the_argument(tmp_path):
+    from gradbox import nn
+    from gradbox.plots_conv import plot_filters
+
+    with pytest.raises(ValueError, match=r"plot_filters\(lang\).*received 'kr'"):
+        plot_filters(nn.Sequential(nn.Conv2d(1, 2, 3)), None, os.path.join(tmp_path, "f.png"), lang="kr")
+
+
+def test_run_train_bad_lang_names_the_argument():
+    from gradbox.train.run import train
+
+    with pytest.raises(ValueError, match=r"train\(lang\).*received 'kr'"):
+        train({"epochs": 1}, lang="kr")
