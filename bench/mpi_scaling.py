@@ -1,15 +1,20 @@
 """Data-parallel scaling on MPI: measured on this machine, then modelled past it.
 
-    python bench/mpi_scaling.py                  # about 2-4 minutes on 2 cores; prints a report
+    python bench/mpi_scaling.py                  # about 25 s on an idle 2-core machine; prints a report
     python bench/mpi_scaling.py --rounds 2 --samples 8192 --json out.json   # quicker
+    python bench/mpi_scaling.py --compare-allreduce   # also mpiexec -n 2 with Allreduce forced
 
 1. Throughput of the 784-256-128-10 MLP (float32, SGD with momentum, global batch 1024 and 256):
    one process with one BLAS thread, one process with two, and ``mpiexec -n 2`` with one BLAS
    thread per process (threadpoolctl). The configurations take turns, round after round (order
    rotating), and the ratios are paired per round, so a burst of load on a shared machine hits
-   all of them alike; the report gives the median ratio and the range over rounds.
+   all of them alike; the report gives the median ratio and the range over rounds. The two
+   processes run the real ``ShardedSampler`` + ``DistributedOptimizer`` path with its defaults
+   (on one machine: the gradients summed through an MPI shared-memory window);
+   ``--compare-allreduce`` adds a fourth configuration with ``shared_memory=False``.
 2. ``Allreduce`` (upper-case, in place, float32) between 2 local processes at 1e3 ... 1e7 floats,
-   and a least-squares fit ``t = alpha + beta * bytes``.
+   and a least-squares fit ``t = alpha + beta * bytes``; then ``DistributedOptimizer.synchronize``
+   of the MLP's gradients, through shared memory and through ``Allreduce``.
 3. The scaling model: one step on K nodes costs ``c * b / K`` (compute, ``c`` seconds per sample
    from the one-process, one-thread measurement at batch 1024) plus a ring allreduce,
    ``2 (K-1)/K * bytes / bandwidth + 2 (K-1) * alpha``. Efficiency = (one-node time / K) / step time.
@@ -64,7 +69,7 @@ def build(net):
 # --------------------------------------------------------------------------------------------
 # workers (run as child processes, alone or under mpiexec)
 # --------------------------------------------------------------------------------------------
-def worker_train(batch, steps, threads, net="mlp"):
+def worker_train(batch, steps, threads, net="mlp", how="auto"):
     from threadpoolctl import threadpool_limits
 
     import gradbox as gb
@@ -77,7 +82,7 @@ def worker_train(batch, steps, threads, net="mlp"):
     sampler = dist.ShardedSampler(N_SAMPLES, batch, seed=1, rank=dist.rank(), size=k)
     if k > 1:
         dist.broadcast_parameters(model)
-        opt = dist.DistributedOptimizer(opt, sampler=sampler)
+        opt = dist.DistributedOptimizer(opt, sampler=sampler, shared_memory=False if how == "allreduce" else None)
     loss_fn = gb.nn.CrossEntropyLoss()
     # NOTE: one preallocated shard buffer filled by np.take(out=...), as the Trainer does
     local = -(-min(batch, N_SAMPLES) // k)
@@ -132,8 +137,25 @@ def worker_allreduce(sizes, reps):
         # NOTE: the minimum is the uncontended cost (what the model needs); the median shows the load
         out[int(n)] = comm.allreduce(min(times), op=MPI.MAX)
         med[int(n)] = comm.allreduce(statistics.median(times), op=MPI.MAX)
+    sync = {}
+    import gradbox as gb
+
+    for how, shared in (("shared_memory", None), ("allreduce", False)):
+        # DistributedOptimizer.synchronize on the MLP's gradients (0.94 MB): copy in, sum, views out
+        ps = [gb.nn.Parameter(np.zeros(s, np.float32)) for s in (200704, 256, 32768, 128, 1280, 10)]
+        opt = dist.DistributedOptimizer(gb.optim.SGD(ps, lr=0.0), shared_memory=shared)
+        grads = [np.ones(s, np.float32) for s in (200704, 256, 32768, 128, 1280, 10)]
+        times = []
+        for i in range(reps + 5):
+            for q, g in zip(ps, grads):
+                q.grad = g
+            comm.Barrier()
+            t0 = time.perf_counter()
+            opt.synchronize()
+            times.append(time.perf_counter() - t0)
+        sync[how] = comm.allreduce(statistics.median(times[5:]), op=MPI.MAX)
     if dist.is_main():
-        print(json.dumps({"allreduce_s": out, "allreduce_median_s": med}))
+        print(json.dumps({"allreduce_s": out, "allreduce_median_s": med, "synchronize_median_s": sync}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,6 +185,8 @@ def _child(args, k, threads, timeout=600):
 
 
 CONFIGS = (("1p1t", 1, 1), ("1p2t", 1, 2), ("2p1t", 2, 1))
+# NOTE: DistributedOptimizer's default on one machine sums through shared memory; this one forces Allreduce
+ALLREDUCE_CONFIG = ("2p1t-allreduce", 2, 1)
 
 
 def measure_throughput(batches, rounds, samples, net="mlp", configs=CONFIGS):
@@ -172,8 +196,9 @@ def measure_throughput(batches, rounds, samples, net="mlp", configs=CONFIGS):
             order = configs[r % len(configs):] + configs[:r % len(configs)]
             for name, k, threads in order:
                 steps = max(4, samples // b)
+                how = "allreduce" if name.endswith("-allreduce") else "auto"
                 res = _child(["--worker", "train", "--batch", str(b), "--steps", str(steps),
-                              "--threads", str(threads), "--net", net], k, threads)
+                              "--threads", str(threads), "--net", net, "--sum", how], k, threads)
                 results[b][name].append(res["samples_per_s"])
                 print(f"  round {r + 1} batch {b} {name}: {res['samples_per_s']:8.0f} samples/s", flush=True)
     return results
@@ -280,6 +305,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json")
+    ap.add_argument("--sum", choices=("auto", "allreduce"), default="auto",
+                    help="(worker) DistributedOptimizer's sum: its default, or always Allreduce")
+    ap.add_argument("--batches", default="1024,256", help="global batches of the throughput rounds")
+    ap.add_argument("--compare-allreduce", action="store_true",
+                    help="also run mpiexec -n 2 with DistributedOptimizer(shared_memory=False) in the rounds")
     ap.add_argument("--net", choices=("mlp", "lenet"), default="mlp",
                     help="with --lenet-only or --worker: the network")
     ap.add_argument("--lenet-only", action="store_true",
@@ -288,7 +318,7 @@ def main(argv=None):
     ap.add_argument("--c", type=float, help="with --model-from: seconds per sample to use instead")
     args = ap.parse_args(argv)
     if args.worker == "train":
-        return worker_train(args.batch, args.steps, args.threads, args.net)
+        return worker_train(args.batch, args.steps, args.threads, args.net, args.sum)
     if args.worker == "allreduce":
         return worker_allreduce([1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7], reps=50)
     if args.model_from:  # the model again, from a saved run's measurements and a fresh overhead measurement
@@ -307,25 +337,35 @@ def main(argv=None):
     medians = {int(k): v for k, v in ar["allreduce_median_s"].items()}
     alpha, beta = fit_alpha_beta(times)
     print("throughput, interleaved rounds ...", flush=True)
-    thr = measure_throughput((1024, 256), args.rounds, args.samples)
+    configs = CONFIGS + ((ALLREDUCE_CONFIG,) if args.compare_allreduce else ())
+    batches = tuple(int(b) for b in args.batches.split(","))
+    thr = measure_throughput(batches, args.rounds, args.samples, configs=configs)
     report = {"allreduce_s": times, "allreduce_median_s": medians, "alpha_s": alpha, "beta_s_per_byte": beta, "throughput": thr,
-              "n_params": n_params()}
+              "n_params": n_params(), "synchronize_median_s": ar["synchronize_median_s"]}
     print("\n## allreduce (float32, 2 local processes; minimum and median over repetitions)")
     for n, t in sorted(times.items()):
         print(f"  {n:>10,d} floats {4 * n / 1e6:8.3f} MB  min {t * 1e3:8.3f} ms  median {medians[n] * 1e3:8.3f} ms"
               f"   fit {1e3 * (alpha + beta * 4 * n):8.3f} ms")
     print(f"  fit: alpha = {alpha * 1e6:.1f} us, beta = {beta * 1e9:.3f} ns/byte "
           f"({1 / beta / 1e9:.2f} GB/s effective)")
+    sync = ar["synchronize_median_s"]
+    print(f"  DistributedOptimizer.synchronize of the MLP's 0.94 MB (median): shared memory "
+          f"{sync['shared_memory'] * 1e3:.3f} ms, Allreduce {sync['allreduce'] * 1e3:.3f} ms")
     print("\n## throughput ratios (median over rounds [min, max])")
     ratios = {}
     for b, res in thr.items():
-        for num, den in (("2p1t", "1p1t"), ("2p1t", "1p2t"), ("1p2t", "1p1t")):
+        pairs = (("2p1t", "1p1t"), ("2p1t", "1p2t"), ("1p2t", "1p1t"))
+        if args.compare_allreduce:
+            pairs += (("2p1t-allreduce", "1p1t"), ("2p1t", "2p1t-allreduce"))
+        for num, den in pairs:
             rs = [x / y for x, y in zip(res[num], res[den])]
             ratios[f"{num}/{den}@{b}"] = rs
-            print(f"  batch {b:5d}: {num} / {den} = {statistics.median(rs):.2f}x  [{min(rs):.2f}, {max(rs):.2f}]"
+            print(f"  batch {b:5d}: {num:>14} / {den:<14} = {statistics.median(rs):.2f}x  [{min(rs):.2f}, {max(rs):.2f}]"
                   f"   ({statistics.median(res[num]):.0f} vs {statistics.median(res[den]):.0f} samples/s)")
     report["ratios"] = ratios
     # compute per sample: one process, one thread, batch 1024 (the best rate over rounds: least disturbed)
+    if 1024 not in thr:
+        return
     c = 1.0 / max(thr[1024]["1p1t"])
     model_report(c, measure_overhead(c), report)
     print(f"load average after: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")

@@ -1,6 +1,9 @@
 """Data-parallel training with a hand-written loop; rank 0 saves the final parameters.
 
-usage: mpiexec -n K python train_equal.py OPTIMIZER BATCH EPOCHS OUT.npz
+usage: mpiexec -n K python train_equal.py OPTIMIZER BATCH EPOCHS OUT.npz [SUM]
+
+SUM: ``shared_memory`` (the default on one machine) or ``allreduce`` (DistributedOptimizer's
+``shared_memory=False``).
 """
 import sys
 
@@ -13,6 +16,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import common  # noqa: E402
 
 name, batch, epochs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+how = sys.argv[5] if len(sys.argv) > 5 else "shared_memory"
 dist.init(require_parallel=True)
 X, y = common.dataset()
 dist.check_same_data(X, y)
@@ -22,7 +26,8 @@ if dist.rank() != 0:  # NOTE: the broadcast must make these equal to rank 0's ag
         p.data[...] = 123.0
 dist.broadcast_parameters(model, root=0)
 sampler = dist.ShardedSampler(len(X), batch, seed=7)
-opt = dist.DistributedOptimizer(common.optimizer(name, model.parameters()), sampler=sampler)
+opt = dist.DistributedOptimizer(common.optimizer(name, model.parameters()), sampler=sampler,
+                                shared_memory={"shared_memory": None, "allreduce": False}[how])
 loss_fn = gb.nn.CrossEntropyLoss()
 shard_sizes = set()
 for epoch in range(epochs):
@@ -34,4 +39,5 @@ for epoch in range(epochs):
         opt.step()
 sizes = dist.comm().allgather(sorted(shard_sizes))
 if dist.is_main():
-    np.savez(out, *[p.data for p in model.parameters()], shard_sizes=np.array(sorted(set().union(*sizes))))
+    np.savez(out, *[p.data for p in model.parameters()], shard_sizes=np.array(sorted(set().union(*sizes))),
+             shared_memory=opt.shared_memory)
