@@ -2,12 +2,14 @@
 
 The MPI tests skip cleanly where mpi4py or mpiexec cannot load (``pip install "gradbox[mpi]"``).
 """
+import contextlib
 import doctest
 import functools
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -26,6 +28,44 @@ sys.path.insert(0, SCRIPTS)
 import common  # noqa: E402
 
 TIMEOUT = 180  # seconds for one mpiexec job; a hang fails the test instead of the suite
+
+
+SHM = "/dev/shm"
+
+
+def _mapped_files():
+    """Paths of files some process still maps (read from /proc/*/maps)."""
+    paths = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                paths.update(line.split(None, 5)[-1].strip() for line in f if SHM in line)
+        except OSError:
+            continue
+    return paths
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_mpich_segments():
+    """Remove the shared-memory segments that MPICH leaves in /dev/shm when a job ends by MPI_Abort or
+    a killed rank (the fault tests do both on purpose): only new ones that no process maps any more."""
+    if not os.path.isdir(SHM):
+        yield
+        return
+    before = set(os.listdir(SHM))
+    yield
+    new = {f for f in set(os.listdir(SHM)) - before if f.startswith("mpich_shm_")}
+    for _ in range(20):  # NOTE: an aborted job's ranks may take a moment to be gone
+        mapped = _mapped_files()
+        for name in list(new):
+            path = os.path.join(SHM, name)
+            if path not in mapped and path + " (deleted)" not in mapped:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+                new.discard(name)
+        if not new:
+            break
+        time.sleep(0.1)
 
 
 def _mpiexec():
@@ -221,7 +261,8 @@ def test_equal_to_one_process_float64(tmp_path, name, batch, k, how):
     assert r.returncode == 0, r.stderr[-2000:]
     got = np.load(out)
     # NOTE: every rank of these jobs runs on this machine: the default sums through shared memory
-    assert bool(got["shared_memory"]) is (how == "shared_memory")
+    if common.shared_memory_expected():  # NOTE: with little room in /dev/shm the default falls back to Allreduce
+        assert bool(got["shared_memory"]) is (how == "shared_memory")
     ref = _single_process_reference(name, batch, epochs)
     err = max(float(np.abs(got[f"arr_{i}"] - w).max()) for i, w in enumerate(ref))
     print(f"{name} batch {batch} K={k} {how}: max |difference| {err:.2e}")
@@ -277,8 +318,9 @@ def test_broadcast_flags_weights_streams_under_mpiexec(k):
     r = mpirun(k, "units.py", timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     names = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("OK ")]
+    reuse = ["reuse"] if common.shared_memory_expected() else []  # NOTE: a window to reuse needs room in /dev/shm
     assert names == ["broadcast", "sum_shared_memory", "sum_allreduce", "flags", "hook", "weights", "stop", "bits",
-                     "reuse", "bad_shared_memory", "allreduce", "streams", "structure"]
+                     *reuse, "bad_shared_memory", "allreduce", "streams", "structure"]
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
