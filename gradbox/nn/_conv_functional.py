@@ -159,13 +159,21 @@ def _pad(x: np.ndarray, padding: tuple, value=0) -> np.ndarray:
         return x
     n, c, h, w = x.shape
     out = np.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    # NOTE: fill only the border; np.pad is a Python-level function (about 30 µs of overhead)
-    out[:, :, :ph] = value
-    out[:, :, h + ph:] = value
-    out[:, :, ph:h + ph, :pw] = value
-    out[:, :, ph:h + ph, w + pw:] = value
-    out[:, :, ph:h + ph, pw:w + pw] = x
+    _pad_into(out, x, padding, value)
     return out
+
+
+def _pad_into(out, x, padding, value=0):
+    """``x`` into the middle of ``out`` (N, C, H + 2ph, W + 2pw), ``value`` on the border."""
+    ph, pw = padding
+    h, w = x.shape[2], x.shape[3]
+    # NOTE: fill only the border; np.pad is a Python-level function (about 30 µs of overhead)
+    if ph or pw:
+        out[:, :, :ph] = value
+        out[:, :, h + ph:] = value
+        out[:, :, ph:h + ph, :pw] = value
+        out[:, :, ph:h + ph, w + pw:] = value
+    out[:, :, ph:h + ph, pw:w + pw] = x
 
 
 def _windows(xp: np.ndarray, kernel: tuple, stride: tuple) -> np.ndarray:
@@ -274,17 +282,6 @@ def _padded_flat(x, kernel, padding):
     flat[n * c * hp * wp:] = 0
     _pad_into(flat[:n * c * hp * wp].reshape(n, c, hp, wp), x, padding)
     return flat, (hp, wp)
-
-
-def _pad_into(out, x, padding, value=0):
-    ph, pw = padding
-    h, w = x.shape[2], x.shape[3]
-    if ph or pw:
-        out[:, :, :ph] = value
-        out[:, :, h + ph:] = value
-        out[:, :, ph:h + ph, :pw] = value
-        out[:, :, ph:h + ph, w + pw:] = value
-    out[:, :, ph:h + ph, pw:w + pw] = x
 
 
 def _im2col_wide(x, kernel, padding):
