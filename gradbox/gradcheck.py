@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._validation import check, interval, non_negative_float, positive_float
 from .function import no_grad
 from .nn.module import eval_mode
 from .tensor import Tensor
@@ -264,6 +265,9 @@ class GradientReport:
     __str__ = table
 
 
+_STEP = interval("real", 0, 1, closed="neither")  # a finite-difference step
+
+
 def check_gradients(model, loss_fn, X, y, eps=1e-5, threshold=1e-7, atol=1e-10, max_entries=None,
                     seed=0, min_eps=1e-9, floor_factor=3.0) -> GradientReport:
     """Compare every parameter's backprop gradient with central differences, telling rounding from bugs.
@@ -307,11 +311,10 @@ def check_gradients(model, loss_fn, X, y, eps=1e-5, threshold=1e-7, atol=1e-10, 
     named = list(model.named_parameters())
     if not named:
         raise ValueError("check_gradients(model): expected a model with parameters, received none")
-    for arg, value in (("eps", eps), ("min_eps", min_eps)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise ValueError(f"check_gradients({arg}): expected a step in (0, 1), received {value!r}")
-    if isinstance(floor_factor, bool) or not isinstance(floor_factor, (int, float)) or not floor_factor >= 0:
-        raise ValueError(f"check_gradients(floor_factor): expected a number >= 0, received {floor_factor!r}")
+    eps, min_eps = (check("check_gradients", arg, value, _STEP) for arg, value in (("eps", eps), ("min_eps", min_eps)))
+    floor_factor = check("check_gradients", "floor_factor", floor_factor, non_negative_float)
+    threshold = check("check_gradients", "threshold", threshold, positive_float)
+    atol = check("check_gradients", "atol", atol, non_negative_float)
     saved = [(p, p.data, p.grad) for _, p in named]
     X64 = np.asarray(X.data if isinstance(X, Tensor) else X, dtype=np.float64)
     y = y.data if isinstance(y, Tensor) else np.asarray(y)

@@ -134,12 +134,22 @@ def test_summary_quotes_the_rows_that_decide_the_verdict():
     assert "b above the threshold only by the numerical error" in passing.table()
 
 
-def test_step_sizes_are_validated():
+@pytest.mark.parametrize("kw, message", [
+    (dict(eps=0), r"check_gradients\(eps\): expected a number in \(0, 1\), received 0"),
+    (dict(min_eps=2.0), r"check_gradients\(min_eps\): expected a number in \(0, 1\), received 2.0"),
+    (dict(eps=True), r"check_gradients\(eps\): expected a number in \(0, 1\), received True"),
+    (dict(floor_factor=-1.0), r"check_gradients\(floor_factor\): expected a non-negative finite number"),
+    (dict(floor_factor=float("inf")), r"check_gradients\(floor_factor\): expected a non-negative finite number"),
+    (dict(threshold=0.0), r"check_gradients\(threshold\): expected a positive finite number, received 0.0"),
+    (dict(threshold=float("nan")), r"check_gradients\(threshold\): expected a positive finite number"),
+    (dict(atol=-1e-10), r"check_gradients\(atol\): expected a non-negative finite number, received -1e-10"),
+])
+def test_arguments_are_validated(kw, message):
+    """Each tolerance and step names itself: what was expected, what was received. An infinite floor
+    factor or a NaN threshold would let every entry pass."""
     model = nn.Sequential(nn.Linear(2, 2, rng=0))
-    with pytest.raises(ValueError, match=r"check_gradients\(eps\)"):
-        gb.check_gradients(model, nn.CrossEntropyLoss(), np.ones((2, 2)), np.array([0, 1]), eps=0)
-    with pytest.raises(ValueError, match=r"check_gradients\(min_eps\)"):
-        gb.check_gradients(model, nn.CrossEntropyLoss(), np.ones((2, 2)), np.array([0, 1]), min_eps=2.0)
+    with pytest.raises(ValueError, match=message):
+        gb.check_gradients(model, nn.CrossEntropyLoss(), np.ones((2, 2)), np.array([0, 1]), **kw)
 
 
 class Scaled(Function):
