@@ -168,7 +168,6 @@ def plot_filters(model, x_sample, path, title: str | None = None, dpi: int = 120
     from matplotlib.figure import Figure
 
     from .io import atomic_open
-
     from .plots import _plot_lang, _use_font
 
     convs = _conv_layers(model)
