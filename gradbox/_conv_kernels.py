@@ -15,7 +15,7 @@ loops), and the kernels are serial: ``parallel=True`` threads fought OpenBLAS's 
 import numba
 import numpy as np
 
-from .nn._conv_functional import _SCRATCH
+from .nn._conv_functional import _SCRATCH, _tiles
 from .nn._conv_functional import conv_output_size as _out
 
 _jit = numba.njit(cache=True, error_model="numpy", boundscheck=False)
@@ -263,10 +263,6 @@ def col2im(cols, x_shape, kernel, stride, padding):
     return dx
 
 
-def _tiles(kernel, stride, padding):
-    return stride == kernel and padding == (0, 0)
-
-
 def max_pool(x, kernel, stride, padding):
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
@@ -274,15 +270,14 @@ def max_pool(x, kernel, stride, padding):
     out = np.empty((n, c, _out(h, kh, sh, ph), _out(w, kw, sw, pw)), dtype=x.dtype)
     # NOTE: the window offset as uint8 (as the NumPy path), not a flat int64 index: 8x less to write
     arg = np.empty(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
-    planes = (n * c, h, w)
+    # the kernels see (planes, H, W): one plane per (sample, channel)
+    xs, outs, args = x.reshape(n * c, h, w), out.reshape(n * c, *out.shape[2:]), arg.reshape(n * c, *out.shape[2:])
     if _tiles(kernel, stride, padding) and kernel == (2, 2):
-        _max_pool_2x2(x.reshape(planes), out.reshape(n * c, *out.shape[2:]), arg.reshape(n * c, *out.shape[2:]))
+        _max_pool_2x2(xs, outs, args)
     elif _tiles(kernel, stride, padding):
-        _max_pool_tiled(x.reshape(planes), kh, kw, out.reshape(n * c, *out.shape[2:]),
-                        arg.reshape(n * c, *out.shape[2:]))
+        _max_pool_tiled(xs, kh, kw, outs, args)
     else:
-        _max_pool(x.reshape(planes), kh, kw, sh, sw, ph, pw, out.reshape(n * c, *out.shape[2:]),
-                  arg.reshape(n * c, *out.shape[2:]))
+        _max_pool(xs, kh, kw, sh, sw, ph, pw, outs, args)
     return out, arg
 
 
@@ -291,20 +286,19 @@ def max_pool_backward(g, arg, x_shape, kernel, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     g = np.ascontiguousarray(g)
     oh, ow = g.shape[2], g.shape[3]
+    gs, args = g.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow)
     if _tiles(kernel, stride, padding):
         dx = np.empty(x_shape, dtype=g.dtype)
         if oh * kh < h or ow * kw < w:  # rows or columns no window reaches
             dx[:, :, oh * kh:] = 0
             dx[:, :, :, ow * kw:] = 0
         if kernel == (2, 2):
-            _max_pool_2x2_backward(g.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow), dx.reshape(n * c, h, w))
+            _max_pool_2x2_backward(gs, args, dx.reshape(n * c, h, w))
         else:
-            _max_pool_backward_tiled(g.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow), kh, kw,
-                                     dx.reshape(n * c, h, w))
+            _max_pool_backward_tiled(gs, args, kh, kw, dx.reshape(n * c, h, w))
         return dx
     dx = np.zeros(x_shape, dtype=g.dtype)
-    _max_pool_backward(g.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow), kh, kw, sh, sw, ph, pw,
-                       dx.reshape(n * c, h, w))
+    _max_pool_backward(gs, args, kh, kw, sh, sw, ph, pw, dx.reshape(n * c, h, w))
     return dx
 
 

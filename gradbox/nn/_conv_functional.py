@@ -436,6 +436,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
 
 
 # --- pooling -------------------------------------------------------------------------------------
+def _tiles(kernel, stride, padding) -> bool:
+    """Whether pooling windows tile the input (stride = kernel, no padding): each pixel in at most one."""
+    return tuple(stride) == tuple(kernel) and not any(padding)
+
+
 def _pool_geometry(kernel_size, stride, padding, who):
     """Checked (kernel, stride, padding) pairs of a pooling window; stride defaults to the kernel."""
     kernel = _pair(kernel_size, "kernel_size", who, 1)
@@ -508,7 +513,7 @@ class MaxPool2dFunction(Function):
         arg = self.argmax
         # NOTE: g·(arg == k), a multiplication by the mask, not np.where(arg == k, g, 0): the masked
         # select branches per element (about 5x slower on a ReLU'd input).
-        if (sh, sw) == (kh, kw) and not (ph or pw):
+        if _tiles(kernel, stride, padding):
             # The windows tile the input without overlap (the usual 2x2, stride 2): each input pixel
             # belongs to at most one window, so every offset k writes its own strided slice once.
             dx = np.empty(x_shape, dtype=g.dtype)

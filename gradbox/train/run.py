@@ -910,7 +910,7 @@ def _plot_filters(c, ds, model, Xte, yte, out, lang="en"):
         return None
     from ..page.i18n import t
 
-    sample, about = (None, "") if Xte is None or not len(Xte) else (Xte[:1], "")
+    sample, about = (None if Xte is None or not len(Xte) else Xte[:1]), ""
     if sample is not None:
         label = ds.classes[int(yte[0])] if ds.classes is not None else int(yte[0])
         about = t(lang, "filters_about", label=label.decode(errors="replace") if isinstance(label, bytes) else label)
