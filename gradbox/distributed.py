@@ -562,12 +562,13 @@ class DistributedOptimizer:
         self._extras = self._buffer[n_grad + n_flags:n_grad + n_flags + n_extras]
         self.extras = np.zeros(n_extras)       # this rank's values, set before step()
         self.extras_sum = np.zeros(n_extras)   # their sum over ranks, after step()
-        self._views = self._layout(self._buffer)[1]
+        self._own = self._layout(self._buffer)  # (buffer, views, flags, extras) of the result buffer
+        self._views = self._own[1]
         self._shared = _shared_memory_sum(self.comm, n, self.dtype, shared_memory)
         # what each rank writes: the result buffer itself (Allreduce in place), or, for the
         # shared-memory sum, the slots of its window segment in turn
         if self._shared is None:
-            self._send = [self._layout(self._buffer)]
+            self._send = [self._own]
         else:
             self._send = [self._layout(slot[self._shared.rank]) for slot in self._shared.slots]
         self._stop_local = False
@@ -661,7 +662,7 @@ class DistributedOptimizer:
             self._handle = None
         if self._shared is not None:
             _spare_sum, self._shared = self._shared, None
-            self._send = [self._layout(self._buffer)]
+            self._send = [self._own]
 
 
 def wanted(distributed=None) -> bool:
