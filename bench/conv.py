@@ -3,6 +3,7 @@
     python bench/conv.py                      # 5 rounds, prints the table (markdown)
     python bench/conv.py --rounds 3 --slot 1 --json out.json
   python bench/conv.py --threads 1          # one BLAS/torch thread each (less hurt by outside load)
+  python bench/conv.py --contenders gradbox+fast,torch,gemms   # with the bound: gradbox's GEMMs alone
 
 Workloads (float32, synthetic data, SGD lr 0.01, one training step = forward, loss, backward, update):
   lenet32 / lenet128: LeNet-5 (Conv 1->6 5x5 pad 2, ReLU, max pool 2, Conv 6->16 5x5, ReLU, pool, 400-120-84-10)
@@ -32,6 +33,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONTENDERS = ("gradbox", "gradbox+fast", "torch", "dlfs")
+#: contenders that are not a training step (no float64 check): "gemms" runs only the BLAS products of
+#: gradbox's step (``--contenders gradbox+fast,torch,gemms``), an upper bound on gradbox's speed
+BOUNDS = ("gemms",)
 WORKLOADS = {"lenet32": ("lenet", 32), "lenet128": ("lenet", 128), "cifar64": ("cifar", 64)}
 
 # (kind, args): conv (in, out, k, pad) | pool (k) | relu | flatten | linear (in, out)
@@ -180,9 +184,57 @@ class DlfsRunner:
         return float(loss), self.net.grads_torch_layout()
 
 
+class GemmRunner:
+    """Only the matrix products of gradbox's training step, on preallocated arrays: what the step would cost
+    if im2col, col2im, pooling, ReLU, the loss, the update and Python were free. For each conv
+    ``Z = W·cols`` (out × C·k·k by C·k·k × N·OH·OW), ``dW`` in the orientation gradbox picks and, except for
+    the first layer, ``dcols = Wᵀ·dZ``; for each linear ``X·Wᵀ``, ``dZᵀ·X`` and ``dZ·W`` (the first
+    linear's dX included: it feeds the flatten). The columns of the standard unfolding (the fast path's)."""
+
+    def __init__(self, net, dtype, batch=None):
+        rng = np.random.default_rng(0)
+        shape, layers = NETS[net]
+        c, h, w = shape
+        self.products, first = [], True
+
+        def product(a_shape, b_shape, transpose_b=False):
+            a = rng.random(a_shape, dtype=np.float32)
+            b = rng.random(b_shape, dtype=np.float32)
+            b = b.T if transpose_b else b
+            self.products.append((a, b, np.empty((a.shape[0], b.shape[1]), np.float32)))
+
+        n = batch
+        for spec in layers:
+            if spec[0] == "conv":
+                _, i, o, k, p = spec
+                h, w = h + 2 * p - k + 1, w + 2 * p - k + 1
+                rows, cols = i * k * k, n * h * w
+                product((o, rows), (rows, cols))                                   # Z = W·cols
+                if rows >= o:                                                      # dW, as gradbox orients it
+                    product((rows, cols), (o, cols), transpose_b=True)
+                else:
+                    product((o, cols), (rows, cols), transpose_b=True)
+                if not first:
+                    product((rows, o), (o, cols))                                  # dcols = Wᵀ·dZ
+                first = False
+            elif spec[0] == "pool":
+                h, w = h // spec[1], w // spec[1]
+            elif spec[0] == "linear":
+                _, i, o = spec
+                product((n, i), (o, i), transpose_b=True)                          # X·Wᵀ
+                product((o, n), (n, i))                                            # dW = dZᵀ·X
+                product((n, o), (o, i))                                            # dX = dZ·W
+
+    def step(self, X, y):
+        for a, b, out in self.products:
+            np.dot(a, b, out=out)
+        return 0.0
+
+
 def serve(contender: str):
     """Answer one JSON command per stdin line: check, run, peak."""
-    runner_cls = {"gradbox": GradboxRunner, "gradbox+fast": GradboxRunner, "torch": TorchRunner, "dlfs": DlfsRunner}
+    runner_cls = {"gradbox": GradboxRunner, "gradbox+fast": GradboxRunner, "torch": TorchRunner, "dlfs": DlfsRunner,
+                  "gemms": GemmRunner}
     runners = {}
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -196,7 +248,9 @@ def serve(contender: str):
             w = cmd["workload"]
             if w not in runners:
                 net, batch = WORKLOADS[w]
-                runners[w] = (runner_cls[contender](net, np.float32), data(net, batch, np.float32))
+                runner = (GemmRunner(net, np.float32, batch) if contender == "gemms"
+                          else runner_cls[contender](net, np.float32))
+                runners[w] = (runner, data(net, batch, np.float32))
                 r, (X, y) = runners[w]
                 for i in range(2):  # warm-up: compilation, allocator, caches
                     r.step(X[i], y[i])
@@ -285,13 +339,15 @@ def main(argv=None):
                 ref = None
                 got = {}
                 for c in contenders:
+                    if c in BOUNDS:
+                        continue
                     path = os.path.join(tmp, f"{w}-{c}.npz")
                     loss = workers[c].ask(cmd="check", workload=w, path=path)["loss"]
                     with np.load(path) as f:
                         got[c] = (loss, [f[k] for k in f.files])
                 ref = got.get("torch")
                 for c in contenders:
-                    if ref is None or c == "torch":
+                    if ref is None or c == "torch" or c in BOUNDS:
                         continue
                     loss, grads = got[c]
                     # NOTE: the DLfS loss adds 1e-7 inside the log; compare its gradients only
@@ -341,7 +397,7 @@ def main(argv=None):
         print(f"| {row['workload']} | {row['contender']} | {row['samples_per_s']:.0f} | {fmt(row['ratio_to_torch'])} "
               f"| {fmt(row['ratio_to_dlfs'])} | {100 * row['peak_share']:.0f}% |")
     print(f"\nsgemm peak (1024^3 float32, median of {len(peaks)}): {peak / 1e9:.1f} GFLOP/s; rounds: {args.rounds}, "
-          f"slot {args.slot} s; {args.threads} thread(s) each; float64 check vs torch: worst {max(checks.values()):.1e}")
+          f"slot {args.slot} s; {args.threads} thread(s) each; float64 check vs torch: worst {max(checks.values(), default=float('nan')):.1e}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "peak_flops": peak, "checks": checks, "rounds": args.rounds}, f, indent=1)

@@ -20,11 +20,12 @@ pooling loops when numba is importable; they are loaded on the first call, never
 from __future__ import annotations
 
 import numbers
-import os
 import threading
 
 import numpy as np
 
+from .._blas import dot as _dot
+from .._fast import FAST as _FAST
 from .._validation import Constraint, check
 from ..function import Function, is_grad_enabled
 from ..tensor import _FLOATS, Tensor
@@ -35,14 +36,14 @@ __all__ = [
 ]
 
 # --- the optional compiled kernels ---------------------------------------------------------
-_FAST = {"wanted": os.environ.get("GRADBOX_FAST", "1").strip() not in ("0", "false", "no", "off"), "mod": None}
 
 
 def use_fast_kernels(enabled: bool = True) -> bool:
-    """Turn the numba kernels for convolution and pooling on or off; returns the previous setting.
+    """Turn the ``fast`` extra's speed-ups on or off; returns the previous setting.
 
-    The default is on when numba is installed, unless the environment variable ``GRADBOX_FAST=0``.
-    Both paths give the same results to float32 rounding.
+    They are the numba kernels for convolution and pooling and, with ``threadpoolctl``, one BLAS thread
+    for small matrix products (``gradbox._blas``). The default is on when they are installed, unless the
+    environment variable ``GRADBOX_FAST=0``. Both paths give the same results to float32 rounding.
 
     >>> from gradbox.nn import functional as F
     >>> previous = F.use_fast_kernels(False)
@@ -353,7 +354,7 @@ class Conv2dFunction(Function):
         else:
             cols, width = _im2col(x, (kh, kw), stride, padding), ow
         self.cols, self.w = cols, w
-        z = np.dot(w.reshape(o, -1), cols, out=_SCRATCH.take((o, cols.shape[1]), x.dtype))  # one GEMM
+        z = _dot(w.reshape(o, -1), cols, out=_SCRATCH.take((o, cols.shape[1]), x.dtype))  # one GEMM
         if b is not None:
             z += b[:, None]
         if not (len(self.needs_input_grad) > 1 and self.needs_input_grad[1] and is_grad_enabled()):
@@ -388,12 +389,12 @@ class Conv2dFunction(Function):
             # more rows than dZ (paired timings of the bench layers; the reverse for the CIFAR net's first
             # conv, 27 rows against 32)
             cols = self.cols
-            gw = (cols.dot(dz.T).T if cols.shape[0] >= o else dz.dot(cols.T)).reshape(self.w.shape)
+            gw = (_dot(cols, dz.T).T if cols.shape[0] >= o else _dot(dz, cols.T)).reshape(self.w.shape)
         gb = dz.sum(axis=1) if len(need) > 2 and need[2] else None
         gx = None
         if need[0]:
             w2 = self.w.reshape(o, -1)
-            dcols = np.dot(w2.T, dz, out=_SCRATCH.take((w2.shape[1], dz.shape[1]), dz.dtype))
+            dcols = _dot(w2.T, dz, out=_SCRATCH.take((w2.shape[1], dz.shape[1]), dz.dtype))
             gx = (_col2im_wide(dcols, x_shape, kernel, padding) if self.wide
                   else _col2im(dcols, x_shape, kernel, stride, padding))
             _SCRATCH.give(dcols)

@@ -1,0 +1,113 @@
+"""gradbox._blas.dot: small products on one BLAS thread, NumPy's values to rounding, the user's limit kept."""
+import os
+
+import numpy as np
+import pytest
+
+from gradbox import _blas
+from gradbox.nn import functional as F
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+@pytest.fixture
+def blas():
+    ctl = _blas._numpy_blas()
+    if not ctl:
+        pytest.skip("NumPy's BLAS is not one OpenBLAS that threadpoolctl can control")
+    previous = F.use_fast_kernels(True)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        yield ctl
+    F.use_fast_kernels(previous)
+
+
+class Probe(np.ndarray):
+    """An array whose .dot records NumPy's BLAS thread count at the moment of the product."""
+
+    seen: list = []
+
+    def dot(self, b, out=None):
+        Probe.seen.append(_blas._controller().get_num_threads() if _blas._controller() else None)
+        return np.asarray(self).dot(b)
+
+
+# (m, k, n): the bench networks' conv and linear products, a single sample, and two above the limit
+SHAPES = [(6, 25, 25088), (16, 150, 3200), (150, 16, 3200), (25, 25088, 6), (32, 400, 120), (128, 400, 120),
+          (1, 784, 256), (8, 8, 8), (300, 300, 300), (400, 400, 400)]
+
+
+def assert_same_product(got, want, a, b):
+    """Equal within the standard error bound of a k-term dot product: |Δ| <= k·eps·(|a||b|), elementwise.
+    NOTE: not bit for bit: OpenBLAS blocks a product differently on one thread and on two (measured:
+    float64 results differ in the last 1-2 bits), as any NumPy result does between thread counts."""
+    k = a.shape[-1]
+    bound = k * np.finfo(got.dtype).eps * np.dot(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dot_gives_numpys_values_to_rounding(blas, m, k, n, dtype):
+    rng = np.random.default_rng(m * k + n)
+    a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    want = np.dot(a, b)  # on two threads where OpenBLAS splits it
+    assert_same_product(_blas.dot(a, b), want, a, b)
+    out = np.empty((m, n), dtype)
+    assert _blas.dot(a, b, out=out) is out
+    assert_same_product(out, want, a, b)
+    assert_same_product(_blas.dot(a[0], b), np.dot(a[0], b), a[0], b)  # a vector (the bias sums)
+
+
+@pytest.mark.parametrize("m,k,n,threads", [
+    (32, 400, 120, 1),      # 3 MFLOP: one thread
+    (150, 16, 3200, 1),     # 15 MFLOP, LeNet's dcols
+    (128, 400, 120, 2),     # 12 MFLOP but no side under 33: square enough for both
+    (128, 256, 128, 2),     # the MLP's middle layer at batch 128
+    (32, 256, 128, 1),      # ... at batch 32
+    (1, 784, 256, 2),       # below OpenBLAS's own threshold: left alone (no calls on the latency path)
+    (16, 150, 12800, 2),    # 61 MFLOP, LeNet b128 conv 2: worth both threads
+    (400, 400, 400, 2),     # 128 MFLOP
+])
+def test_dot_runs_small_products_on_one_thread(blas, m, k, n, threads):
+    a = np.zeros((m, k), np.float32).view(Probe)
+    Probe.seen = []
+    _blas.dot(a, np.zeros((k, n), np.float32))
+    assert Probe.seen == [threads]
+    assert blas.get_num_threads() == 2  # put back
+
+
+def test_dot_puts_the_limit_back_when_the_product_fails(blas):
+    with pytest.raises(ValueError):
+        _blas.dot(np.zeros((64, 400), np.float32), np.zeros((300, 120), np.float32))
+    assert blas.get_num_threads() == 2
+
+
+def test_dot_keeps_a_users_one_thread_limit(blas):
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        a = np.zeros((32, 400), np.float32).view(Probe)
+        Probe.seen = []
+        _blas.dot(a, np.zeros((400, 120), np.float32))
+        assert Probe.seen == [1] and blas.get_num_threads() == 1
+    assert blas.get_num_threads() == 2
+
+
+def test_the_fast_switch_turns_the_thread_choice_off(blas):
+    previous = F.use_fast_kernels(False)
+    try:
+        assert _blas._controller() is None
+        a = np.zeros((32, 400), np.float32).view(Probe)
+        Probe.seen = []
+        _blas.dot(a, np.zeros((400, 120), np.float32))
+        assert Probe.seen == [None]
+    finally:
+        F.use_fast_kernels(previous)
+
+
+def test_the_controlled_library_is_numpys(blas):
+    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
+    openblas = [i["filepath"] for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
+    if not any(os.path.dirname(p) in (numpy_dir, numpy_dir + ".libs") for p in openblas):
+        pytest.skip("NumPy here is linked to a system BLAS")
+    assert os.path.dirname(os.path.abspath(blas.filepath)) in (numpy_dir, numpy_dir + ".libs")
+
