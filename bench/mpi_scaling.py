@@ -3,6 +3,7 @@
     python bench/mpi_scaling.py                  # about 25 s on an idle 2-core machine; prints a report
     python bench/mpi_scaling.py --rounds 2 --samples 8192 --json out.json   # quicker
     python bench/mpi_scaling.py --compare-allreduce   # also mpiexec -n 2 with Allreduce forced
+    python bench/mpi_scaling.py --phases --rounds 3   # where a step at global batch 256 goes, and the bound
 
 1. Throughput of the 784-256-128-10 MLP (float32, SGD with momentum, global batch 1024 and 256):
    one process with one BLAS thread, one process with two, and ``mpiexec -n 2`` with one BLAS
@@ -115,6 +116,109 @@ def worker_train(batch, steps, threads, net="mlp", how="auto"):
     if dist.is_main():
         print(json.dumps({"k": k, "threads": threads, "batch": batch, "steps": steps, "seconds": elapsed,
                           "samples_per_s": steps * batch / elapsed, "step_s": elapsed / steps}))
+
+
+def worker_phases(batch, steps, threads, exchange="real"):
+    """Per-phase times of the training loop (ms per step, mean over the ranks).
+
+    ``exchange="barrier"`` replaces the gradient exchange by one barrier per step: the ranks still
+    step together, but nothing is summed (the updates differ, so this is a bound, not training):
+    what two processes would reach with an exchange that costs nothing.
+    """
+    from threadpoolctl import threadpool_limits
+
+    import gradbox as gb
+    from gradbox import distributed as dist
+
+    threadpool_limits(threads)
+    k = dist.size()
+    model, X, y = build("mlp")
+    opt = gb.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    sampler = dist.ShardedSampler(N_SAMPLES, batch, seed=1, rank=dist.rank(), size=k)
+    clock = time.perf_counter
+    stamp = [0.0]
+    if k > 1:
+        dist.broadcast_parameters(model)
+        if exchange == "real":
+            opt = dist.DistributedOptimizer(opt, sampler=sampler)
+        else:
+            comm = dist.comm()
+            opt.register_step_pre_hook(lambda o, a, kw: comm.Barrier())
+
+    def exchanged(o, a, kw):  # NOTE: registered last, so it runs after the exchange's own pre-step hook
+        stamp[0] = clock()
+
+    opt.register_step_pre_hook(exchanged)
+    loss_fn = gb.nn.CrossEntropyLoss()
+    local = -(-min(batch, N_SAMPLES) // k)
+    xbuf = np.empty((local,) + X.shape[1:], np.float32)
+    ybuf = np.empty(local, y.dtype)
+    names = ("sampler+gather", "forward", "backward", "exchange", "update")
+    totals = np.zeros(len(names))
+
+    def run(n_steps):
+        done = 0
+        while True:
+            t0 = clock()
+            for idx in sampler:
+                m = len(idx)
+                xb, yb = xbuf[:m], ybuf[:m]
+                np.take(X, idx, axis=0, out=xb)
+                np.take(y, idx, axis=0, out=yb)
+                t1 = clock()
+                opt.zero_grad()
+                loss = loss_fn(model(gb.Tensor(xb)), yb)
+                t2 = clock()
+                loss.backward()
+                t3 = clock()
+                opt.step()
+                t5 = clock()
+                totals[:] += (t1 - t0, t2 - t1, t3 - t2, stamp[0] - t3, t5 - stamp[0])
+                done += 1
+                if done == n_steps:
+                    return
+                t0 = clock()
+
+    run(20)
+    totals[:] = 0
+    if k > 1:
+        dist.comm().Barrier()
+    t0 = clock()
+    run(steps)
+    elapsed = clock() - t0
+    if k > 1:
+        MPI = dist._mpi()
+        elapsed = dist.comm().allreduce(elapsed, op=MPI.MAX)
+        totals = dist.comm().allreduce(totals, op=MPI.SUM) / k
+    if dist.is_main():
+        print(json.dumps({"step_ms": 1e3 * elapsed / steps,
+                          "phases_ms": {n: 1e3 * v / steps for n, v in zip(names, totals)}}))
+
+
+def phases_report(args):
+    """The step at global batch 256, phase by phase: 1 process (1 and 2 threads) against 2 processes,
+    and 2 processes with an exchange that costs nothing (the bound)."""
+    configs = (("1p1t@128", 1, 1, 128, "real"), ("1p2t@256", 1, 2, 256, "real"), ("2p1t@256", 2, 1, 256, "real"),
+               ("2p1t@256 no-sum bound", 2, 1, 256, "barrier"))
+    res = {c[0]: [] for c in configs}
+    print(f"load average before {os.getloadavg()[0]:.1f}", flush=True)
+    for r in range(args.rounds):
+        for name, k, threads, batch, how in configs[r % len(configs):] + configs[:r % len(configs)]:
+            res[name].append(_child(["--worker", "phases", "--batch", str(batch), "--steps", str(args.steps),
+                                     "--threads", str(threads), "--exchange", how], k, threads))
+    print(f"load average after {os.getloadavg()[0]:.1f}")
+    names = list(res["1p1t@128"][0]["phases_ms"])
+    print(f"\n## per-step phases, ms (median over {args.rounds} rounds of {args.steps} steps; 2 processes: mean over ranks)")
+    print(f"  {'':24s} {'step':>7s} " + " ".join(f"{n:>15s}" for n in names))
+    for name, runs in res.items():
+        print(f"  {name:24s} {statistics.median(x['step_ms'] for x in runs):7.3f} " + " ".join(
+            f"{statistics.median(x['phases_ms'][n] for x in runs):15.3f}" for n in names))
+    for name in ("2p1t@256", "2p1t@256 no-sum bound"):
+        rs = [a["step_ms"] / b["step_ms"] for a, b in zip(res["1p2t@256"], res[name])]
+        print(f"  throughput {name} / 1p2t@256 = {statistics.median(rs):.2f}x  [{min(rs):.2f}, {max(rs):.2f}]")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
 
 
 def worker_allreduce(sizes, reps):
@@ -298,7 +402,11 @@ def measure_overhead(c, tries=3):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--worker", choices=("train", "allreduce"))
+    ap.add_argument("--worker", choices=("train", "allreduce", "phases"))
+    ap.add_argument("--phases", action="store_true",
+                    help="only the per-phase profile at global batch 256 (1p1t@128, 1p2t, 2p1t, and 2p1t with "
+                         "a barrier instead of the sum: the bound of a free exchange)")
+    ap.add_argument("--exchange", choices=("real", "barrier"), default="real", help="(phases worker)")
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=16, help="(worker) steps to time")
     ap.add_argument("--samples", type=int, default=32768, help="samples per timed run (steps = samples / batch)")
@@ -319,6 +427,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.worker == "train":
         return worker_train(args.batch, args.steps, args.threads, args.net, args.sum)
+    if args.worker == "phases":
+        return worker_phases(args.batch, args.steps, args.threads, args.exchange)
     if args.worker == "allreduce":
         return worker_allreduce([1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7], reps=50)
     if args.model_from:  # the model again, from a saved run's measurements and a fresh overhead measurement
@@ -329,6 +439,10 @@ def main(argv=None):
 
     if args.lenet_only:
         return lenet_report(args)
+    if args.phases:
+        if args.steps == 16:
+            args.steps = 300
+        return phases_report(args)
     print(f"MLP {'-'.join(map(str, LAYERS))}: {n_params():,} float32 parameters; {os.cpu_count()} cores, "
           f"load average before {os.getloadavg()[0]:.1f}", flush=True)
     print("allreduce between 2 local processes ...", flush=True)

@@ -22,6 +22,7 @@ array([2, 3])
 from __future__ import annotations
 
 import hashlib
+import mmap
 import numbers
 import os
 import sys
@@ -415,6 +416,18 @@ class _SharedMemorySum:
         self.win = MPI.Win.Allocate_shared(self.depth * n * dtype.itemsize, dtype.itemsize, comm=node)
         self.win.Lock_all()  # NOTE: one passive epoch for the window's life; Sync orders the loads and stores
         full = [np.frombuffer(self.win.Shared_query(r)[0], dtype, self.depth * n) for r in range(k)]
+        # NOTE: first touch now, not in training: the window's pages are mapped into each process
+        # on first access, and a rank touches a slot for the first time at the slot's first sum, so
+        # the first `depth` steps took ~1,260 minor page faults per rank (0.94 MB of gradients,
+        # 8 slots; BENCHMARKS.md, "the exchange against a free one"). Each rank writes its own
+        # segment (which allocates the pages) and, after a barrier, reads one element per page of
+        # the others' (which maps them).
+        full[self.rank].fill(0)
+        node.Barrier()
+        per_page = max(1, mmap.PAGESIZE // dtype.itemsize)
+        for r, f in enumerate(full):
+            if r != self.rank:
+                f[::per_page].sum()
         self.slots = [[f[h * n:(h + 1) * n] for f in full] for h in range(self.depth)]
         # NOTE: slices cut on 64-byte lines, so that no cache line is written by two ranks
         per_line = max(1, 64 // dtype.itemsize)

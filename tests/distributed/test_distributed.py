@@ -318,7 +318,7 @@ def test_broadcast_flags_weights_streams_under_mpiexec(k):
     r = mpirun(k, "units.py", timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     names = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("OK ")]
-    reuse = ["reuse"] if common.shared_memory_expected() else []  # NOTE: a window to reuse needs room in /dev/shm
+    reuse = ["reuse", "prefault"] if common.shared_memory_expected() else []  # NOTE: a window to reuse needs room in /dev/shm
     assert names == ["broadcast", "sum_shared_memory", "sum_allreduce", "flags", "hook", "weights", "stop", "bits",
                      *reuse, "bad_shared_memory", "allreduce", "streams", "structure"]
 
