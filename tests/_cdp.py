@@ -173,6 +173,19 @@ class Browser:
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
 
+    def click_until(self, selector, expression, at=(0.5, 0.5), session=True):
+        """Click ``selector`` (as ``click``) until ``expression`` holds in ``session``; for a click whose only
+        effect is that state (focus). NOTE: on a loaded machine a click sent right after ``scrollIntoView``
+        can be hit-tested before the page has moved, and land beside the element; it is sent again."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self.click(selector, at)
+            try:
+                return self.wait_for(expression, timeout=2.0, session=session)
+            except CDPError:
+                if time.monotonic() > deadline:
+                    raise
+
     def exceptions(self):
         """Uncaught script errors and console errors the page reported so far."""
         self.send("Runtime.evaluate", {"expression": "0"})  # NOTE: collects the events sent before it

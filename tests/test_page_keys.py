@@ -182,8 +182,9 @@ def test_explain_report_in_a_notebook_cell_runs_in_its_sandboxed_frame(tmp_path)
         assert "역전파" in b.eval("document.body.innerText", frame)
         assert b.eval("document.querySelector('.gb-step.active').getAttribute('data-frag')", frame) == EXPLAIN_ORDER[0]
         active = "document.querySelector('.gb-step.active').getAttribute('data-frag')"
-        b.click("iframe", at=(0.98, 0.02))                 # focus the frame (an empty corner), as a reader would
-        b.wait_for("document.hasFocus()", session=frame)   # NOTE: focus moves to the frame's process asynchronously
+        # focus the frame by a click on an empty corner, as a reader would (NOTE: focus moves to the frame's
+        # process asynchronously, and a click on a loaded machine can miss: click_until repeats it)
+        b.click_until("iframe", "document.hasFocus()", at=(0.98, 0.02), session=frame)
         b.press(*RIGHT)                                    # the arrow keys work inside the cell
         b.wait_for(f"{active} === '{EXPLAIN_ORDER[1]}'", session=frame, timeout=5)
         b.press(*RIGHT)
