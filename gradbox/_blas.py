@@ -5,9 +5,10 @@ three products and its bias sum). When the product is small (fewer than ``SMALL_
 (a side of at most ``SKINNY``) but large enough for OpenBLAS to split it, it runs with NumPy's BLAS
 limited to one thread, and the limit is put back at once. So a small convolutional network (LeNet at
 batch 32) runs on one BLAS thread, and networks with larger products (LeNet at batch 128, the
-CIFAR-shaped net, the 784-256-128-10 MLP at batch 128) run as before. The values agree to rounding (OpenBLAS blocks a product differently on one thread
-and on two: float64 results can differ in the last bit or two, as any NumPy product does between thread
-counts; tested against the k·eps error bound).
+CIFAR-shaped net, the 784-256-128-10 MLP at batch 128) run as before. The values agree with ``np.dot``'s
+to rounding: OpenBLAS blocks a product differently on one thread and on two, so float64 results can
+differ in the last bit or two, as any NumPy product does between thread counts (tested against the
+k·eps error bound). The choice depends on the shapes only, so a run repeats to the bit.
 
 NOTE: why (BENCHMARKS.md, "Convolutions, third session"): after every product that OpenBLAS splits over
 two threads its idle worker spins on the other core for about a tenth of a second, so in a training
@@ -81,7 +82,6 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     work = a.size * b.shape[-1]  # m·k·n (k·n for a vector)
     if (b.ndim == 2 and _OPENBLAS_SERIAL.get(a.ndim, work) < work and 2.0 * work < SMALL_FLOPS
             and min(a.shape + b.shape) <= SKINNY):
-        # NOTE: the choice depends on the shapes only, so a run is repeatable to the bit
         ctl = _controller()
         if ctl is not None:
             threads = ctl.get_num_threads()
