@@ -111,3 +111,18 @@ def test_the_controlled_library_is_numpys(blas):
         pytest.skip("NumPy here is linked to a system BLAS")
     assert os.path.dirname(os.path.abspath(blas.filepath)) in (numpy_dir, numpy_dir + ".libs")
 
+
+
+def test_threadpoolctl_is_imported_on_the_first_small_skinny_product_only():
+    """``import gradbox`` stays NumPy-only: threadpoolctl loads when a product first needs the choice."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, gradbox as gb; from gradbox import _blas; "
+            "assert 'threadpoolctl' not in sys.modules; "
+            "_blas.dot(np.ones((4, 4)), np.ones((4, 4))); assert 'threadpoolctl' not in sys.modules; "
+            "_blas.dot(np.ones((32, 400)), np.ones((400, 120))); print('threadpoolctl' in sys.modules)")
+    env = dict(os.environ, GRADBOX_FAST="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
