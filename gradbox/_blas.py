@@ -80,8 +80,8 @@ def _controller():
 def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.dot(a, b, out=out)``; on one BLAS thread when ``a`` (1-D or 2-D) times the 2-D ``b`` is small."""
     work = a.size * b.shape[-1]  # m·k·n (k·n for a vector)
-    if (b.ndim == 2 and _OPENBLAS_SERIAL.get(a.ndim, work) < work and 2.0 * work < SMALL_FLOPS
-            and min(a.shape + b.shape) <= SKINNY):
+    serial = _OPENBLAS_SERIAL.get(a.ndim) if b.ndim == 2 else None  # None: not a GEMM or GEMV
+    if serial is not None and serial < work and 2.0 * work < SMALL_FLOPS and min(a.shape + b.shape) <= SKINNY:
         ctl = _controller()
         if ctl is not None:
             threads = ctl.get_num_threads()
