@@ -14,11 +14,11 @@ import sys
 
 import pytest
 
+from .._paths import ROOT
+
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or platform.libc_ver()[0] != "glibc",
     reason="counts minor page faults under glibc's malloc (Linux)")
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPT = r"""
 import resource, sys
@@ -50,7 +50,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
 @pytest.mark.parametrize("fast", ["0", "1"])
 @pytest.mark.parametrize("batch", [32, 128])
 def test_a_training_step_takes_no_page_faults_once_running(fast, batch):
-    env = dict(os.environ, GRADBOX_FAST=fast, PYTHONPATH=ROOT)
+    env = dict(os.environ, GRADBOX_FAST=fast, PYTHONPATH=str(ROOT))
     env.pop("GLIBC_TUNABLES", None)  # NOTE: glibc's defaults, as a user has them
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(batch)], env=env, capture_output=True, text=True,
                          timeout=120)
