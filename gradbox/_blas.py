@@ -8,7 +8,12 @@ batch 32) runs on one BLAS thread, and networks with larger products (LeNet at b
 CIFAR-shaped net, the 784-256-128-10 MLP at batch 128) run as before. The values agree with ``np.dot``'s
 to rounding: OpenBLAS blocks a product differently on one thread and on two, so float64 results can
 differ in the last bit or two, as any NumPy product does between thread counts (tested against the
-k·eps error bound). The choice depends on the shapes only, so a run repeats to the bit.
+k·eps error bound). The choice depends on the shapes, and on whether a convolution ran in chunks on
+gradbox's threads within the last ``SERIAL_AFTER_CHUNKS`` products (``hold_serial``), never on time, so a
+run repeats to the bit.
+
+``run_parts(fn, parts)`` runs parts of one job at once on the calling thread and gradbox's worker
+threads (the chunked convolution), with NumPy's BLAS on one thread meanwhile; ``threads()`` is how many.
 
 NOTE: why (BENCHMARKS.md, "Convolutions, third session"): after every product that OpenBLAS splits over
 two threads its idle worker spins on the other core for about a tenth of a second, so in a training
@@ -49,7 +54,21 @@ _OPENBLAS_SERIAL = {2: SERIAL_GEMM, 1: 2304 * 4}
 #: anyway, one thread only lost the second (that step 1.11x as long with every product under 24 MFLOP
 #: on one thread)
 SKINNY = 32
-_STATE = {"controller": None}
+
+#: After gradbox has run a convolution in chunks on its own threads, its next this many products run on
+#: one BLAS thread whatever their size (``hold_serial``).
+#: NOTE: why: a product OpenBLAS splits leaves its worker spinning for a tenth of a second, on the core
+#: the chunks' second thread needs; in a CNN's step the dense layers' products come between the
+#: convolutions, so they must not split either. Counted in products, not seconds, so that which products
+#: run on one thread depends on the sequence of operations only and a run repeats to the bit; 64 covers a
+#: step's dense layers (a product each forward, two backward) many times over.
+SERIAL_AFTER_CHUNKS = 64
+_STATE = {"controller": None, "serial_left": 0}
+
+
+def hold_serial() -> None:
+    """Run gradbox's next ``SERIAL_AFTER_CHUNKS`` products on one BLAS thread (see there)."""
+    _STATE["serial_left"] = SERIAL_AFTER_CHUNKS
 
 
 def _numpy_blas():
@@ -81,7 +100,10 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     """``np.dot(a, b, out=out)``; on one BLAS thread when ``a`` (1-D or 2-D) times the 2-D ``b`` is small."""
     work = a.size * b.shape[-1]  # m·k·n (k·n for a vector)
     serial = _OPENBLAS_SERIAL.get(a.ndim) if b.ndim == 2 else None  # None: not a GEMM or GEMV
-    if serial is not None and serial < work and 2.0 * work < SMALL_FLOPS and min(a.shape + b.shape) <= SKINNY:
+    held = _STATE["serial_left"]
+    if held:
+        _STATE["serial_left"] = held - 1
+    if serial is not None and serial < work and (held or 2.0 * work < SMALL_FLOPS and min(a.shape + b.shape) <= SKINNY):
         ctl = _controller()
         if ctl is not None:
             threads = ctl.get_num_threads()
@@ -93,3 +115,68 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
                     ctl.set_num_threads(threads)
     # NOTE: ndarray.dot without out: the same BLAS call as np.dot with less dispatch (about 1 µs)
     return a.dot(b) if out is None else np.dot(a, b, out=out)
+
+
+def threads() -> int:
+    """NumPy's BLAS thread count when gradbox controls it (the fast switch on, threadpoolctl present), else 1.
+
+    The number of threads gradbox runs the parts of its work on (``run_parts``): the cores the user lets
+    BLAS use (a ``threadpool_limits(1)`` of theirs means one)."""
+    ctl = _controller()
+    return ctl.get_num_threads() if ctl is not None else 1
+
+
+class serial:
+    """``with serial():`` NumPy's BLAS on one thread for the block (when gradbox controls it), then put back."""
+
+    def __enter__(self):
+        ctl = self.ctl = _controller()
+        self.previous = ctl.get_num_threads() if ctl is not None else 1
+        if self.previous > 1:
+            ctl.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous > 1:
+            self.ctl.set_num_threads(self.previous)
+        return False
+
+
+_POOL = {"pid": None, "pool": None, "workers": 0}
+
+
+def _pool(workers: int):
+    """gradbox's worker threads (at least ``workers``), made on first use; a forked child makes its own."""
+    if _POOL["pid"] != os.getpid() or _POOL["workers"] < workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.update(pid=os.getpid(), workers=workers,
+                     pool=ThreadPoolExecutor(workers, thread_name_prefix="gradbox"))
+    return _POOL["pool"]
+
+
+def run_parts(fn, parts, serial_blas=True) -> list:
+    """``[fn(part) for part in parts]``, the first on this thread and the others on gradbox's worker threads
+    at once (with NumPy's BLAS on one thread meanwhile, unless the caller already set it)."""
+    from concurrent.futures import wait
+
+    if len(parts) == 1:
+        return [fn(parts[0])]
+    with serial() if serial_blas else _NULL:
+        futures = [_pool(len(parts) - 1).submit(fn, p) for p in parts[1:]]
+        try:
+            first = fn(parts[0])
+        finally:
+            wait(futures)  # NOTE: never leave a worker writing into arrays the caller is about to drop
+        return [first] + [f.result() for f in futures]
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NULL = _Null()

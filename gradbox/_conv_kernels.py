@@ -10,7 +10,8 @@ same order as the NumPy path's loops (window offset by window offset), so result
 last bit in most cases and always to float32 rounding (tested).
 
 NOTE: indices are cast to ``np.uintp`` (unsigned: no negative-index wraparound check, 3-4x faster
-loops), and the kernels are serial: ``parallel=True`` threads fought OpenBLAS's for the 2 cores.
+loops), and the kernels are serial: ``parallel=True`` threads fought OpenBLAS's for the 2 cores. They
+release the GIL, so that the chunked convolution can run them on several threads of its own.
 """
 import numba
 import numpy as np
@@ -18,7 +19,9 @@ import numpy as np
 from .nn._conv_functional import _SCRATCH, _tiles
 from .nn._conv_functional import conv_output_size as _out
 
-_jit = numba.njit(cache=True, error_model="numpy", boundscheck=False)
+# NOTE: nogil: the chunked convolution (nn._conv_functional, "chunks") runs im2col and col2im on two
+# Python threads at once
+_jit = numba.njit(cache=True, error_model="numpy", boundscheck=False, nogil=True)
 
 
 @_jit
@@ -244,21 +247,25 @@ def _avg_pool_backward(g, kh, kw, sh, sw, ph, pw, scale, dx):
                                 dx[np.uintp(ni), np.uintp(ci), np.uintp(iy), np.uintp(ix)] += share
 
 
-def im2col(x, kernel, stride, padding):
+def im2col(x, kernel, stride, padding, cols=None):
+    """cols (C·kh·kw, N·OH·OW) of ``x``; into ``cols`` when given (C-contiguous, that shape)."""
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _out(h, kh, sh, ph), _out(w, kw, sw, pw)
-    cols = _SCRATCH.take((c * kh * kw, n * oh * ow), x.dtype)
+    if cols is None:
+        cols = _SCRATCH.take((c * kh * kw, n * oh * ow), x.dtype)
     _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols)
     return cols
 
 
-def col2im(cols, x_shape, kernel, stride, padding):
+def col2im(cols, x_shape, kernel, stride, padding, dx=None):
+    """The adjoint of ``im2col``: a new (N, C, H, W) array, or added into ``dx`` when given."""
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _out(h, kh, sh, ph), _out(w, kw, sw, pw)
-    dx = np.zeros((n, c, h, w), dtype=cols.dtype)
+    if dx is None:
+        dx = np.zeros((n, c, h, w), dtype=cols.dtype)
     _col2im(np.ascontiguousarray(cols), kh, kw, sh, sw, ph, pw, oh, ow, dx)
     return dx
 

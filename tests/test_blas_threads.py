@@ -126,3 +126,35 @@ def test_threadpoolctl_is_imported_on_the_first_small_skinny_product_only():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_a_chunked_convolution_holds_the_next_products_on_one_thread(blas):
+    """After a convolution ran in chunks on two threads, gradbox's next SERIAL_AFTER_CHUNKS products stay on
+    one BLAS thread whatever their size (OpenBLAS's worker must not spin beside the chunks), then not."""
+    pytest.importorskip("numba")
+    from gradbox import Tensor
+
+    _blas._STATE["serial_left"] = 0
+    x, w = np.zeros((64, 3, 32, 32), np.float32), np.zeros((8, 3, 3, 3), np.float32)  # 6 MB of columns
+    F.conv2d(Tensor(x), Tensor(w))
+    assert _blas._STATE["serial_left"] == _blas.SERIAL_AFTER_CHUNKS
+    big = np.zeros((400, 400), np.float32)
+    Probe.seen = []
+    _blas.dot(big.view(Probe), big)
+    assert Probe.seen == [1] and blas.get_num_threads() == 2
+    for _ in range(_blas.SERIAL_AFTER_CHUNKS - 1):
+        _blas.dot(np.zeros((2, 2)), np.zeros((2, 2)))
+    Probe.seen = []
+    _blas.dot(big.view(Probe), big)
+    assert Probe.seen == [2]
+
+
+def test_no_hold_without_threads_to_share(blas):
+    """Under the user's one-thread limit the chunks run on one thread, and nothing is held."""
+    pytest.importorskip("numba")
+    from gradbox import Tensor
+
+    _blas._STATE["serial_left"] = 0
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        F.conv2d(Tensor(np.zeros((64, 3, 32, 32), np.float32)), Tensor(np.zeros((8, 3, 3, 3), np.float32)))
+    assert _blas._STATE["serial_left"] == 0

@@ -16,14 +16,21 @@ The convolution is three matrix products around an unfolding (DLfS ch. 7's im2co
 Compiled kernels (``gradbox._conv_kernels``, numba) replace the unfolding, col2im and the
 pooling loops when numba is importable; they are loaded on the first call, never at
 ``import gradbox``. ``GRADBOX_FAST=0`` or ``use_fast_kernels(False)`` keeps the NumPy path.
+
+With the compiled kernels, a batch whose columns exceed about 1 MB is convolved chunk by chunk of
+images, the chunks shared among as many threads as NumPy's BLAS may use (``_conv_forward_chunks``):
+the same products on smaller column blocks, summed over chunks in a fixed order, so the results equal
+the whole-batch products to rounding and a run repeats to the bit (tested).
 """
 from __future__ import annotations
 
 import numbers
+import os
 import threading
 
 import numpy as np
 
+from .. import _blas
 from .._blas import dot as _dot
 from .._fast import FAST as _FAST
 from .._validation import Constraint, check
@@ -109,6 +116,15 @@ class _Scratch(threading.local):
             a = np.empty(shape, dtype=dtype)
         return a
 
+    def take_flat(self, n, dtype) -> np.ndarray:
+        """A 1-D array of at least ``n`` elements (up to twice that): one kept array serves chunks of
+        several shapes (the chunked convolution's buffers), so that a step's few fill no more slots."""
+        dtype = np.dtype(dtype)
+        for i, a in enumerate(self.free):
+            if a.ndim == 1 and a.dtype == dtype and n <= a.size <= 2 * n:
+                return self.free.pop(i)
+        return self.take((n,), dtype)
+
     def give(self, a) -> None:
         """Keep ``a`` for a later ``take``: only for an array nothing else references."""
         if a is not None and a.nbytes >= self.MIN_BYTES and a.base is None:
@@ -117,6 +133,25 @@ class _Scratch(threading.local):
 
 
 _SCRATCH = _Scratch()
+_RAISED = {"bytes": 0}  # the largest array the allocate-free-allocate step below has been done for
+
+
+def _new_array(shape, dtype, zero=False) -> np.ndarray:
+    """``np.empty`` (or ``np.zeros``) for a box's output, the first array of a new largest size allocated,
+    freed and allocated again (``_Scratch.take``'s NOTE: glibc then keeps the heap arrays this large grow,
+    instead of mapping them afresh every step). One number remembered, not a list."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes > _RAISED["bytes"] and nbytes >= _Scratch.MIN_BYTES:
+        # NOTE: twice the array: the heap's trim threshold then becomes four times it, room for the
+        # step's other temporaries of this size (ReLU's output and mask, the pooling's arrays)
+        _RAISED["bytes"] = nbytes
+        a_ = np.empty(2 * nbytes, dtype=np.uint8)
+        del a_
+    a = np.empty(shape, dtype=dtype)
+    if zero:
+        a.fill(0)
+    return a
 
 
 # --- arguments ------------------------------------------------------------------------------
@@ -339,6 +374,130 @@ def _use_wide(dtype, kernel, stride) -> bool:
     return stride == (1, 1) and least is not None and kernel[0] * kernel[1] >= least
 
 
+# --- the chunked convolution (compiled kernels) ------------------------------------------------------
+# NOTE: with the compiled kernels a convolution over a batch whose columns exceed _CHUNK_BYTES runs chunk
+# by chunk of images: each chunk's columns are unfolded, multiplied and (backward) folded back while they
+# sit in a core's cache, and the chunks are shared among the threads NumPy's BLAS may use (each product
+# then on one BLAS thread). The whole-batch columns (10-19 MB at LeNet b128 / the CIFAR-shaped net's b64)
+# went to memory and back two or three times, and between the GEMMs every pass ran on one core. The
+# backward unfolds each chunk again instead of keeping the columns: the cache is the input, not columns
+# kh·kw times its size. Measured on the bench layers (BENCHMARKS.md, "Convolutions, fourth session").
+# The chunks' products run on one BLAS thread each, and so do gradbox's next products (_blas.hold_serial):
+# a split product would leave OpenBLAS's worker spinning on the core the second chunk thread needs.
+# Training steps, fresh processes, against the whole-batch boxes: LeNet b128 1.30x, the CIFAR-shaped net
+# 1.15x, LeNet b32 1.08x (BENCHMARKS.md, "Convolutions, fifth session").
+
+#: Bytes of columns in one chunk (about a core's L2).
+_CHUNK_BYTES = 1 << 20
+
+
+def _chunk_groups(n: int, image_bytes: int) -> list | None:
+    """Chunks of images [a, b), in one group per thread, or None: the batch's columns fit one chunk.
+
+    Equal chunks (to one image), at least one per thread; each group a run of consecutive chunks, so the
+    sums over chunks are taken in one order for a given batch shape and thread count: runs repeat."""
+    if n < 2 or n * image_bytes <= _CHUNK_BYTES:
+        return None
+    threads = max(1, min(_blas.threads(), n))
+    if threads > 1:
+        _blas.hold_serial()
+    k = min(n, max(threads, -(-n * image_bytes // _CHUNK_BYTES)))
+    k = min(n, -(-k // threads) * threads)  # NOTE: a multiple of the threads where it can: equal groups
+    cuts = [i * n // k for i in range(k + 1)]
+    chunks = list(zip(cuts[:-1], cuts[1:]))
+    t = min(threads, k)
+    return [chunks[i * k // t:(i + 1) * k // t] for i in range(t)]
+
+
+_run_groups = _blas.run_parts
+
+
+def _group_buffers(groups, per_image, dtype) -> list:
+    """One scratch array per group of chunks, ``per_image`` elements per image of its largest chunk.
+
+    NOTE: taken here, on the calling thread, and given back there: glibc serves a worker thread from an
+    arena of its own, whose large blocks it maps and unmaps anew (2,539 minor page faults per step of the
+    CIFAR-shaped net when the workers took their own buffers, 0 like this)."""
+    return [_SCRATCH.take_flat(per_image * max(e - a for a, e in chunks), dtype) for chunks in groups]
+
+
+def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
+    """``Z = W·cols + b`` chunk by chunk, into a new (N, out, OH, OW) array."""
+    n, c, h, wd = x.shape
+    o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    rows, L = c * kh * kw, oh * ow
+    w2 = w.reshape(o, rows)
+    out = _new_array((n, o, oh, ow), x.dtype)
+
+    def run(part):
+        chunks, buf = part
+        for a, e in chunks:
+            m = (e - a) * L
+            cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[:rows * m].reshape(rows, m))
+            z = np.dot(w2, cols, out=buf[rows * m:(rows + o) * m].reshape(o, m))
+            if b is not None:
+                z += b[:, None]
+            np.copyto(out[a:e], z.reshape(o, e - a, oh, ow).transpose(1, 0, 2, 3))
+
+    bufs = _group_buffers(groups, (rows + o) * L, x.dtype)
+    try:
+        _run_groups(run, list(zip(groups, bufs)))
+    finally:
+        for buf in bufs:
+            _SCRATCH.give(buf)
+    return out
+
+
+def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, groups):
+    """dX, dW, db chunk by chunk: each chunk unfolded again; dW and db summed over chunks in order."""
+    n, c, h, wd = x_shape
+    _, o, oh, ow = g.shape
+    kh, kw = w.shape[2], w.shape[3]
+    rows, L = c * kh * kw, oh * ow
+    w2 = w.reshape(o, rows)
+    need_x, need_w, need_b = need[0], need[1], len(need) > 2 and need[2]
+    gx = _new_array(x_shape, g.dtype, zero=True) if need_x else None
+    if len(groups) > 1:
+        _blas.hold_serial()
+
+    def run(part):
+        chunks, buf = part
+        gw = np.zeros((o, rows), dtype=g.dtype) if need_w else None
+        gb = np.zeros(o, dtype=g.dtype) if need_b else None
+        for a, e in chunks:
+            m = (e - a) * L
+            dz = buf[:o * m].reshape(o, m)
+            np.copyto(dz.reshape(o, e - a, oh, ow), g[a:e].transpose(1, 0, 2, 3))
+            if need_w:
+                cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[o * m:(o + rows) * m].reshape(rows, m))
+                # NOTE: the orientation rule of the unchunked backward (Conv2dFunction.backward)
+                gw += cols.dot(dz.T).T if rows >= o else dz.dot(cols.T)
+            if need_b:
+                gb += dz.sum(axis=1)
+            if need_x:
+                dcols = np.dot(w2.T, dz, out=buf[(o + rows) * m:(o + 2 * rows) * m].reshape(rows, m))
+                kernels.col2im(dcols, (e - a, c, h, wd), (kh, kw), stride, padding, gx[a:e])
+        return gw, gb
+
+    bufs = _group_buffers(groups, (2 * rows + o) * L, g.dtype)
+    try:
+        parts = _run_groups(run, list(zip(groups, bufs)))
+    finally:
+        for buf in bufs:
+            _SCRATCH.give(buf)
+    gw = gb = None
+    if need_w:
+        gw = parts[0][0]
+        for part in parts[1:]:
+            gw += part[0]
+        gw = gw.reshape(w.shape)
+    if need_b:
+        gb = parts[0][1]
+        for part in parts[1:]:
+            gb += part[1]
+    return gx, gw, gb
+
+
 class Conv2dFunction(Function):
     """Z = W * X + b (cross-correlation, as PyTorch), computed as ``Z = W·cols + b``.
 
@@ -359,6 +518,14 @@ class Conv2dFunction(Function):
         oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
         # NOTE: the wide unfolding for stride 1 (see _im2col_wide), rows Wp wide instead of OW; only
         # where a dX (col2im) will follow, the part it speeds up most (not for the first layer)
+        kernels = _kernels(x.dtype)
+        self.chunks = None if kernels is None else _chunk_groups(n, c * kh * kw * oh * ow * x.dtype.itemsize)
+        if self.chunks is not None:
+            x = np.ascontiguousarray(x)
+            self.cols, self.w, self.wide = None, w, False
+            # NOTE: the backward unfolds the input again, chunk by chunk: the input is the cache
+            self.x = x if len(self.needs_input_grad) > 1 and self.needs_input_grad[1] and is_grad_enabled() else None
+            return _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, self.chunks)
         need_dx = bool(self.needs_input_grad) and self.needs_input_grad[0] and is_grad_enabled()
         self.wide = need_dx and _use_wide(x.dtype, (kh, kw), stride)
         if self.wide:
@@ -386,6 +553,9 @@ class Conv2dFunction(Function):
     def backward(self, g):
         need = self.needs_input_grad
         x_shape, kernel, stride, padding = self.geometry
+        if self.chunks is not None:
+            return _conv_backward_chunks(_kernels(g.dtype), g, self.x, x_shape, self.w, stride, padding, need,
+                                         self.chunks)
         n, o, oh, ow = g.shape
         width = x_shape[3] + 2 * padding[1] if self.wide else ow
         dz = _SCRATCH.take((o, n * oh * width), g.dtype)  # (out, N·OH·width), always a copy of g

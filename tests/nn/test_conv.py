@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gradbox as gb
-from gradbox import Tensor, nn
+from gradbox import Tensor, _blas, nn
 from gradbox.nn import _conv_functional as CF
 from gradbox.nn import functional as F
 
@@ -109,6 +109,64 @@ def test_both_unfoldings_agree_and_pass_gradcheck(seed, unfolding):
     np.testing.assert_allclose(X.grad, dx, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(W.grad, dw, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(B.grad, g.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture(params=[1, 2, 3])
+def chunked(request, monkeypatch):
+    """The compiled kernels with every convolution cut into chunks of one image, shared among 1-3 threads.
+
+    NOTE: the library chunks only batches whose columns exceed ``_CHUNK_BYTES`` (1 MB), on as many threads
+    as NumPy's BLAS may use; the test shrinks the one and sets the other, so that small float64 problems
+    take the chunked path whatever the machine's cores."""
+    pytest.importorskip("numba")
+    previous = F.use_fast_kernels(True)
+    monkeypatch.setattr(CF, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(_blas, "threads", lambda: request.param)
+    yield request.param
+    F.use_fast_kernels(previous)
+
+
+def conv_run(x, w, b, g, stride, padding, need_x=True):
+    X, W, B = Tensor(x, requires_grad=need_x), Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
+    out = F.conv2d(X, W, B, stride=stride, padding=padding)
+    out.backward(g)
+    return out.data, X.grad, W.grad, B.grad
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def test_chunked_convolution_equals_the_whole_batch_and_passes_gradcheck(seed, chunked, monkeypatch):
+    """Chunk by chunk on 1-3 threads (forward, dX, dW, db) = the whole batch at once, to float64 rounding."""
+    rng, xs, ws, stride, padding = conv_config(seed)
+    xs = (int(rng.integers(2, 8)),) + xs[1:]  # NOTE: a batch of one is never chunked
+    x, w, b = rng.normal(size=xs), rng.normal(size=ws), rng.normal(size=ws[0])
+    assert CF._chunk_groups(xs[0], 8) is not None
+    check(lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding), [x, w, b])
+    g = rng.normal(size=F.conv2d(Tensor(x), Tensor(w), Tensor(b), stride=stride, padding=padding).shape)
+    for need_x in (True, False):  # a first layer's backward computes no dX
+        got = conv_run(x, w, b, g, stride, padding, need_x)
+        again = conv_run(x, w, b, g, stride, padding, need_x)
+        for a, c in zip(got, again):  # the sums over chunks run in one order: a run repeats to the bit
+            assert (a is None and c is None) or np.array_equal(a, c)
+        with monkeypatch.context() as m:
+            m.setattr(CF, "_CHUNK_BYTES", 1 << 60)
+            want = conv_run(x, w, b, g, stride, padding, need_x)
+        for a, c in zip(got, want):
+            if c is None:
+                assert a is None
+            else:
+                np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_convolution_in_float32_and_without_grad(chunked):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(9, 3, 12, 10)).astype(np.float32)
+    w, b = rng.normal(size=(5, 3, 3, 3)).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    with gb.no_grad():
+        got = F.conv2d(Tensor(x), Tensor(w), Tensor(b), padding=1).data
+    want = F.conv2d(Tensor(x.astype(np.float64)), Tensor(w.astype(np.float64)), Tensor(b.astype(np.float64)),
+                    padding=1).data
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(N_CONFIGS))
