@@ -142,7 +142,10 @@ def test_chunked_convolution_equals_the_whole_batch_and_passes_gradcheck(seed, c
     assert CF._chunk_groups(xs[0], 8) is not None
     check(lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding), [x, w, b])
     g = rng.normal(size=F.conv2d(Tensor(x), Tensor(w), Tensor(b), stride=stride, padding=padding).shape)
-    for need_x in (True, False):  # a first layer's backward computes no dX
+    for need_x, dw_rows in [(True, 0), (True, 1 << 30), (False, 0), (False, 1 << 30)]:
+        # NOTE: need_x False: a first layer's backward (no dX); dw_rows: dW from one product over the chunk
+        # or one per image (the library picks by the columns' rows)
+        monkeypatch.setattr(CF, "_BATCHED_DW_ROWS", dw_rows)
         got = conv_run(x, w, b, g, stride, padding, need_x)
         again = conv_run(x, w, b, g, stride, padding, need_x)
         for a, c in zip(got, again):  # the sums over chunks run in one order: a run repeats to the bit
