@@ -524,6 +524,10 @@ class Conv2dFunction(Function):
     Backward, with dZ the upstream gradient reshaped to (out, N·OH·OW):
     ``dW = dZ·colsᵀ``, ``db = Σ dZ`` over batch and positions, ``dcols = Wᵀ·dZ`` and
     ``dX = col2im(dcols)``. dX is skipped when X needs no gradient (the first layer).
+
+    With the compiled kernels and a batch whose columns exceed about 1 MB, the same products run
+    chunk by chunk of images on gradbox's threads (``_conv_forward_chunks``); the cache is then X
+    itself, unfolded again chunk by chunk in the backward.
     """
 
     returns_fresh_grads = True

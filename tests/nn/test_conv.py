@@ -172,6 +172,30 @@ def test_chunked_convolution_in_float32_and_without_grad(chunked):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("frozen", [True, False])
+def test_chunked_convolution_without_bias_or_with_frozen_weights(chunked, monkeypatch, bias, frozen):
+    """The chunked backward's other input combinations: no bias; W frozen (dX only, no columns kept)."""
+    rng = np.random.default_rng(11)
+    x, w, b = rng.normal(size=(6, 2, 7, 9)), rng.normal(size=(3, 2, 3, 2)), rng.normal(size=3)
+
+    def run():
+        X, W = Tensor(x, requires_grad=True), Tensor(w, requires_grad=not frozen)
+        B = Tensor(b, requires_grad=True) if bias else None
+        out = F.conv2d(X, W, B, stride=(2, 1), padding=1)
+        out.backward(np.linspace(-1, 1, out.data.size).reshape(out.shape))
+        return out.data, X.grad, W.grad, None if B is None else B.grad
+
+    got = run()
+    monkeypatch.setattr(CF, "_CHUNK_BYTES", 1 << 60)
+    want = run()
+    assert (got[2] is None) == frozen and (got[3] is None) == (not bias)
+    for a, c in zip(got, want):
+        assert (a is None) == (c is None)
+        if a is not None:
+            np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(N_CONFIGS))
 def test_max_pool2d_gradcheck(seed, kernels):
     rng, xs, kernel, stride, padding = pool_config(seed)
