@@ -3,7 +3,7 @@
     python bench/conv.py                      # 5 rounds, prints the table (markdown)
     python bench/conv.py --rounds 3 --slot 1 --json out.json
   python bench/conv.py --threads 1          # one BLAS/torch thread each (less hurt by outside load)
-  python bench/conv.py --contenders gradbox+fast,torch,gemms   # with the bound: gradbox's GEMMs alone
+  python bench/conv.py --contenders gradbox+fast,torch,gemms,gemms+chunks   # with the bounds: gradbox's GEMMs alone
 
 Workloads (float32, synthetic data, SGD lr 0.01, one training step = forward, loss, backward, update):
   lenet32 / lenet128: LeNet-5 (Conv 1->6 5x5 pad 2, ReLU, max pool 2, Conv 6->16 5x5, ReLU, pool, 400-120-84-10)
@@ -34,8 +34,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONTENDERS = ("gradbox", "gradbox+fast", "torch", "dlfs")
 #: contenders that are not a training step (no float64 check): "gemms" runs only the BLAS products of
-#: gradbox's step (``--contenders gradbox+fast,torch,gemms``), an upper bound on gradbox's speed
-BOUNDS = ("gemms",)
+#: gradbox's step with whole-batch columns (the NumPy path's), "gemms+chunks" those of the chunked step (the
+#: fast path's): upper bounds on gradbox's speed (``--contenders gradbox+fast,torch,gemms,gemms+chunks``)
+BOUNDS = ("gemms", "gemms+chunks")
 WORKLOADS = {"lenet32": ("lenet", 32), "lenet128": ("lenet", 128), "cifar64": ("cifar", 64)}
 
 # (kind, args): conv (in, out, k, pad) | pool (k) | relu | flatten | linear (in, out)
@@ -189,7 +190,8 @@ class GemmRunner:
     if im2col, col2im, pooling, ReLU, the loss, the update and Python were free. For each conv
     ``Z = W·cols`` (out × C·k·k by C·k·k × N·OH·OW), ``dW`` in the orientation gradbox picks and, except for
     the first layer, ``dcols = Wᵀ·dZ``; for each linear ``X·Wᵀ``, ``dZᵀ·X`` and ``dZ·W`` (the first
-    linear's dX included: it feeds the flatten). The columns of the standard unfolding (the fast path's)."""
+    linear's dX included: it feeds the flatten). Whole-batch columns of the standard unfolding: the NumPy
+    path's products (and the fast path's until the chunked convolution; ``ChunkedGemmRunner`` has those)."""
 
     def __init__(self, net, dtype, batch=None):
         rng = np.random.default_rng(0)
@@ -231,10 +233,81 @@ class GemmRunner:
         return 0.0
 
 
+class ChunkedGemmRunner:
+    """Only the matrix products of gradbox's chunked training step (the ``fast`` path's at these batches, see
+    ``gradbox.nn._conv_functional``): per conv, the chunks of images shared among gradbox's threads as the
+    library cuts them, each chunk's ``Z`` and ``dcols`` one product per image and ``dW`` per image (columns of
+    at most 64 rows) or over the chunk, every product on one BLAS thread; the linear layers' products on one
+    BLAS thread (held after the chunks, as in the step). What that step would cost if the unfolding, folding,
+    pooling, ReLU, the loss, the update and Python were free."""
+
+    def __init__(self, net, dtype, batch=None):
+        from gradbox import _blas
+        from gradbox.nn import _conv_functional as cf
+
+        self.blas, rng, n = _blas, np.random.default_rng(0), batch
+        shape, layers = NETS[net]
+        c, h, w = shape
+        self.convs, self.linears, first = [], [], True
+        r32 = lambda *s: rng.random(s, dtype=np.float32)  # noqa: E731
+        for spec in layers:
+            if spec[0] == "conv":
+                _, i, o, k, p = spec
+                h, w = h + 2 * p - k + 1, w + 2 * p - k + 1
+                rows, L = i * k * k, h * w
+                groups = cf._chunk_groups(n, rows * L * 4) or [[(0, n)]]
+                parts = []
+                for chunks in groups:
+                    nb = max(e - a for a, e in chunks)
+                    parts.append((chunks, r32(rows, nb * L), r32(nb, o, L), r32(o, nb * L)))
+                self.convs.append((r32(o, rows), parts, first, rows <= cf._BATCHED_DW_ROWS))
+                first = False
+            elif spec[0] == "pool":
+                h, w = h // spec[1], w // spec[1]
+            elif spec[0] == "linear":
+                _, i, o = spec
+                x, wt, dz = r32(n, i), r32(o, i), r32(n, o)
+                self.linears.append([(x, wt.T, r32(n, o)), (dz.T.copy(), x, r32(o, i)), (dz, wt, r32(n, i))])
+
+    @staticmethod
+    def _forward(w2, part):
+        chunks, cols, out, _ = part
+        for a, e in chunks:
+            nb = e - a
+            rows, L = w2.shape[1], out.shape[2]
+            np.matmul(w2, cols[:, :nb * L].reshape(rows, nb, L).transpose(1, 0, 2), out=out[:nb])
+
+    @staticmethod
+    def _backward(w2, part, first, batched):
+        chunks, cols, g, dz = part
+        for a, e in chunks:
+            nb = e - a
+            rows, L = w2.shape[1], g.shape[2]
+            c3 = cols[:, :nb * L].reshape(rows, nb, L)
+            if batched:
+                np.matmul(g[:nb], c3.transpose(1, 2, 0)).sum(axis=0)
+            else:
+                cols[:, :nb * L].dot(dz[:, :nb * L].T) if rows >= w2.shape[0] else dz[:, :nb * L].dot(cols[:, :nb * L].T)
+            if not first:
+                np.matmul(w2.T, g[:nb], out=c3.transpose(1, 0, 2))
+
+    def step(self, X, y):
+        run = self.blas.run_parts
+        for w2, parts, first, batched in self.convs:
+            run(lambda part: self._forward(w2, part), parts)
+        self.blas.hold_serial()
+        for products in self.linears:
+            for a, b, out in products:
+                self.blas.dot(a, b, out=out)
+        for w2, parts, first, batched in reversed(self.convs):
+            run(lambda part: self._backward(w2, part, first, batched), parts)
+        return 0.0
+
+
 def serve(contender: str):
     """Answer one JSON command per stdin line: check, run, peak."""
     runner_cls = {"gradbox": GradboxRunner, "gradbox+fast": GradboxRunner, "torch": TorchRunner, "dlfs": DlfsRunner,
-                  "gemms": GemmRunner}
+                  "gemms": GemmRunner, "gemms+chunks": ChunkedGemmRunner}
     runners = {}
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -248,7 +321,7 @@ def serve(contender: str):
             w = cmd["workload"]
             if w not in runners:
                 net, batch = WORKLOADS[w]
-                runner = (GemmRunner(net, np.float32, batch) if contender == "gemms"
+                runner = (runner_cls[contender](net, np.float32, batch) if contender in BOUNDS
                           else runner_cls[contender](net, np.float32))
                 runners[w] = (runner, data(net, batch, np.float32))
                 r, (X, y) = runners[w]
@@ -290,7 +363,7 @@ def _sgemm_rate(seconds):
 
 class Worker:
     def __init__(self, contender, threads=2):
-        env = dict(os.environ, PYTHONPATH=ROOT, GRADBOX_FAST="1" if contender == "gradbox+fast" else "0",
+        env = dict(os.environ, PYTHONPATH=ROOT, GRADBOX_FAST="1" if contender in ("gradbox+fast", "gemms+chunks") else "0",
                    BENCH_THREADS=str(threads))
         if threads != 2:
             env["OPENBLAS_NUM_THREADS"] = str(threads)  # NumPy's BLAS, for gradbox and the DLfS reference
