@@ -9,8 +9,9 @@ CIFAR-shaped net, the 784-256-128-10 MLP at batch 128) run as before. The values
 to rounding: OpenBLAS blocks a product differently on one thread and on two, so float64 results can
 differ in the last bit or two, as any NumPy product does between thread counts (tested against the
 k·eps error bound). The choice depends on the shapes, and on whether a convolution ran in chunks on
-gradbox's threads within the last ``SERIAL_AFTER_CHUNKS`` products (``hold_serial``), never on time, so a
-run repeats to the bit.
+gradbox's threads within the last ``SERIAL_AFTER_CHUNKS`` products (``hold_serial``; the largest are then
+cut into one product per thread on gradbox's threads, ``SPLIT_FLOPS``), never on time, so a run repeats
+to the bit.
 
 ``run_parts(fn, parts)`` runs parts of one job at once on the calling thread and gradbox's worker
 threads (the chunked convolution), with NumPy's BLAS on one thread meanwhile; ``threads()`` is how many.
@@ -63,6 +64,13 @@ SKINNY = 32
 #: run on one thread depends on the sequence of operations only and a run repeats to the bit; 64 covers a
 #: step's dense layers (a product each forward, two backward) many times over.
 SERIAL_AFTER_CHUNKS = 64
+#: ... and those from this many FLOPs up are cut into one product per thread, run at once on gradbox's
+#: threads (a CNN's large dense layers: the CIFAR-shaped net's 4096 x 128 at batch 64, 67 MFLOP).
+#: NOTE: only while held: in an MLP's step OpenBLAS's own split is cheaper than handing a part to another
+#: Python thread (the 784-256-128-10 MLP's step took 1.2-1.6x as long with its products cut this way), and
+#: below this size the hand-off (about 0.06 ms) costs more than the second thread saves (LeNet's 12 MFLOP
+#: dense products: its step 0.98x); BENCHMARKS.md, "Convolutions, fifth session"
+SPLIT_FLOPS = 32e6
 _STATE = {"controller": None, "serial_left": 0}
 
 
@@ -110,11 +118,35 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
             if threads > 1:
                 ctl.set_num_threads(1)
                 try:
+                    if held and 2.0 * work >= SPLIT_FLOPS and a.ndim == 2:
+                        return _split_on_threads(a, b, out, threads)
                     return a.dot(b) if out is None else np.dot(a, b, out=out)
                 finally:
                     ctl.set_num_threads(threads)
     # NOTE: ndarray.dot without out: the same BLAS call as np.dot with less dispatch (about 1 µs)
     return a.dot(b) if out is None else np.dot(a, b, out=out)
+
+
+def _split_on_threads(a, b, out, parts):
+    """``a·b`` as ``parts`` products run at once on gradbox's threads (one BLAS thread each, set by the
+    caller), cut along the larger operand: columns of ``b`` or rows of ``a``.
+
+    NOTE: each part packs the whole of the operand that is not cut, so cutting the smaller one packs the
+    larger twice: the CIFAR-shaped net's 64 x 4096 by 4096 x 128 took 1.36 ms cut by rows of ``a`` and
+    0.58 ms by columns of ``b`` (one thread: 0.95, OpenBLAS's own split: 0.52)."""
+    m, n = a.shape[0], b.shape[1]
+    if out is None:
+        out = np.empty((m, n), dtype=np.result_type(a, b))
+    if b.size >= a.size:
+        cuts = [i * n // parts for i in range(parts + 1)]
+        # NOTE: matmul, not dot: np.dot needs a C-contiguous out, and a block of columns is not
+        run_parts(lambda r: np.matmul(a, b[:, r[0]:r[1]], out=out[:, r[0]:r[1]]), list(zip(cuts[:-1], cuts[1:])),
+                  serial_blas=False)
+    else:
+        cuts = [i * m // parts for i in range(parts + 1)]
+        run_parts(lambda r: np.dot(a[r[0]:r[1]], b, out=out[r[0]:r[1]]), list(zip(cuts[:-1], cuts[1:])),
+                  serial_blas=False)
+    return out
 
 
 def threads() -> int:

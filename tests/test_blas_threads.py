@@ -128,9 +128,10 @@ def test_threadpoolctl_is_imported_on_the_first_small_skinny_product_only():
     assert out.stdout.strip() == "True"
 
 
-def test_a_chunked_convolution_holds_the_next_products_on_one_thread(blas):
+def test_a_chunked_convolution_holds_the_next_products_on_one_thread(blas, monkeypatch):
     """After a convolution ran in chunks on two threads, gradbox's next SERIAL_AFTER_CHUNKS products stay on
-    one BLAS thread whatever their size (OpenBLAS's worker must not spin beside the chunks), then not."""
+    one BLAS thread whatever their size (OpenBLAS's worker must not spin beside the chunks), the largest
+    cut into one product per thread on gradbox's threads; then the usual rule again."""
     pytest.importorskip("numba")
     from gradbox import Tensor
 
@@ -138,14 +139,28 @@ def test_a_chunked_convolution_holds_the_next_products_on_one_thread(blas):
     x, w = np.zeros((64, 3, 32, 32), np.float32), np.zeros((8, 3, 3, 3), np.float32)  # 6 MB of columns
     F.conv2d(Tensor(x), Tensor(w))
     assert _blas._STATE["serial_left"] == _blas.SERIAL_AFTER_CHUNKS
-    big = np.zeros((400, 400), np.float32)
+    mid = np.zeros((128, 128), np.float32)  # 4 MFLOP with a 100-wide b: square enough for 2 threads, unheld
     Probe.seen = []
-    _blas.dot(big.view(Probe), big)
+    _blas.dot(mid.view(Probe), mid[:, :100])
     assert Probe.seen == [1] and blas.get_num_threads() == 2
-    for _ in range(_blas.SERIAL_AFTER_CHUNKS - 1):
+    calls = []
+    run_parts = _blas.run_parts
+    monkeypatch.setattr(_blas, "run_parts", lambda fn, parts, **k: (
+        calls.append((parts, blas.get_num_threads())), run_parts(fn, parts, **k))[1])
+    rng = np.random.default_rng(0)
+    # the CIFAR-shaped net's dense products (67 MFLOP): cut along the larger operand
+    for (m, k, n), cut in [((64, 4096, 128), [(0, 64), (64, 128)]), ((300, 4096, 30), [(0, 150), (150, 300)])]:
+        a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+        calls.clear()
+        assert_same_product(_blas.dot(a, b), np.dot(a, b), a, b)
+        out = np.empty((m, n))
+        assert _blas.dot(a, b, out=out) is out
+        assert_same_product(out, np.dot(a, b), a, b)
+        assert calls == [(cut, 1)] * 2  # two blocks (columns of b, or rows of a), each on one BLAS thread
+    for _ in range(_blas.SERIAL_AFTER_CHUNKS - 5):  # the five products above count
         _blas.dot(np.zeros((2, 2)), np.zeros((2, 2)))
     Probe.seen = []
-    _blas.dot(big.view(Probe), big)
+    _blas.dot(mid.view(Probe), mid[:, :100])
     assert Probe.seen == [2]
 
 
