@@ -149,6 +149,26 @@ def _split_on_threads(a, b, out, parts):
     return out
 
 
+#: Memory-bound passes (ReLU, max pooling) over at least this many bytes are shared among gradbox's threads
+#: while held (``pass_threads``).
+#: NOTE: a part handed to another Python thread costs about 0.06 ms; a 2.4 MB ReLU (LeNet's first conv at
+#: batch 128) gained nothing on two threads, an 8.4 MB one (the CIFAR-shaped net's) ran 0.77 -> 0.51 ms
+PASS_BYTES = 4 << 20
+
+
+def pass_threads(nbytes: int) -> int:
+    """How many of gradbox's threads a memory-bound pass over ``nbytes`` should be shared among: all of them
+    while gradbox's products are held on one BLAS thread (after a chunked convolution, when no OpenBLAS
+    worker spins on the other cores) and the pass is large (``PASS_BYTES``); else 1."""
+    return threads() if _STATE["serial_left"] and nbytes >= PASS_BYTES else 1
+
+
+def run_split(fn, n: int, parts: int) -> None:
+    """``fn(a, b)`` for ``parts`` consecutive ranges ``[a, b)`` of ``range(n)``, at once (``run_parts``)."""
+    cuts = [i * n // parts for i in range(parts + 1)]
+    run_parts(lambda r: fn(*r), list(zip(cuts[:-1], cuts[1:])), serial_blas=False)
+
+
 def threads() -> int:
     """NumPy's BLAS thread count when gradbox controls it (the fast switch on, threadpoolctl present), else 1.
 

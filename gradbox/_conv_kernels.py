@@ -16,6 +16,7 @@ release the GIL, so that the chunked convolution can run them on several threads
 import numba
 import numpy as np
 
+from . import _blas
 from .nn._conv_functional import _SCRATCH, _tiles
 from .nn._conv_functional import conv_output_size as _out
 
@@ -279,13 +280,27 @@ def max_pool(x, kernel, stride, padding):
     arg = np.empty(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
     # the kernels see (planes, H, W): one plane per (sample, channel)
     xs, outs, args = x.reshape(n * c, h, w), out.reshape(n * c, *out.shape[2:]), arg.reshape(n * c, *out.shape[2:])
-    if _tiles(kernel, stride, padding) and kernel == (2, 2):
-        _max_pool_2x2(xs, outs, args)
-    elif _tiles(kernel, stride, padding):
-        _max_pool_tiled(xs, kh, kw, outs, args)
-    else:
-        _max_pool(xs, kh, kw, sh, sw, ph, pw, outs, args)
+    tiles = _tiles(kernel, stride, padding)
+
+    def planes(a, b):
+        if tiles and kernel == (2, 2):
+            _max_pool_2x2(xs[a:b], outs[a:b], args[a:b])
+        elif tiles:
+            _max_pool_tiled(xs[a:b], kh, kw, outs[a:b], args[a:b])
+        else:
+            _max_pool(xs[a:b], kh, kw, sh, sw, ph, pw, outs[a:b], args[a:b])
+
+    _on_planes(planes, n * c, x.nbytes)
     return out, arg
+
+
+def _on_planes(fn, planes, nbytes):
+    """``fn(0, planes)``, or shared among gradbox's threads by ranges of planes (``_blas.pass_threads``)."""
+    parts = min(_blas.pass_threads(nbytes), planes)
+    if parts > 1:
+        _blas.run_split(fn, planes, parts)
+    else:
+        fn(0, planes)
 
 
 def max_pool_backward(g, arg, x_shape, kernel, stride, padding):
@@ -299,13 +314,15 @@ def max_pool_backward(g, arg, x_shape, kernel, stride, padding):
         if oh * kh < h or ow * kw < w:  # rows or columns no window reaches
             dx[:, :, oh * kh:] = 0
             dx[:, :, :, ow * kw:] = 0
+        dxs = dx.reshape(n * c, h, w)
         if kernel == (2, 2):
-            _max_pool_2x2_backward(gs, args, dx.reshape(n * c, h, w))
+            _on_planes(lambda a, b: _max_pool_2x2_backward(gs[a:b], args[a:b], dxs[a:b]), n * c, dx.nbytes)
         else:
-            _max_pool_backward_tiled(gs, args, kh, kw, dx.reshape(n * c, h, w))
+            _on_planes(lambda a, b: _max_pool_backward_tiled(gs[a:b], args[a:b], kh, kw, dxs[a:b]), n * c, dx.nbytes)
         return dx
     dx = np.zeros(x_shape, dtype=g.dtype)
-    _max_pool_backward(gs, args, kh, kw, sh, sw, ph, pw, dx.reshape(n * c, h, w))
+    dxs = dx.reshape(n * c, h, w)
+    _on_planes(lambda a, b: _max_pool_backward(gs[a:b], args[a:b], kh, kw, sh, sw, ph, pw, dxs[a:b]), n * c, dx.nbytes)
     return dx
 
 

@@ -11,6 +11,7 @@ import builtins
 
 import numpy as np
 
+from . import _blas
 from .backend import get_array_module
 from .function import Function, unbroadcast
 from .tensor import _FLOATS, Tensor, as_tensor
@@ -526,16 +527,47 @@ class ReLU(Function):
     def forward(self, a):
         # NOTE: keep the output, not a mask: the mask (out > 0, the same as a > 0, NaN
         # included) is built only if backward runs, so inference never pays for it.
-        self.out = out = _relu(a)
+        parts = _pass_threads(a)
+        if parts > 1:  # a large pass in a CNN's step: shared among gradbox's threads by rows
+            out = np.empty_like(a)
+            a2, o2 = _rows(a), _rows(out)
+            _blas.run_split(lambda i, j: _relu(a2[i:j], o2[i:j]), len(a2), parts)
+        else:
+            out = _relu(a)
+        self.out = out
         return out
 
     def backward(self, g):
         # NOTE: the mask cast to g's dtype first, then one in-place product: 15-30% less than
         # multiply(g, mask, dtype=...), whose loop casts the booleans in small buffers (0.77 against
         # 0.96 ms for a (64, 32, 32, 32) float32 batch); the same values, NaN outputs included (mask 0)
+        parts = _pass_threads(g) if _pass_threads(self.out) > 1 else 1
+        if parts > 1:
+            grad = np.empty(g.shape, g.dtype)
+            g2, o2, r2 = _rows(g), _rows(self.out), _rows(grad)
+
+            def rows(i, j):
+                r2[i:j] = o2[i:j] > 0
+                r2[i:j] *= g2[i:j]
+
+            _blas.run_split(rows, len(r2), parts)
+            return grad
         grad = (self.out > 0).astype(g.dtype)
         grad *= g
         return grad
+
+
+def _pass_threads(a) -> int:
+    """Threads to share an elementwise pass over ``a`` among (``_blas.pass_threads``): a C-contiguous
+    NumPy array of at least 2 dimensions only, else 1."""
+    if type(a) is not np.ndarray or a.ndim < 2 or not a.flags.c_contiguous:
+        return 1
+    return _blas.pass_threads(a.nbytes)
+
+
+def _rows(a):
+    """``a`` as rows of its last axis (a view: ``a`` is C-contiguous)."""
+    return a.reshape(-1, a.shape[-1])
 
 
 class LeakyReLU(Function):

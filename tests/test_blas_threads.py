@@ -173,3 +173,37 @@ def test_no_hold_without_threads_to_share(blas):
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         F.conv2d(Tensor(np.zeros((64, 3, 32, 32), np.float32)), Tensor(np.zeros((8, 3, 3, 3), np.float32)))
     assert _blas._STATE["serial_left"] == 0
+
+
+def test_large_passes_are_shared_only_while_held(blas):
+    _blas._STATE["serial_left"] = 0
+    assert _blas.pass_threads(1 << 30) == 1  # an MLP's step: OpenBLAS splits its products itself
+    _blas.hold_serial()
+    assert _blas.pass_threads(_blas.PASS_BYTES) == 2 and _blas.pass_threads(_blas.PASS_BYTES - 1) == 1
+    _blas._STATE["serial_left"] = 0
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_shared_passes_equal_the_single_pass(parts, monkeypatch):
+    """ReLU and max pooling (compiled kernels) shared among threads by rows / planes: the same bits."""
+    pytest.importorskip("numba")
+    import gradbox as gb
+
+    rng = np.random.default_rng(parts)
+    x = rng.normal(size=(5, 3, 9, 8))
+    x[0, 0, 0, :3] = [0.0, np.nan, -0.0]
+    g_relu, results = rng.normal(size=x.shape), []
+    previous = F.use_fast_kernels(True)
+    try:
+        for k in (1, parts):
+            monkeypatch.setattr(_blas, "pass_threads", lambda nbytes, k=k: k)
+            X = gb.Tensor(x, requires_grad=True)
+            r = X.relu()
+            pools = [F.max_pool2d(r, 2), F.max_pool2d(r, 3, stride=2, padding=1)]
+            loss = (r * gb.Tensor(g_relu)).sum() + sum((p * p).sum() for p in pools)
+            loss.backward()
+            results.append([r.data, X.grad] + [p.data for p in pools])
+    finally:
+        F.use_fast_kernels(previous)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
