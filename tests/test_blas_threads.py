@@ -207,3 +207,40 @@ def test_shared_passes_equal_the_single_pass(parts, monkeypatch):
         F.use_fast_kernels(previous)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_run_parts_results_errors_and_concurrent_callers():
+    """Parts run on the caller's thread and gradbox's workers; a part's error reaches the caller after every
+    part has finished; callers on several threads at once each get their own results."""
+    import threading
+    import time
+
+    assert _blas.run_parts(lambda p: p * p, [1, 2, 3]) == [1, 4, 9]
+    finished = []
+
+    def slow_then_fail(p):
+        if p == 0:
+            raise ValueError("part 0")
+        time.sleep(0.05)
+        finished.append(p)
+        return p
+
+    with pytest.raises(ValueError, match="part 0"):
+        _blas.run_parts(slow_then_fail, [0, 1])
+    assert finished == [1]  # the worker's part had finished before the error came back
+    with pytest.raises(KeyError):
+        _blas.run_parts(lambda p: {}[p], [None, "worker"])
+    assert _blas.run_parts(lambda p: -p, [5, 6]) == [-5, -6]  # the workers still serve
+
+    out = {}
+
+    def caller(k):
+        out[k] = [_blas.run_parts(lambda p: (k, p, threading.current_thread().name), [0, 1]) for _ in range(200)]
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(3):
+        assert all([r[0][:2], r[1][:2]] == [(k, 0), (k, 1)] for r in out[k])
