@@ -136,18 +136,21 @@ _SCRATCH = _Scratch()
 _RAISED = {"bytes": 0}  # the largest array the allocate-free-allocate step below has been done for
 
 
-def _new_array(shape, dtype, zero=False) -> np.ndarray:
-    """``np.empty`` (or ``np.zeros``) for a box's output, the first array of a new largest size allocated,
-    freed and allocated again (``_Scratch.take``'s NOTE: glibc then keeps the heap arrays this large grow,
-    instead of mapping them afresh every step). One number remembered, not a list."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+def _keep_heap(nbytes: int) -> None:
+    """The first time a size this large comes, allocate and free a block twice ``nbytes``
+    (``_Scratch.take``'s NOTE): glibc's thresholds then rise, and it keeps the heap that a step's arrays
+    of this size grow instead of mapping it afresh every step. One number remembered, not a list."""
     if nbytes > _RAISED["bytes"] and nbytes >= _Scratch.MIN_BYTES:
-        # NOTE: twice the array: the heap's trim threshold then becomes four times it, room for the
+        # NOTE: twice the size: the heap's trim threshold then becomes four times it, room for the
         # step's other temporaries of this size (ReLU's output and mask, the pooling's arrays)
         _RAISED["bytes"] = nbytes
-        a_ = np.empty(2 * nbytes, dtype=np.uint8)
-        del a_
+        np.empty(2 * nbytes, dtype=np.uint8)  # freed at once
+
+
+def _new_array(shape, dtype, zero=False) -> np.ndarray:
+    """``np.empty`` (or ``np.zeros``) for a box's output, after ``_keep_heap`` for its size."""
+    dtype = np.dtype(dtype)
+    _keep_heap(int(np.prod(shape)) * dtype.itemsize)
     a = np.empty(shape, dtype=dtype)
     if zero:
         a.fill(0)
@@ -402,6 +405,10 @@ def _chunk_groups(n: int, image_bytes: int) -> list | None:
     sums over chunks are taken in one order for a given batch shape and thread count: runs repeat."""
     if n < 2 or n * image_bytes <= _CHUNK_BYTES:
         return None
+    # NOTE: the heap a step grows is kept as if the whole batch's columns had been allocated, as the
+    # unchunked path does (without it the chunked LeNet step at batch 32 faulted 459 pages a step in again
+    # when a worker thread's free trimmed the heap)
+    _keep_heap(n * image_bytes)
     threads = max(1, min(_blas.threads(), n))
     if threads > 1:
         _blas.hold_serial()
