@@ -139,21 +139,18 @@ def _split_on_threads(a, b, out, parts):
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
     if b.size >= a.size:
-        cuts = [i * n // parts for i in range(parts + 1)]
         # NOTE: matmul, not dot: np.dot needs a C-contiguous out, and a block of columns is not
-        run_parts(lambda r: np.matmul(a, b[:, r[0]:r[1]], out=out[:, r[0]:r[1]]), list(zip(cuts[:-1], cuts[1:])),
-                  serial_blas=False)
+        run_split(lambda i, j: np.matmul(a, b[:, i:j], out=out[:, i:j]), n, parts)
     else:
-        cuts = [i * m // parts for i in range(parts + 1)]
-        run_parts(lambda r: np.dot(a[r[0]:r[1]], b, out=out[r[0]:r[1]]), list(zip(cuts[:-1], cuts[1:])),
-                  serial_blas=False)
+        run_split(lambda i, j: np.dot(a[i:j], b, out=out[i:j]), m, parts)
     return out
 
 
 #: Memory-bound passes (ReLU, max pooling) over at least this many bytes are shared among gradbox's threads
 #: while held (``pass_threads``).
-#: NOTE: a part handed to another Python thread costs about 0.06 ms; a 2.4 MB ReLU (LeNet's first conv at
-#: batch 128) gained nothing on two threads, an 8.4 MB one (the CIFAR-shaped net's) ran 0.77 -> 0.51 ms
+#: NOTE: measured alone, two threads against one: a 2.4 MB ReLU (LeNet's first conv at batch 128) 0.186 ->
+#: 0.162 ms and its max pooling 0.109 -> 0.145 ms (the hand-off eats it); an 8.4 MB ReLU (the CIFAR-shaped
+#: net's) 0.78 -> 0.39 ms
 PASS_BYTES = 4 << 20
 
 

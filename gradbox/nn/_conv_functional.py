@@ -25,7 +25,6 @@ the whole-batch products to rounding and a run repeats to the bit (tested).
 from __future__ import annotations
 
 import numbers
-import os
 import threading
 
 import numpy as np
@@ -420,9 +419,6 @@ def _chunk_groups(n: int, image_bytes: int) -> list | None:
     return [chunks[i * k // t:(i + 1) * k // t] for i in range(t)]
 
 
-_run_groups = _blas.run_parts
-
-
 def _group_buffers(groups, per_image, dtype) -> list:
     """One scratch array per group of chunks, ``per_image`` elements per image of its largest chunk.
 
@@ -457,7 +453,7 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
 
     bufs = _group_buffers(groups, rows * L, x.dtype)
     try:
-        _run_groups(run, list(zip(groups, bufs)))
+        _blas.run_parts(run, list(zip(groups, bufs)))
     finally:
         for buf in bufs:
             _SCRATCH.give(buf)
@@ -505,7 +501,7 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
 
     bufs = _group_buffers(groups, (rows + o) * L, g.dtype)
     try:
-        parts = _run_groups(run, list(zip(groups, bufs)))
+        parts = _blas.run_parts(run, list(zip(groups, bufs)))
     finally:
         for buf in bufs:
             _SCRATCH.give(buf)
