@@ -401,7 +401,9 @@ def _chunk_groups(n: int, image_bytes: int) -> list | None:
     """Chunks of images [a, b), in one group per thread, or None: the batch's columns fit one chunk.
 
     Equal chunks (to one image), at least one per thread; each group a run of consecutive chunks, so the
-    sums over chunks are taken in one order for a given batch shape and thread count: runs repeat."""
+    sums over chunks are taken in one order for a given batch shape and thread count: runs repeat.
+    When it returns chunks it also prepares the step for them: glibc keeps the heap (``_keep_heap``) and,
+    with more than one thread, gradbox's next products are held on one BLAS thread (``_blas.hold_serial``)."""
     if n < 2 or n * image_bytes <= _CHUNK_BYTES:
         return None
     # NOTE: the heap a step grows is kept as if the whole batch's columns had been allocated, as the
