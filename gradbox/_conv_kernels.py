@@ -248,6 +248,26 @@ def _avg_pool_backward(g, kh, kw, sh, sw, ph, pw, scale, dx):
                                 dx[np.uintp(ni), np.uintp(ci), np.uintp(iy), np.uintp(ix)] += share
 
 
+@_jit
+def _relu_backward(out, g, res):
+    # NOTE: the mask times g, as ReLU's NumPy backward computes it (so 0·inf is NaN in both): the same bits
+    for i in range(res.size):
+        res[i] = g[i] * (out[i] > 0)
+
+
+def relu_backward(out, g):
+    """ReLU's backward in one pass: ``g·(out > 0)``, the NumPy path's three (compare, cast, multiply) fused;
+    shared among gradbox's threads by ranges when large (``_blas.pass_threads``). C-contiguous arrays."""
+    res = np.empty_like(g)
+    o, gg, r = out.reshape(-1), g.reshape(-1), res.reshape(-1)
+    parts = min(_blas.pass_threads(g.nbytes), r.size)
+    if parts > 1:
+        _blas.run_split(lambda a, b: _relu_backward(o[a:b], gg[a:b], r[a:b]), r.size, parts)
+    else:
+        _relu_backward(o, gg, r)
+    return res
+
+
 def im2col(x, kernel, stride, padding, cols=None):
     """cols (C·kh·kw, N·OH·OW) of ``x``; into ``cols`` when given (C-contiguous, that shape)."""
     x = np.ascontiguousarray(x)

@@ -244,3 +244,33 @@ def test_run_parts_results_errors_and_concurrent_callers():
         t.join()
     for k in range(3):
         assert all([r[0][:2], r[1][:2]] == [(k, 0), (k, 1)] for r in out[k])
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_kernel_gives_the_numpy_paths_bits(parts, dtype, monkeypatch):
+    """Once the compiled kernels are loaded, ReLU's backward is one fused pass (on 1-3 threads): the same
+    bits as NumPy's mask-cast-multiply, NaN, infinities and signed zeros included."""
+    pytest.importorskip("numba")
+    import gradbox as gb
+    from gradbox.nn import _conv_functional as CF
+
+    rng = np.random.default_rng(parts)
+    x = rng.normal(size=(4, 3, 5, 7)).astype(dtype)
+    g = rng.normal(size=x.shape).astype(dtype)
+    x.reshape(-1)[:6] = [np.nan, 0.0, -0.0, 1.0, -1.0, 2.0]
+    g.reshape(-1)[:6] = [1.0, np.inf, -np.inf, np.nan, np.inf, -0.0]
+    monkeypatch.setattr(_blas, "pass_threads", lambda nbytes: parts)
+    grads = []
+    for fast in (True, False):
+        previous = F.use_fast_kernels(fast)
+        try:
+            assert (CF._kernels(x.dtype) is not None) == fast  # loaded: the fused pass is taken
+            X = gb.Tensor(x, requires_grad=True)
+            with np.errstate(invalid="ignore"):  # NOTE: 0·inf on the NumPy path
+                X.relu().backward(g)
+            grads.append(X.grad)
+        finally:
+            F.use_fast_kernels(previous)
+    np.testing.assert_array_equal(grads[0], grads[1])
+    assert grads[0].dtype == dtype and np.array_equal(np.signbit(grads[0]), np.signbit(grads[1]))
