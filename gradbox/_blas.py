@@ -161,6 +161,16 @@ def pass_threads(nbytes: int) -> int:
     return threads() if _STATE["serial_left"] and nbytes >= PASS_BYTES else 1
 
 
+def run_pass(fn, n: int, nbytes: int) -> None:
+    """``fn(0, n)``: a memory-bound pass over ``nbytes``, split into ranges of ``range(n)`` shared among
+    gradbox's threads when ``pass_threads`` says so."""
+    parts = min(pass_threads(nbytes), n)
+    if parts > 1:
+        run_split(fn, n, parts)
+    else:
+        fn(0, n)
+
+
 def run_split(fn, n: int, parts: int) -> None:
     """``fn(a, b)`` for ``parts`` consecutive ranges ``[a, b)`` of ``range(n)``, at once (``run_parts``)."""
     cuts = [i * n // parts for i in range(parts + 1)]

@@ -260,11 +260,7 @@ def relu_backward(out, g):
     shared among gradbox's threads by ranges when large (``_blas.pass_threads``). C-contiguous arrays."""
     res = np.empty_like(g)
     o, gg, r = out.reshape(-1), g.reshape(-1), res.reshape(-1)
-    parts = min(_blas.pass_threads(g.nbytes), r.size)
-    if parts > 1:
-        _blas.run_split(lambda a, b: _relu_backward(o[a:b], gg[a:b], r[a:b]), r.size, parts)
-    else:
-        _relu_backward(o, gg, r)
+    _blas.run_pass(lambda a, b: _relu_backward(o[a:b], gg[a:b], r[a:b]), r.size, g.nbytes)
     return res
 
 
@@ -310,17 +306,9 @@ def max_pool(x, kernel, stride, padding):
         else:
             _max_pool(xs[a:b], kh, kw, sh, sw, ph, pw, outs[a:b], args[a:b])
 
-    _on_planes(planes, n * c, x.nbytes)
+    _blas.run_pass(planes, n * c, x.nbytes)
     return out, arg
 
-
-def _on_planes(fn, planes, nbytes):
-    """``fn(0, planes)``, or shared among gradbox's threads by ranges of planes (``_blas.pass_threads``)."""
-    parts = min(_blas.pass_threads(nbytes), planes)
-    if parts > 1:
-        _blas.run_split(fn, planes, parts)
-    else:
-        fn(0, planes)
 
 
 def max_pool_backward(g, arg, x_shape, kernel, stride, padding):
@@ -336,13 +324,15 @@ def max_pool_backward(g, arg, x_shape, kernel, stride, padding):
             dx[:, :, :, ow * kw:] = 0
         dxs = dx.reshape(n * c, h, w)
         if kernel == (2, 2):
-            _on_planes(lambda a, b: _max_pool_2x2_backward(gs[a:b], args[a:b], dxs[a:b]), n * c, dx.nbytes)
+            _blas.run_pass(lambda a, b: _max_pool_2x2_backward(gs[a:b], args[a:b], dxs[a:b]), n * c, dx.nbytes)
         else:
-            _on_planes(lambda a, b: _max_pool_backward_tiled(gs[a:b], args[a:b], kh, kw, dxs[a:b]), n * c, dx.nbytes)
+            _blas.run_pass(lambda a, b: _max_pool_backward_tiled(gs[a:b], args[a:b], kh, kw, dxs[a:b]), n * c,
+                       dx.nbytes)
         return dx
     dx = np.zeros(x_shape, dtype=g.dtype)
     dxs = dx.reshape(n * c, h, w)
-    _on_planes(lambda a, b: _max_pool_backward(gs[a:b], args[a:b], kh, kw, sh, sw, ph, pw, dxs[a:b]), n * c, dx.nbytes)
+    _blas.run_pass(lambda a, b: _max_pool_backward(gs[a:b], args[a:b], kh, kw, sh, sw, ph, pw, dxs[a:b]), n * c,
+                   dx.nbytes)
     return dx
 
 

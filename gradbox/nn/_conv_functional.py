@@ -542,8 +542,6 @@ class Conv2dFunction(Function):
         n, _, h, wd = x.shape
         self.geometry = (x.shape, (kh, kw), stride, padding)
         oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
-        # NOTE: the wide unfolding for stride 1 (see _im2col_wide), rows Wp wide instead of OW; only
-        # where a dX (col2im) will follow, the part it speeds up most (not for the first layer)
         kernels = _kernels(x.dtype)
         self.chunks = None if kernels is None else _chunk_groups(n, c * kh * kw * oh * ow * x.dtype.itemsize)
         if self.chunks is not None:
@@ -552,6 +550,8 @@ class Conv2dFunction(Function):
             # NOTE: the backward unfolds the input again, chunk by chunk: the input is the cache
             self.x = x if len(self.needs_input_grad) > 1 and self.needs_input_grad[1] and is_grad_enabled() else None
             return _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, self.chunks)
+        # NOTE: the wide unfolding for stride 1 (see _im2col_wide), rows Wp wide instead of OW; only
+        # where a dX (col2im) will follow, the part it speeds up most (not for the first layer)
         need_dx = bool(self.needs_input_grad) and self.needs_input_grad[0] and is_grad_enabled()
         self.wide = need_dx and _use_wide(x.dtype, (kh, kw), stride)
         if self.wide:
