@@ -23,11 +23,11 @@ step of small products it never sleeps, and on the 2-vCPU machine the single-thr
 the two vCPUs badly. LeNet at batch 32 then: 5.9 -> 3.2 ms a step, paired; the larger products keep both
 threads.
 
-The control needs ``threadpoolctl`` (part of the ``fast`` extra) and follows the ``fast`` switch
-(``GRADBOX_FAST=0`` or ``gradbox.nn.functional.use_fast_kernels(False)`` turn it off with the compiled
-kernels). Without it every product is a plain ``np.dot``. A limit the user set (``threadpool_limits(1)``)
-is respected: a library already at one thread is left alone, and a product from a Python thread that
-does not control OpenBLAS (threadpoolctl's rule) runs with whatever is set.
+The control needs NumPy only: on Linux gradbox drives NumPy's own OpenBLAS through its C functions
+(``_OpenBLAS``); elsewhere it needs ``threadpoolctl``. It does not follow the ``fast`` switch, which is
+the compiled kernels' (the NumPy path's chunked convolution needs the control as much). Where no
+OpenBLAS of NumPy's can be driven, every product is a plain ``np.dot``. A limit the user set
+(``threadpool_limits(1)``) is respected: a library already at one thread is left alone.
 """
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ import threading
 
 import numpy as np
 
-from ._fast import FAST
 
 #: Products below this many FLOPs (2·m·k·n) run on one BLAS thread.
 #: NOTE: chosen by measurement (paired whole steps of bench/conv.py's networks against the previous code):
@@ -80,9 +79,72 @@ def hold_serial() -> None:
     _STATE["serial_left"] = SERIAL_AFTER_CHUNKS
 
 
+class _OpenBLAS:
+    """NumPy's own OpenBLAS, its thread count read and set through the library's C functions (ctypes).
+
+    NOTE: why not threadpoolctl alone: the thread choice is part of gradbox's speed with NumPy only
+    (``import gradbox`` needs nothing else), and on Linux it takes no more than threadpoolctl does there:
+    find the loaded library among the process's mappings and call its ``openblas_get_num_threads`` and
+    ``openblas_set_num_threads`` (named with NumPy's wheel's prefix and suffix). Both drive the same
+    process-wide setting, so a user's ``threadpool_limits`` is seen here (tested)."""
+
+    #: (prefix, suffix) of the C names: NumPy's wheels (scipy-openblas, 64-bit ints), then a plain build
+    NAMES = (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"), ("openblas", ""))
+
+    def __init__(self, filepath: str):
+        import ctypes
+
+        # NOTE: RTLD_NOLOAD: the library NumPy has loaded, never a second copy
+        lib = ctypes.CDLL(filepath, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+        for prefix, suffix in self.NAMES:
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                break
+        else:
+            raise OSError(f"{filepath}: no openblas_get_num_threads / openblas_set_num_threads")
+        get.argtypes, get.restype = [], ctypes.c_int
+        put.argtypes, put.restype = [ctypes.c_int], None
+        self.filepath, self._get, self._put = filepath, get, put
+
+    def get_num_threads(self) -> int:
+        return self._get()
+
+    def set_num_threads(self, n: int) -> None:
+        self._put(n)
+
+
+def _numpy_dirs() -> tuple:
+    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
+    return numpy_dir, numpy_dir + ".libs"
+
+
+def _loaded_openblas() -> list | None:
+    """The OpenBLAS libraries mapped into this process that came with NumPy (its package folder or
+    ``numpy.libs``), else all the mapped ones; None where the mappings cannot be read (not Linux)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split(None, 5)[-1].strip() for line in f if "openblas" in line}
+    except OSError:
+        return None
+    paths = sorted(p for p in paths if "openblas" in os.path.basename(p) and os.path.isfile(p))
+    own = [p for p in paths if os.path.dirname(os.path.abspath(p)) in _numpy_dirs()]
+    return own or paths
+
+
 def _numpy_blas():
-    """threadpoolctl's controller of the OpenBLAS NumPy calls, or False (no threadpoolctl, another BLAS,
-    or no way to tell which of several OpenBLAS libraries is NumPy's)."""
+    """A controller of the OpenBLAS NumPy calls (``get_num_threads``, ``set_num_threads``), or False:
+    another BLAS, or no way to tell which of several OpenBLAS libraries is NumPy's.
+
+    On Linux it drives the library directly (``_OpenBLAS``); elsewhere it needs threadpoolctl."""
+    loaded = _loaded_openblas()
+    if loaded:  # NOTE: none found by name (a system BLAS whose file is libblas.so): threadpoolctl tells
+        if len(loaded) != 1:
+            return False
+        try:
+            return _OpenBLAS(loaded[0])
+        except OSError:
+            return False
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # NOTE: an optional extra
@@ -90,15 +152,12 @@ def _numpy_blas():
     libs = [c for c in ThreadpoolController().lib_controllers if c.internal_api == "openblas"]
     # NOTE: SciPy (which numba imports) brings an OpenBLAS of its own; NumPy's wheel keeps its copy in
     # numpy.libs (or inside the package), and a NumPy linked to a system BLAS is the only one loaded
-    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
-    own = [c for c in libs if os.path.dirname(os.path.abspath(c.filepath)) in (numpy_dir, numpy_dir + ".libs")]
+    own = [c for c in libs if os.path.dirname(os.path.abspath(c.filepath)) in _numpy_dirs()]
     libs = own or libs
     return libs[0] if len(libs) == 1 else False
 
 
 def _controller():
-    if not FAST["wanted"]:
-        return None
     ctl = _STATE["controller"]
     if ctl is None:
         ctl = _STATE["controller"] = _numpy_blas()

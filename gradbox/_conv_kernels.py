@@ -264,8 +264,9 @@ def relu_backward(out, g):
     return res
 
 
-def im2col(x, kernel, stride, padding, cols=None):
-    """cols (C·kh·kw, N·OH·OW) of ``x``; into ``cols`` when given (C-contiguous, that shape)."""
+def im2col(x, kernel, stride, padding, cols=None, work=None):
+    """cols (C·kh·kw, N·OH·OW) of ``x``; into ``cols`` when given (C-contiguous, that shape). ``work``
+    (scratch the NumPy path's twin uses) is not needed here."""
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -276,8 +277,9 @@ def im2col(x, kernel, stride, padding, cols=None):
     return cols
 
 
-def col2im(cols, x_shape, kernel, stride, padding, dx=None):
-    """The adjoint of ``im2col``: a new (N, C, H, W) array, or added into ``dx`` when given."""
+def col2im(cols, x_shape, kernel, stride, padding, dx=None, work=None):
+    """The adjoint of ``im2col``: a new (N, C, H, W) array, or added into ``dx`` when given (``work``:
+    as in ``im2col``)."""
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _out(h, kh, sh, ph), _out(w, kw, sw, pw)

@@ -254,15 +254,7 @@ def im2col(x: np.ndarray, kernel, stride=1, padding=0) -> np.ndarray:
 
 
 def _im2col(x, kernel, stride, padding):
-    fast = _kernels(x.dtype)
-    if fast is not None:
-        return fast.im2col(x, kernel, stride, padding)
-    win = _windows(_pad(x, padding), kernel, stride)
-    n, c, oh, ow, kh, kw = win.shape
-    # NOTE: one copy, in the order the GEMM reads: (c, i, j) rows, (n, y, x) columns
-    cols = _SCRATCH.take((c * kh * kw, n * oh * ow), x.dtype)
-    np.copyto(cols.reshape(c, kh, kw, n, oh, ow), win.transpose(1, 4, 5, 0, 2, 3))
-    return cols
+    return (_kernels(x.dtype) or _NumpyKernels).im2col(x, kernel, stride, padding)
 
 
 def col2im(cols: np.ndarray, x_shape, kernel, stride=1, padding=0) -> np.ndarray:
@@ -283,22 +275,59 @@ def col2im(cols: np.ndarray, x_shape, kernel, stride=1, padding=0) -> np.ndarray
 
 
 def _col2im(cols, x_shape, kernel, stride, padding):
-    fast = _kernels(cols.dtype)
-    if fast is not None:
-        return fast.col2im(cols, x_shape, kernel, stride, padding)
-    n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    d = cols.reshape(c, kh, kw, n, oh, ow)
-    # NOTE: accumulate in (C, N, H, W), the columns' own order, and transpose once at the end:
-    # adding the transposed (N, C, ...) views directly was 8-35 ms at LeNet/CIFAR sizes, this 2-4x less.
-    dxp = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    # NOTE: a kh·kw loop of strided adds, each over the whole batch: window offset (i, j)
-    # touches pixels i, i+s, i+2s, ... of every window at once.
-    for i in range(kh):
-        for j in range(kw):
-            dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += d[:, i, j]
-    return np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
+    return (_kernels(cols.dtype) or _NumpyKernels).col2im(cols, x_shape, kernel, stride, padding)
+
+
+class _NumpyKernels:
+    """The NumPy path's unfolding and its adjoint, with the compiled kernels' signatures (the chunked
+    convolution calls either). Safe on any thread, and they run in parallel there: NumPy releases the
+    GIL for its copies and adds."""
+
+    @staticmethod
+    def im2col(x, kernel, stride, padding, cols=None, work=None):
+        """cols (C·kh·kw, N·OH·OW) of ``x``, into ``cols`` when given; the padded input into ``work``
+        when given (at least N·C·Hp·Wp elements)."""
+        n, c, h, w = x.shape
+        (ph, pw) = padding
+        if work is not None and (ph or pw):
+            xp = work[:n * c * (h + 2 * ph) * (w + 2 * pw)].reshape(n, c, h + 2 * ph, w + 2 * pw)
+            _pad_into(xp, x, padding)
+        else:
+            xp = _pad(x, padding)
+        win = _windows(xp, kernel, stride)
+        _, _, oh, ow, kh, kw = win.shape
+        if cols is None:
+            cols = _SCRATCH.take((c * kh * kw, n * oh * ow), x.dtype)
+        # NOTE: one copy, in the order the GEMM reads: (c, i, j) rows, (n, y, x) columns
+        np.copyto(cols.reshape(c, kh, kw, n, oh, ow), win.transpose(1, 4, 5, 0, 2, 3))
+        return cols
+
+    @staticmethod
+    def col2im(cols, x_shape, kernel, stride, padding, dx=None, work=None):
+        """A new (N, C, H, W) array, or added into ``dx`` when given; the sums kept in ``work`` when
+        given (at least N·C·Hp·Wp elements)."""
+        n, c, h, w = x_shape
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+        d = cols.reshape(c, kh, kw, n, oh, ow)
+        # NOTE: accumulate in (C, N, H, W), the columns' own order, and transpose once at the end:
+        # adding the transposed (N, C, ...) views directly was 8-35 ms at LeNet/CIFAR sizes, this 2-4x less.
+        shape = (c, n, h + 2 * ph, w + 2 * pw)
+        if work is not None:
+            dxp = work[:c * n * shape[2] * shape[3]].reshape(shape)
+            dxp.fill(0)
+        else:
+            dxp = np.zeros(shape, dtype=cols.dtype)
+        # NOTE: a kh·kw loop of strided adds, each over the whole batch: window offset (i, j)
+        # touches pixels i, i+s, i+2s, ... of every window at once.
+        for i in range(kh):
+            for j in range(kw):
+                dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += d[:, i, j]
+        sums = dxp[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
+        if dx is None:
+            return np.ascontiguousarray(sums)
+        dx += sums
+        return dx
 
 
 # --- the wide unfolding (stride 1) ---------------------------------------------------------------
@@ -430,6 +459,11 @@ def _group_buffers(groups, per_image, dtype) -> list:
     return [_SCRATCH.take_flat(per_image * max(e - a for a, e in chunks), dtype) for chunks in groups]
 
 
+def _padded_size(x_shape, padding) -> int:
+    """Elements of one padded image: the NumPy path's scratch per image (``_NumpyKernels``)."""
+    return x_shape[1] * (x_shape[2] + 2 * padding[0]) * (x_shape[3] + 2 * padding[1])
+
+
 def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
     """``Z = W·cols + b`` chunk by chunk, into a new (N, out, OH, OW) array."""
     n, c, h, wd = x.shape
@@ -442,7 +476,8 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
         chunks, buf = part
         for a, e in chunks:
             nb = e - a
-            cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[:rows * nb * L].reshape(rows, nb * L))
+            cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[:rows * nb * L].reshape(rows, nb * L),
+                                  buf[rows * nb * L:])
             # NOTE: one product per image, each written straight into its (out, OH·OW) block of the NCHW
             # output: no transposing copy, and for a first layer's few rows 2x faster than one product
             # over the chunk's columns (CIFAR conv1 chunk 0.34 -> 0.17 ms, LeNet conv1 0.082 -> 0.039 ms;
@@ -453,7 +488,7 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
             if b is not None:
                 z += b[:, None]
 
-    bufs = _group_buffers(groups, rows * L, x.dtype)
+    bufs = _group_buffers(groups, rows * L + _padded_size(x.shape, padding), x.dtype)
     try:
         _blas.run_parts(run, list(zip(groups, bufs)))
     finally:
@@ -484,7 +519,8 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
             m = nb * L
             g3 = g[a:e].reshape(nb, o, L)
             if need_w:
-                cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[:rows * m].reshape(rows, m))
+                cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[:rows * m].reshape(rows, m),
+                                      buf[(rows + o) * m:])
                 if rows <= _BATCHED_DW_ROWS:
                     gw += np.matmul(g3, cols.reshape(rows, nb, L).transpose(1, 2, 0)).sum(axis=0)
                 else:
@@ -498,10 +534,10 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
                 # NOTE: one product per image, read straight from the NCHW gradient (as the forward's)
                 dcols = buf[:rows * m].reshape(rows, m)
                 np.matmul(w2.T, g3, out=dcols.reshape(rows, nb, L).transpose(1, 0, 2))
-                kernels.col2im(dcols, (nb, c, h, wd), (kh, kw), stride, padding, gx[a:e])
+                kernels.col2im(dcols, (nb, c, h, wd), (kh, kw), stride, padding, gx[a:e], buf[(rows + o) * m:])
         return gw, gb
 
-    bufs = _group_buffers(groups, (rows + o) * L, g.dtype)
+    bufs = _group_buffers(groups, (rows + o) * L + _padded_size(x_shape, padding), g.dtype)
     try:
         parts = _blas.run_parts(run, list(zip(groups, bufs)))
     finally:
@@ -542,8 +578,8 @@ class Conv2dFunction(Function):
         n, _, h, wd = x.shape
         self.geometry = (x.shape, (kh, kw), stride, padding)
         oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
-        kernels = _kernels(x.dtype)
-        self.chunks = None if kernels is None else _chunk_groups(n, c * kh * kw * oh * ow * x.dtype.itemsize)
+        kernels = _kernels(x.dtype) or _NumpyKernels
+        self.chunks = _chunk_groups(n, c * kh * kw * oh * ow * x.dtype.itemsize)
         if self.chunks is not None:
             x = np.ascontiguousarray(x)
             self.cols, self.w, self.wide = None, w, False
@@ -580,7 +616,7 @@ class Conv2dFunction(Function):
         need = self.needs_input_grad
         x_shape, kernel, stride, padding = self.geometry
         if self.chunks is not None:
-            return _conv_backward_chunks(_kernels(g.dtype), g, self.x, x_shape, self.w, stride, padding, need,
+            return _conv_backward_chunks(_kernels(g.dtype) or _NumpyKernels, g, self.x, x_shape, self.w, stride, padding, need,
                                          self.chunks)
         n, o, oh, ow = g.shape
         width = x_shape[3] + 2 * padding[1] if self.wide else ow
