@@ -497,6 +497,38 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
     return out
 
 
+def _chunk_dx_wide(w2, g, kernel, padding, dx, buf, work):
+    """dX of a stride-1 chunk added into ``dx`` (nb, C, H, W), over wide rows (the NumPy path).
+
+    The gradient is copied into rows Wp wide with zeros in the last Wp - OW columns; one product per image
+    gives dcols (nb, C·kh·kw, OH·Wp) whose wide columns are 0; window offset (i, j) of the image's flat
+    padded channel then is the run that starts at i·Wp + j: kh·kw adds of (nb, C) runs of OH·Wp elements
+    (the whole-batch ``_col2im_wide``'s trick without its zeros in dZ's product), instead of nb·C·OH
+    runs of OW. A zero column adds nothing wherever it lands.
+    NOTE: measured on a chunk, one BLAS thread, product and fold together: LeNet's second conv (16 images)
+    0.495 -> 0.333 ms, the CIFAR-shaped net's (4 images) 0.841 -> 0.631 ms (BENCHMARKS.md, "Convolutions,
+    sixth session")."""
+    nb, o, oh, ow = g.shape
+    c, h, w = dx.shape[1], dx.shape[2], dx.shape[3]
+    (kh, kw), (ph, pw) = kernel, padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    rows, lw = c * kh * kw, oh * wp
+    dcols = buf[:nb * rows * lw].reshape(nb, rows, lw)
+    gw = buf[nb * rows * lw:nb * (rows + o) * lw].reshape(nb, o, oh, wp)
+    gw[..., :ow] = g
+    gw[..., ow:] = 0
+    np.matmul(w2.T, gw.reshape(nb, o, lw), out=dcols)
+    plane = hp * wp + kw - 1  # NOTE: the last offset's run ends kw - 1 past the padded channel
+    acc = work[:nb * c * plane].reshape(nb, c, plane)
+    acc.fill(0)
+    d = dcols.reshape(nb, c, kh, kw, lw)
+    for i in range(kh):
+        for j in range(kw):
+            start = i * wp + j
+            acc[:, :, start:start + lw] += d[:, :, i, j]
+    dx += acc[:, :, :hp * wp].reshape(nb, c, hp, wp)[:, :, ph:ph + h, pw:pw + w]
+
+
 def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, groups):
     """dX, dW, db chunk by chunk: each chunk unfolded again; dW and db summed over chunks in order."""
     n, c, h, wd = x_shape
@@ -509,6 +541,10 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
     gx = _new_array(x_shape, g.dtype, zero=True) if need_x else None
     if len(groups) > 1:
         _blas.hold_serial()
+    # NOTE: the NumPy path folds dX back over wide rows for stride 1 (_chunk_dx_wide); its buffers are
+    # sized for Wp columns per output row, the others' for OW
+    wide = need_x and kernels is _NumpyKernels and stride == (1, 1)
+    width = wd + 2 * padding[1] if wide else ow
 
     def run(part):
         chunks, buf = part
@@ -518,9 +554,9 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
             nb = e - a
             m = nb * L
             g3 = g[a:e].reshape(nb, o, L)
+            work = buf[(rows + o) * nb * oh * width:]
             if need_w:
-                cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[:rows * m].reshape(rows, m),
-                                      buf[(rows + o) * m:])
+                cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[:rows * m].reshape(rows, m), work)
                 if rows <= _BATCHED_DW_ROWS:
                     gw += np.matmul(g3, cols.reshape(rows, nb, L).transpose(1, 2, 0)).sum(axis=0)
                 else:
@@ -530,14 +566,17 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
                     gw += cols.dot(dz.T).T if rows >= o else dz.dot(cols.T)
             if need_b:
                 gb += g3.sum(axis=(0, 2))
-            if need_x:
+            if wide:
+                _chunk_dx_wide(w2, g[a:e], (kh, kw), padding, gx[a:e], buf, work)
+            elif need_x:
                 # NOTE: one product per image, read straight from the NCHW gradient (as the forward's)
                 dcols = buf[:rows * m].reshape(rows, m)
                 np.matmul(w2.T, g3, out=dcols.reshape(rows, nb, L).transpose(1, 0, 2))
-                kernels.col2im(dcols, (nb, c, h, wd), (kh, kw), stride, padding, gx[a:e], buf[(rows + o) * m:])
+                kernels.col2im(dcols, (nb, c, h, wd), (kh, kw), stride, padding, gx[a:e], work)
         return gw, gb
 
-    bufs = _group_buffers(groups, (rows + o) * L + _padded_size(x_shape, padding), g.dtype)
+    per_image = (rows + o) * oh * width + c * ((h + 2 * padding[0]) * (wd + 2 * padding[1]) + kw - 1)
+    bufs = _group_buffers(groups, per_image, g.dtype)
     try:
         parts = _blas.run_parts(run, list(zip(groups, bufs)))
     finally:
