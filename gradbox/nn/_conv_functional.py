@@ -759,24 +759,34 @@ class MaxPool2dFunction(Function):
         if fast is not None:
             out, self.argmax = fast.max_pool(x, kernel, stride, padding)
             return out
-        xp = _pad(x, padding, -np.inf)
-        win = _windows(xp, kernel, stride)
-        n, c, oh, ow, kh, kw = win.shape
-        # NOTE: np.maximum over the kh·kw strided slices, not win.max(axis=(4, 5)): the reduction
-        # over two short inner axes of a strided view is about 25x slower.
-        out = win[..., 0, 0].copy()
-        arg = np.zeros(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
-        better, step = np.empty(out.shape, dtype=bool), np.empty_like(arg)
-        for k in range(1, kh * kw):
-            s = win[..., k // kw, k % kw]
-            np.greater(s, out, out=better)  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
-            np.maximum(out, s, out=out)
-            # NOTE: arg += better·(k - arg), arithmetic rather than np.copyto(arg, k, where=better) or
-            # np.where: a masked copy branches on every element, and a ReLU'd input makes the branch a
-            # coin toss (measured: 2.3 ms against 0.05 ms per offset for a (64, 32, 16, 16) output).
-            np.subtract(k, arg, out=step, dtype=arg.dtype, casting="unsafe")
-            step *= better
-            arg += step
+        xp = np.ascontiguousarray(_pad(x, padding, -np.inf))
+        n, c = xp.shape[0], xp.shape[1]
+        (kh, kw), (sh, sw) = kernel, stride
+        oh, ow = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
+        out = _new_array((n, c, oh, ow), x.dtype)
+        arg = np.empty(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
+        planes = xp.reshape(n * c, 1, xp.shape[2], xp.shape[3])
+        outs, args = out.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow)
+
+        def run(a, b):  # planes [a, b): a large batch's share among gradbox's threads (_blas.run_pass)
+            win = _windows(planes[a:b], kernel, stride)[:, 0]  # (planes, OH, OW, kh, kw)
+            o, r = outs[a:b], args[a:b]
+            np.copyto(o, win[..., 0, 0])
+            r.fill(0)
+            better, step = np.empty(o.shape, dtype=bool), np.empty(r.shape, dtype=r.dtype)
+            for k in range(1, kh * kw):
+                s = win[..., k // kw, k % kw]
+                np.greater(s, o, out=better)  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
+                np.maximum(o, s, out=o)
+                # NOTE: arg = max(arg, better·k): k exceeds every earlier offset, so this is "k where better"
+                # in two passes, arithmetic rather than np.copyto(arg, k, where=better) or np.where: a masked
+                # copy branches on every element, and a ReLU'd input makes the branch a coin toss (measured:
+                # 2.3 ms against 0.05 ms per offset for a (64, 32, 16, 16) output); the three passes before
+                # (arg += better·(k - arg)) took 2.72 ms for (64, 32, 32, 32), these two 2.10
+                np.multiply(better, r.dtype.type(k), out=step)
+                np.maximum(r, step, out=r)
+
+        _blas.run_pass(run, n * c, xp.nbytes)
         if (padding[0] or padding[1]) and np.isneginf(out).any():
             # NOTE: a window whose real pixels are all -inf ties with its padding: the gradient goes
             # to the window's first real pixel, as PyTorch sends it (not into the padding)
@@ -800,15 +810,23 @@ class MaxPool2dFunction(Function):
         if _tiles(kernel, stride, padding):
             # The windows tile the input without overlap (the usual 2x2, stride 2): each input pixel
             # belongs to at most one window, so every offset k writes its own strided slice once.
-            dx = np.empty(x_shape, dtype=g.dtype)
-            st = dx.strides  # NOTE: a view, never reshape: a reshape of the cut (odd-sized) dx would copy
-            tiles = np.lib.stride_tricks.as_strided(dx, (n, c, oh, kh, ow, kw),
-                                                    (st[0], st[1], st[2] * kh, st[2], st[3] * kw, st[3]))
-            for k in range(kh * kw):
-                np.multiply(g, arg == k, out=tiles[:, :, :, k // kw, :, k % kw])
-            if oh * kh < h or ow * kw < w:  # rows or columns no window reaches (odd sizes)
-                dx[:, :, oh * kh:] = 0
-                dx[:, :, :, ow * kw:] = 0
+            dx = _new_array(x_shape, g.dtype)
+            dxs, gs, args = dx.reshape(n * c, h, w), g.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow)
+
+            def run(a, b):  # planes [a, b), as the forward's
+                d, r = dxs[a:b], args[a:b]
+                st = d.strides  # NOTE: a view, never reshape: a reshape of the cut (odd-sized) dx would copy
+                tiles = np.lib.stride_tricks.as_strided(d, (b - a, oh, kh, ow, kw),
+                                                        (st[0], st[1] * kh, st[1], st[2] * kw, st[2]))
+                mask = np.empty(r.shape, dtype=bool)
+                for k in range(kh * kw):
+                    np.equal(r, k, out=mask)
+                    np.multiply(gs[a:b], mask, out=tiles[:, :, k // kw, :, k % kw])
+                if oh * kh < h or ow * kw < w:  # rows or columns no window reaches (odd sizes)
+                    d[:, oh * kh:] = 0
+                    d[:, :, ow * kw:] = 0
+
+            _blas.run_pass(run, n * c, dx.nbytes)
             return (dx,)
         dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
         for k in range(kh * kw):

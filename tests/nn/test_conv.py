@@ -586,3 +586,33 @@ def test_float16_uses_the_numpy_path():
     out = F.conv2d(x, w, padding=1)
     assert out.dtype == np.float16 and out.shape == (1, 3, 5, 5)
     assert F.max_pool2d(x, 2).dtype == np.float16
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_numpy_max_pool_shared_among_threads_gives_the_same_bits(seed, threads, monkeypatch):
+    """The NumPy path's max pooling of a large batch is shared among gradbox's threads by planes: outputs
+    and dX equal one pass over the whole batch, bit for bit, ties and -inf windows included."""
+    rng, xs, kernel, stride, padding = pool_config(seed)
+    xs = (int(rng.integers(2, 5)), int(rng.integers(1, 4))) + xs[2:]
+    x = rng.integers(-2, 3, size=xs).astype(np.float64)  # NOTE: few values: many ties
+    x[0, 0, :1] = -np.inf
+    g = None
+
+    def run():
+        nonlocal g
+        X = Tensor(x, requires_grad=True)
+        out = F.max_pool2d(X, kernel, stride, padding)
+        g = rng.normal(size=out.shape) if g is None else g
+        out.backward(g)
+        return out.data, X.grad
+
+    previous = F.use_fast_kernels(False)
+    try:
+        want = run()
+        monkeypatch.setattr(_blas, "pass_threads", lambda nbytes: threads)
+        got = run()
+    finally:
+        F.use_fast_kernels(previous)
+    for a, b in zip(got, want):
+        assert np.array_equal(a, b)
