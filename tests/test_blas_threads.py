@@ -156,3 +156,152 @@ def test_the_thread_choice_needs_numpy_only():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["_OpenBLAS", "[1]", "2"]
+
+
+def test_a_chunked_convolution_holds_the_next_products_on_one_thread(blas, monkeypatch):
+    """After a convolution ran in chunks on two threads, gradbox's next SERIAL_AFTER_CHUNKS products stay on
+    one BLAS thread whatever their size (OpenBLAS's worker must not spin beside the chunks), the largest
+    cut into one product per thread on gradbox's threads; then the usual rule again (either path)."""
+    from gradbox import Tensor
+
+    _blas._STATE["serial_left"] = 0
+    x, w = np.zeros((64, 3, 32, 32), np.float32), np.zeros((8, 3, 3, 3), np.float32)  # 6 MB of columns
+    F.conv2d(Tensor(x), Tensor(w))
+    assert _blas._STATE["serial_left"] == _blas.SERIAL_AFTER_CHUNKS
+    mid = np.zeros((128, 128), np.float32)  # 4 MFLOP with a 100-wide b: square enough for 2 threads, unheld
+    Probe.seen = []
+    _blas.dot(mid.view(Probe), mid[:, :100])
+    assert Probe.seen == [1] and blas.get_num_threads() == 2
+    calls = []
+    run_parts = _blas.run_parts
+    monkeypatch.setattr(_blas, "run_parts", lambda fn, parts, **k: (
+        calls.append((parts, blas.get_num_threads())), run_parts(fn, parts, **k))[1])
+    rng = np.random.default_rng(0)
+    # the CIFAR-shaped net's dense products (67 MFLOP): cut along the larger operand
+    for (m, k, n), cut in [((64, 4096, 128), [(0, 64), (64, 128)]), ((300, 4096, 30), [(0, 150), (150, 300)])]:
+        a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+        calls.clear()
+        assert_same_product(_blas.dot(a, b), np.dot(a, b), a, b)
+        out = np.empty((m, n))
+        assert _blas.dot(a, b, out=out) is out
+        assert_same_product(out, np.dot(a, b), a, b)
+        assert calls == [(cut, 1)] * 2  # two blocks (columns of b, or rows of a), each on one BLAS thread
+    for _ in range(_blas.SERIAL_AFTER_CHUNKS - 5):  # the five products above count
+        _blas.dot(np.zeros((2, 2)), np.zeros((2, 2)))
+    Probe.seen = []
+    _blas.dot(mid.view(Probe), mid[:, :100])
+    assert Probe.seen == [2]
+
+
+def test_no_hold_without_threads_to_share(blas):
+    """Under the user's one-thread limit the chunks run on one thread, and nothing is held."""
+    from gradbox import Tensor
+
+    _blas._STATE["serial_left"] = 0
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        F.conv2d(Tensor(np.zeros((64, 3, 32, 32), np.float32)), Tensor(np.zeros((8, 3, 3, 3), np.float32)))
+    assert _blas._STATE["serial_left"] == 0
+
+
+def test_large_passes_are_shared_only_while_held(blas):
+    _blas._STATE["serial_left"] = 0
+    assert _blas.pass_threads(1 << 30) == 1  # an MLP's step: OpenBLAS splits its products itself
+    _blas.hold_serial()
+    assert _blas.pass_threads(_blas.PASS_BYTES) == 2 and _blas.pass_threads(_blas.PASS_BYTES - 1) == 1
+    _blas._STATE["serial_left"] = 0
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("path", ["fast", "numpy"])
+def test_shared_passes_equal_the_single_pass(parts, path, monkeypatch):
+    """ReLU and max pooling (compiled kernels or NumPy) shared among threads by rows / planes: the same bits."""
+    if path == "fast":
+        pytest.importorskip("numba")
+    import gradbox as gb
+
+    rng = np.random.default_rng(parts)
+    x = rng.normal(size=(5, 3, 9, 8))
+    x[0, 0, 0, :3] = [0.0, np.nan, -0.0]
+    g_relu, results = rng.normal(size=x.shape), []
+    previous = F.use_fast_kernels(path == "fast")
+    try:
+        for k in (1, parts):
+            monkeypatch.setattr(_blas, "pass_threads", lambda nbytes, k=k: k)
+            X = gb.Tensor(x, requires_grad=True)
+            r = X.relu()
+            pools = [F.max_pool2d(r, 2), F.max_pool2d(r, 3, stride=2, padding=1)]
+            loss = (r * gb.Tensor(g_relu)).sum() + sum((p * p).sum() for p in pools)
+            loss.backward()
+            results.append([r.data, X.grad] + [p.data for p in pools])
+    finally:
+        F.use_fast_kernels(previous)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_run_parts_results_errors_and_concurrent_callers():
+    """Parts run on the caller's thread and gradbox's workers; a part's error reaches the caller after every
+    part has finished; callers on several threads at once each get their own results."""
+    import threading
+    import time
+
+    assert _blas.run_parts(lambda p: p * p, [1, 2, 3]) == [1, 4, 9]
+    finished = []
+
+    def slow_then_fail(p):
+        if p == 0:
+            raise ValueError("part 0")
+        time.sleep(0.05)
+        finished.append(p)
+        return p
+
+    with pytest.raises(ValueError, match="part 0"):
+        _blas.run_parts(slow_then_fail, [0, 1])
+    assert finished == [1]  # the worker's part had finished before the error came back
+    with pytest.raises(KeyError):
+        _blas.run_parts(lambda p: {}[p], [None, "worker"])
+    assert _blas.run_parts(lambda p: -p, [5, 6]) == [-5, -6]  # the workers still serve
+
+    out = {}
+
+    def caller(k):
+        out[k] = [_blas.run_parts(lambda p: (k, p, threading.current_thread().name), [0, 1]) for _ in range(200)]
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(3):
+        assert all([r[0][:2], r[1][:2]] == [(k, 0), (k, 1)] for r in out[k])
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_kernel_gives_the_numpy_paths_bits(parts, dtype, monkeypatch):
+    """Once the compiled kernels are loaded, ReLU's backward is one fused pass (on 1-3 threads): the same
+    bits as NumPy's mask-cast-multiply, NaN, infinities and signed zeros included."""
+    pytest.importorskip("numba")
+    import gradbox as gb
+    from gradbox.nn import _conv_functional as CF
+
+    rng = np.random.default_rng(parts)
+    x = rng.normal(size=(4, 3, 5, 7)).astype(dtype)
+    g = rng.normal(size=x.shape).astype(dtype)
+    x.reshape(-1)[:6] = [np.nan, 0.0, -0.0, 1.0, -1.0, 2.0]
+    g.reshape(-1)[:6] = [1.0, np.inf, -np.inf, np.nan, np.inf, -0.0]
+    grads = []
+    for fast, k in ((True, parts), (False, parts), (False, 1)):  # NOTE: the NumPy path's pass shares too
+        monkeypatch.setattr(_blas, "pass_threads", lambda nbytes, k=k: k)
+        previous = F.use_fast_kernels(fast)
+        try:
+            assert (CF._kernels(x.dtype) is not None) == fast  # loaded: the fused pass is taken
+            X = gb.Tensor(x, requires_grad=True)
+            with np.errstate(invalid="ignore"):  # NOTE: 0·inf on the NumPy path
+                X.relu().backward(g)
+            grads.append(X.grad)
+        finally:
+            F.use_fast_kernels(previous)
+    for other in grads[1:]:
+        np.testing.assert_array_equal(grads[0], other)
+        assert other.dtype == dtype and np.array_equal(np.signbit(grads[0]), np.signbit(other))
