@@ -284,7 +284,10 @@ class _Worker:
                 self.result, self.error = fn(arg), None
             except BaseException as exc:  # NOTE: handed back to the caller, which raises it
                 self.result, self.error = None, exc
-            self.task = None
+            # NOTE: let go of the part before saying done, while the caller still holds it: else the worker
+            # kept the part's closure (a conv box's gradient and input) until its next part, and the last
+            # reference and the free could fall to this thread
+            self.task = fn = arg = None
             self.done.release()
 
 

@@ -133,6 +133,9 @@ class _Scratch(threading.local):
 
 _SCRATCH = _Scratch()
 _RAISED = {"bytes": 0}  # the largest array the allocate-free-allocate step below has been done for
+#: glibc's largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX), a little under: the block
+#: mapped includes its header
+_GLIBC_MMAP_MAX = (32 << 20) - (64 << 10)
 
 
 def _keep_heap(nbytes: int) -> None:
@@ -141,9 +144,12 @@ def _keep_heap(nbytes: int) -> None:
     of this size grow instead of mapping it afresh every step. One number remembered, not a list."""
     if nbytes > _RAISED["bytes"] and nbytes >= _Scratch.MIN_BYTES:
         # NOTE: twice the size: the heap's trim threshold then becomes four times it, room for the
-        # step's other temporaries of this size (ReLU's output and mask, the pooling's arrays)
+        # step's other temporaries of this size (ReLU's output and mask, the pooling's arrays). At most
+        # glibc's largest dynamic threshold (32 MB on 64-bit, DEFAULT_MMAP_THRESHOLD_MAX): freeing a larger
+        # block raises nothing, and the CIFAR-shaped net's step (whose second conv asked for 38 MB) then
+        # had its 47 MB of temporaries trimmed and faulted in again every step (5,360 minor faults a step)
         _RAISED["bytes"] = nbytes
-        np.empty(2 * nbytes, dtype=np.uint8)  # freed at once
+        np.empty(min(2 * nbytes, _GLIBC_MMAP_MAX), dtype=np.uint8)  # freed at once
 
 
 def _new_array(shape, dtype, zero=False) -> np.ndarray:
@@ -351,24 +357,27 @@ def _wide_view(flat, shape, kernel, padded):
         flat, (c, kernel[0], kernel[1], n, oh * wp), (hp * wp * it, wp * it, it, c * hp * wp * it, it))
 
 
-def _padded_flat(x, kernel, padding):
-    """x zero-padded into a flat buffer with kw - 1 spare zeros at the end (the last wide columns
-    read them), and the padded (Hp, Wp)."""
+def _padded_flat(x, kernel, padding, flat=None):
+    """x zero-padded into a flat buffer (``flat`` when given) with kw - 1 spare zeros at the end (the last
+    wide columns read them), and the padded (Hp, Wp)."""
     n, c, h, w = x.shape
     (ph, pw), kw = padding, kernel[1]
     hp, wp = h + 2 * ph, w + 2 * pw
-    flat = np.empty(n * c * hp * wp + kw - 1, dtype=x.dtype)
-    flat[n * c * hp * wp:] = 0
-    _pad_into(flat[:n * c * hp * wp].reshape(n, c, hp, wp), x, padding)
+    size = n * c * hp * wp
+    flat = np.empty(size + kw - 1, dtype=x.dtype) if flat is None else flat[:size + kw - 1]
+    flat[size:] = 0
+    _pad_into(flat[:size].reshape(n, c, hp, wp), x, padding)
     return flat, (hp, wp)
 
 
-def _im2col_wide(x, kernel, padding):
-    """cols (C·kh·kw, N·OH·Wp) of a stride-1 convolution, wide rows; and the padded (Hp, Wp)."""
-    flat, padded = _padded_flat(x, kernel, padding)
+def _im2col_wide(x, kernel, padding, cols=None, flat=None):
+    """cols (C·kh·kw, N·OH·Wp) of a stride-1 convolution, wide rows; and the padded (Hp, Wp). Into
+    ``cols`` when given, the padded input into ``flat`` when given (``_padded_flat``)."""
+    flat, padded = _padded_flat(x, kernel, padding, flat)
     view = _wide_view(flat, x.shape, kernel, padded)
     c, kh, kw, n, l = view.shape
-    cols = _SCRATCH.take((c * kh * kw, n * l), x.dtype)
+    if cols is None:
+        cols = _SCRATCH.take((c * kh * kw, n * l), x.dtype)
     np.copyto(cols.reshape(view.shape), view)
     return cols, padded
 
@@ -459,9 +468,28 @@ def _group_buffers(groups, per_image, dtype) -> list:
     return [_SCRATCH.take_flat(per_image * max(e - a for a, e in chunks), dtype) for chunks in groups]
 
 
-def _padded_size(x_shape, padding) -> int:
-    """Elements of one padded image: the NumPy path's scratch per image (``_NumpyKernels``)."""
-    return x_shape[1] * (x_shape[2] + 2 * padding[0]) * (x_shape[3] + 2 * padding[1])
+#: The NumPy path unfolds a stride-1 chunk over wide rows (``_im2col_wide``) from this many rows of
+#: columns (C·kh·kw) up.
+#: NOTE: measured on chunks, one BLAS thread, ms, forward (unfold + product + output): LeNet's second conv
+#: (150 rows, 16 images) 0.204 -> 0.163, the CIFAR-shaped net's (288 rows, 4 images) 0.584 -> 0.521; first
+#: layers lose (25 rows: 0.123 -> 0.134, 27 rows: 0.219 -> 0.237): with few rows the copy is cheap and
+#: the Wp/OW times larger product is what counts (BENCHMARKS.md, "Convolutions, sixth session")
+_WIDE_CHUNK_ROWS = 64
+
+
+def _chunk_width(kernels, x_shape, kernel, stride, padding, ow) -> int:
+    """Columns per output row of a chunk's columns: Wp when the NumPy path unfolds it wide, else OW."""
+    rows = x_shape[1] * kernel[0] * kernel[1]
+    if kernels is _NumpyKernels and stride == (1, 1) and rows >= _WIDE_CHUNK_ROWS:
+        return x_shape[3] + 2 * padding[1]
+    return ow
+
+
+def _chunk_per_image(x_shape, kernel, padding, o, oh, width) -> int:
+    """Buffer elements per image of a chunk: columns and Z (or dZ), then the padded input (or the folded
+    dX), kw spare elements per channel (the wide rows read kw - 1 past a padded channel, ``_fold_wide``)."""
+    c, hp, wp = x_shape[1], x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
+    return (c * kernel[0] * kernel[1] + o) * oh * width + c * (hp * wp + kernel[1])
 
 
 def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
@@ -471,13 +499,25 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
     rows, L = c * kh * kw, oh * ow
     w2 = w.reshape(o, rows)
     out = _new_array((n, o, oh, ow), x.dtype)
+    width = _chunk_width(kernels, x.shape, (kh, kw), stride, padding, ow)
 
     def run(part):
         chunks, buf = part
         for a, e in chunks:
             nb = e - a
-            cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[:rows * nb * L].reshape(rows, nb * L),
-                                  buf[rows * nb * L:])
+            m = nb * oh * width
+            cols, work = buf[:rows * m].reshape(rows, m), buf[(rows + o) * m:]
+            if width != ow:
+                # NOTE: wide rows: Z over OH x Wp positions into the buffer, its OW real columns copied out
+                _im2col_wide(x[a:e], (kh, kw), padding, cols, work)
+                zw = buf[rows * m:(rows + o) * m].reshape(nb, o, oh, width)
+                np.matmul(w2, cols.reshape(rows, nb, oh * width).transpose(1, 0, 2), out=zw.reshape(nb, o, -1))
+                if b is None:
+                    np.copyto(out[a:e], zw[..., :ow])
+                else:
+                    np.add(zw[..., :ow], b[:, None, None], out=out[a:e])
+                continue
+            kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
             # NOTE: one product per image, each written straight into its (out, OH·OW) block of the NCHW
             # output: no transposing copy, and for a first layer's few rows 2x faster than one product
             # over the chunk's columns (CIFAR conv1 chunk 0.34 -> 0.17 ms, LeNet conv1 0.082 -> 0.039 ms;
@@ -488,7 +528,7 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
             if b is not None:
                 z += b[:, None]
 
-    bufs = _group_buffers(groups, rows * L + _padded_size(x.shape, padding), x.dtype)
+    bufs = _group_buffers(groups, _chunk_per_image(x.shape, (kh, kw), padding, o, oh, width), x.dtype)
     try:
         _blas.run_parts(run, list(zip(groups, bufs)))
     finally:
@@ -497,27 +537,19 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
     return out
 
 
-def _chunk_dx_wide(w2, g, kernel, padding, dx, buf, work):
-    """dX of a stride-1 chunk added into ``dx`` (nb, C, H, W), over wide rows (the NumPy path).
+def _fold_wide(dcols, kernel, padding, dx, work):
+    """Add dX of a stride-1 chunk into ``dx`` (nb, C, H, W) from dcols over wide rows (nb, C·kh·kw, OH·Wp).
 
-    The gradient is copied into rows Wp wide with zeros in the last Wp - OW columns; one product per image
-    gives dcols (nb, C·kh·kw, OH·Wp) whose wide columns are 0; window offset (i, j) of the image's flat
-    padded channel then is the run that starts at i·Wp + j: kh·kw adds of (nb, C) runs of OH·Wp elements
-    (the whole-batch ``_col2im_wide``'s trick without its zeros in dZ's product), instead of nb·C·OH
-    runs of OW. A zero column adds nothing wherever it lands.
-    NOTE: measured on a chunk, one BLAS thread, product and fold together: LeNet's second conv (16 images)
-    0.495 -> 0.333 ms, the CIFAR-shaped net's (4 images) 0.841 -> 0.631 ms (BENCHMARKS.md, "Convolutions,
-    sixth session")."""
-    nb, o, oh, ow = g.shape
-    c, h, w = dx.shape[1], dx.shape[2], dx.shape[3]
+    Window offset (i, j) of an image's flat padded channel is the run that starts at i·Wp + j: kh·kw
+    adds of (nb, C) runs of OH·Wp elements (the whole-batch ``_col2im_wide``'s trick) instead of
+    nb·C·OH runs of OW. The wide columns of dcols are 0 (their dZ is), so they add nothing wherever they land.
+    NOTE: measured on a chunk, one BLAS thread, dX product and fold together: LeNet's second conv
+    (16 images) 0.495 -> 0.333 ms, the CIFAR-shaped net's (4 images) 0.841 -> 0.631 ms (BENCHMARKS.md,
+    "Convolutions, sixth session")."""
+    nb, c, h, w = dx.shape
     (kh, kw), (ph, pw) = kernel, padding
     hp, wp = h + 2 * ph, w + 2 * pw
-    rows, lw = c * kh * kw, oh * wp
-    dcols = buf[:nb * rows * lw].reshape(nb, rows, lw)
-    gw = buf[nb * rows * lw:nb * (rows + o) * lw].reshape(nb, o, oh, wp)
-    gw[..., :ow] = g
-    gw[..., ow:] = 0
-    np.matmul(w2.T, gw.reshape(nb, o, lw), out=dcols)
+    lw = dcols.shape[2]
     plane = hp * wp + kw - 1  # NOTE: the last offset's run ends kw - 1 past the padded channel
     acc = work[:nb * c * plane].reshape(nb, c, plane)
     acc.fill(0)
@@ -541,10 +573,7 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
     gx = _new_array(x_shape, g.dtype, zero=True) if need_x else None
     if len(groups) > 1:
         _blas.hold_serial()
-    # NOTE: the NumPy path folds dX back over wide rows for stride 1 (_chunk_dx_wide); its buffers are
-    # sized for Wp columns per output row, the others' for OW
-    wide = need_x and kernels is _NumpyKernels and stride == (1, 1)
-    width = wd + 2 * padding[1] if wide else ow
+    width = _chunk_width(kernels, x_shape, (kh, kw), stride, padding, ow)
 
     def run(part):
         chunks, buf = part
@@ -552,31 +581,43 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
         gb = np.zeros(o, dtype=g.dtype) if need_b else None
         for a, e in chunks:
             nb = e - a
-            m = nb * L
+            m = nb * oh * width
             g3 = g[a:e].reshape(nb, o, L)
-            work = buf[(rows + o) * nb * oh * width:]
+            cols, dz, work = buf[:rows * m].reshape(rows, m), buf[rows * m:(rows + o) * m].reshape(o, m), \
+                buf[(rows + o) * m:]
+            if width != ow:
+                # NOTE: wide rows (as the forward's): dZ (out, nb, OH, Wp) with 0 in the wide columns serves
+                # dW (one product over the chunk) and dX (one per image, then _fold_wide)
+                dz4 = dz.reshape(o, nb, oh, width)
+                dz4[..., :ow] = g[a:e].transpose(1, 0, 2, 3)
+                dz4[..., ow:] = 0
+                if need_w:
+                    _im2col_wide(x[a:e], (kh, kw), padding, cols, work)
+                    gw += cols.dot(dz.T).T if rows >= o else dz.dot(cols.T)
+                if need_b:
+                    gb += g3.sum(axis=(0, 2))
+                if need_x:
+                    dcols = buf[:rows * m].reshape(nb, rows, oh * width)
+                    np.matmul(w2.T, dz.reshape(o, nb, -1).transpose(1, 0, 2), out=dcols)
+                    _fold_wide(dcols, (kh, kw), padding, gx[a:e], work)
+                continue
             if need_w:
-                cols = kernels.im2col(x[a:e], (kh, kw), stride, padding, buf[:rows * m].reshape(rows, m), work)
+                kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
                 if rows <= _BATCHED_DW_ROWS:
                     gw += np.matmul(g3, cols.reshape(rows, nb, L).transpose(1, 2, 0)).sum(axis=0)
                 else:
-                    dz = buf[rows * m:(rows + o) * m].reshape(o, m)
                     np.copyto(dz.reshape(o, nb, L), g3.transpose(1, 0, 2))
                     # NOTE: the orientation rule of the unchunked backward (Conv2dFunction.backward)
                     gw += cols.dot(dz.T).T if rows >= o else dz.dot(cols.T)
             if need_b:
                 gb += g3.sum(axis=(0, 2))
-            if wide:
-                _chunk_dx_wide(w2, g[a:e], (kh, kw), padding, gx[a:e], buf, work)
-            elif need_x:
+            if need_x:
                 # NOTE: one product per image, read straight from the NCHW gradient (as the forward's)
-                dcols = buf[:rows * m].reshape(rows, m)
-                np.matmul(w2.T, g3, out=dcols.reshape(rows, nb, L).transpose(1, 0, 2))
-                kernels.col2im(dcols, (nb, c, h, wd), (kh, kw), stride, padding, gx[a:e], work)
+                np.matmul(w2.T, g3, out=cols.reshape(rows, nb, L).transpose(1, 0, 2))
+                kernels.col2im(cols, (nb, c, h, wd), (kh, kw), stride, padding, gx[a:e], work)
         return gw, gb
 
-    per_image = (rows + o) * oh * width + c * ((h + 2 * padding[0]) * (wd + 2 * padding[1]) + kw - 1)
-    bufs = _group_buffers(groups, per_image, g.dtype)
+    bufs = _group_buffers(groups, _chunk_per_image(x_shape, (kh, kw), padding, o, oh, width), g.dtype)
     try:
         parts = _blas.run_parts(run, list(zip(groups, bufs)))
     finally:

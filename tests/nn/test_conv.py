@@ -111,11 +111,12 @@ def test_both_unfoldings_agree_and_pass_gradcheck(seed, unfolding):
     np.testing.assert_allclose(B.grad, g.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
 
 
-@pytest.fixture(params=[(path, threads) for path in ("fast", "numpy") for threads in (1, 2, 3)],
+@pytest.fixture(params=[(path, threads) for path in ("fast", "numpy", "numpy-wide") for threads in (1, 2, 3)],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def chunked(request, monkeypatch):
     """Every convolution cut into chunks of one image, shared among 1-3 threads, with the compiled kernels
-    or the NumPy path's (whose stride-1 dX folds back over wide rows, ``_chunk_dx_wide``).
+    or the NumPy path's: its short rows, or (``numpy-wide``) every stride-1 chunk unfolded over wide rows
+    (``_im2col_wide``, ``_fold_wide``; the library does so from ``_WIDE_CHUNK_ROWS`` rows up).
 
     NOTE: the library chunks only batches whose columns exceed ``_CHUNK_BYTES`` (1 MB), on as many threads
     as NumPy's BLAS may use; the test shrinks the one and sets the other, so that small float64 problems
@@ -124,6 +125,7 @@ def chunked(request, monkeypatch):
     if path == "fast":
         pytest.importorskip("numba")
     previous = F.use_fast_kernels(path == "fast")
+    monkeypatch.setattr(CF, "_WIDE_CHUNK_ROWS", 1 if path == "numpy-wide" else 1 << 30)
     monkeypatch.setattr(CF, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(_blas, "threads", lambda: threads)
     yield threads
