@@ -17,10 +17,11 @@ Compiled kernels (``gradbox._conv_kernels``, numba) replace the unfolding, col2i
 pooling loops when numba is importable; they are loaded on the first call, never at
 ``import gradbox``. ``GRADBOX_FAST=0`` or ``use_fast_kernels(False)`` keeps the NumPy path.
 
-With the compiled kernels, a batch whose columns exceed about 1 MB is convolved chunk by chunk of
-images, the chunks shared among as many threads as NumPy's BLAS may use (``_conv_forward_chunks``):
-the same products on smaller column blocks, summed over chunks in a fixed order, so the results equal
-the whole-batch products to rounding and a run repeats to the bit (tested).
+A batch whose columns exceed about 1 MB is convolved chunk by chunk of images, the chunks shared among as
+many threads as NumPy's BLAS may use (``_conv_forward_chunks``), with the compiled kernels or NumPy's own
+unfolding (``_NumpyKernels``, which unfolds a stride-1 chunk over wide rows, ``_im2col_wide``): the same
+products on smaller column blocks, summed over chunks in a fixed order, so the results equal the
+whole-batch products to rounding and a run repeats to the bit (tested).
 """
 from __future__ import annotations
 
@@ -45,11 +46,12 @@ __all__ = [
 
 
 def use_fast_kernels(enabled: bool = True) -> bool:
-    """Turn the ``fast`` extra's speed-ups on or off; returns the previous setting.
+    """Turn the ``fast`` extra's compiled kernels on or off; returns the previous setting.
 
-    They are the numba kernels for convolution and pooling and, with ``threadpoolctl``, one BLAS thread
-    for small matrix products (``gradbox._blas``). The default is on when they are installed, unless the
-    environment variable ``GRADBOX_FAST=0``. Both paths give the same results to float32 rounding.
+    They are the numba kernels for convolution and pooling (and ReLU's backward once loaded). The default
+    is on when numba is installed, unless the environment variable ``GRADBOX_FAST=0``. Both paths give the
+    same results to float32 rounding. The BLAS thread choice (``gradbox._blas``) and the chunked
+    convolution do not depend on it.
 
     >>> from gradbox.nn import functional as F
     >>> previous = F.use_fast_kernels(False)
@@ -414,8 +416,8 @@ def _use_wide(dtype, kernel, stride) -> bool:
     return stride == (1, 1) and least is not None and kernel[0] * kernel[1] >= least
 
 
-# --- the chunked convolution (compiled kernels) ------------------------------------------------------
-# NOTE: with the compiled kernels a convolution over a batch whose columns exceed _CHUNK_BYTES runs chunk
+# --- the chunked convolution ------------------------------------------------------------------------------
+# NOTE: a convolution over a batch whose columns exceed _CHUNK_BYTES runs chunk
 # by chunk of images: each chunk's columns are unfolded, multiplied and (backward) folded back while they
 # sit in a core's cache, and the chunks are shared among the threads NumPy's BLAS may use (each product
 # then on one BLAS thread). The whole-batch columns (10-19 MB at LeNet b128 / the CIFAR-shaped net's b64)
@@ -425,7 +427,9 @@ def _use_wide(dtype, kernel, stride) -> bool:
 # The chunks' products run on one BLAS thread each, and so do gradbox's next products (_blas.hold_serial):
 # a split product would leave OpenBLAS's worker spinning on the core the second chunk thread needs.
 # Training steps, fresh processes, against the whole-batch boxes: LeNet b128 1.30x, the CIFAR-shaped net
-# 1.15x, LeNet b32 1.08x (BENCHMARKS.md, "Convolutions, fifth session").
+# 1.15x, LeNet b32 1.08x (BENCHMARKS.md, "Convolutions, fifth session"), with the compiled kernels; on
+# the NumPy path (its copies and adds release the GIL as the kernels do) 1.25x, 1.33x and 1.01x
+# ("Convolutions, sixth session").
 
 #: Bytes of columns in one chunk (about a core's L2).
 _CHUNK_BYTES = 1 << 20
@@ -646,7 +650,7 @@ class Conv2dFunction(Function):
     ``dW = dZ·colsᵀ``, ``db = Σ dZ`` over batch and positions, ``dcols = Wᵀ·dZ`` and
     ``dX = col2im(dcols)``. dX is skipped when X needs no gradient (the first layer).
 
-    With the compiled kernels and a batch whose columns exceed about 1 MB, the same products run
+    With a batch whose columns exceed about 1 MB, the same products run
     chunk by chunk of images on gradbox's threads (``_conv_forward_chunks``); the cache is then X
     itself, unfolded again chunk by chunk in the backward.
     """
