@@ -478,13 +478,14 @@ def _group_buffers(groups, per_image, dtype) -> list:
 #: (150 rows, 16 images) 0.204 -> 0.163, the CIFAR-shaped net's (288 rows, 4 images) 0.584 -> 0.521; first
 #: layers lose (25 rows: 0.123 -> 0.134, 27 rows: 0.219 -> 0.237): with few rows the copy is cheap and
 #: the Wp/OW times larger product is what counts (BENCHMARKS.md, "Convolutions, sixth session")
-_WIDE_CHUNK_ROWS = 64
+_WIDE_CHUNK_ROWS = {"numpy": 64, "fast": None}
 
 
 def _chunk_width(kernels, x_shape, kernel, stride, padding, ow) -> int:
     """Columns per output row of a chunk's columns: Wp when the NumPy path unfolds it wide, else OW."""
     rows = x_shape[1] * kernel[0] * kernel[1]
-    if kernels is _NumpyKernels and stride == (1, 1) and rows >= _WIDE_CHUNK_ROWS:
+    least = _WIDE_CHUNK_ROWS["numpy" if kernels is _NumpyKernels else "fast"]
+    if stride == (1, 1) and least is not None and rows >= least:
         return x_shape[3] + 2 * padding[1]
     return ow
 

@@ -125,7 +125,7 @@ def chunked(request, monkeypatch):
     if path == "fast":
         pytest.importorskip("numba")
     previous = F.use_fast_kernels(path == "fast")
-    monkeypatch.setattr(CF, "_WIDE_CHUNK_ROWS", 1 if path == "numpy-wide" else 1 << 30)
+    monkeypatch.setitem(CF._WIDE_CHUNK_ROWS, "numpy", 1 if path == "numpy-wide" else None)
     monkeypatch.setattr(CF, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(_blas, "threads", lambda: threads)
     yield threads
