@@ -138,13 +138,18 @@ _RAISED = {"bytes": 0}  # the largest array the allocate-free-allocate step belo
 #: glibc's largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX), a little under: the block
 #: mapped includes its header
 _GLIBC_MMAP_MAX = (32 << 20) - (64 << 10)
+#: glibc's first mmap threshold (M_MMAP_THRESHOLD's default): a block from this size up is mapped afresh
+#: and unmapped when freed, until a free raises the threshold.
+#: NOTE: 128 KiB, not _Scratch.MIN_BYTES: LeNet's step at batch 8 and 12, whose arrays are 150-940 KB,
+#: faulted 355 and 549 pages a step (1.49 and 2.36 ms a step against 1.52 ms at batch 16)
+_GLIBC_MMAP_MIN = 128 << 10
 
 
 def _keep_heap(nbytes: int) -> None:
     """The first time a size this large comes, allocate and free a block twice ``nbytes``
     (``_Scratch.take``'s NOTE): glibc's thresholds then rise, and it keeps the heap that a step's arrays
     of this size grow instead of mapping it afresh every step. One number remembered, not a list."""
-    if nbytes > _RAISED["bytes"] and nbytes >= _Scratch.MIN_BYTES:
+    if nbytes > _RAISED["bytes"] and nbytes >= _GLIBC_MMAP_MIN:
         # NOTE: twice the size: the heap's trim threshold then becomes four times it, room for the
         # step's other temporaries of this size (ReLU's output and mask, the pooling's arrays). At most
         # glibc's largest dynamic threshold (32 MB on 64-bit, DEFAULT_MMAP_THRESHOLD_MAX): freeing a larger
@@ -665,6 +670,8 @@ class Conv2dFunction(Function):
         oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
         kernels = _kernels(x.dtype) or _NumpyKernels
         self.chunks = _chunk_groups(n, c * kh * kw * oh * ow * x.dtype.itemsize)
+        if self.chunks is None:
+            _keep_heap(n * c * kh * kw * oh * ow * x.dtype.itemsize)  # NOTE: as _chunk_groups does for chunks
         if self.chunks is not None:
             x = np.ascontiguousarray(x)
             self.cols, self.w, self.wide = None, w, False
