@@ -36,7 +36,6 @@ import threading
 
 import numpy as np
 
-
 #: Products below this many FLOPs (2·m·k·n) run on one BLAS thread.
 #: NOTE: chosen by measurement (paired whole steps of bench/conv.py's networks against the previous code):
 #: LeNet at batch 32 (every product 3-15 MFLOP) 1.0x on a good minute and 1.8x on a bad one; with the limit

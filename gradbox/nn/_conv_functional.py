@@ -669,9 +669,10 @@ class Conv2dFunction(Function):
         self.geometry = (x.shape, (kh, kw), stride, padding)
         oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
         kernels = _kernels(x.dtype) or _NumpyKernels
-        self.chunks = _chunk_groups(n, c * kh * kw * oh * ow * x.dtype.itemsize)
+        image_bytes = c * kh * kw * oh * ow * x.dtype.itemsize  # one image's columns
+        self.chunks = _chunk_groups(n, image_bytes)
         if self.chunks is None:
-            _keep_heap(n * c * kh * kw * oh * ow * x.dtype.itemsize)  # NOTE: as _chunk_groups does for chunks
+            _keep_heap(n * image_bytes)  # NOTE: the whole batch's columns, as _chunk_groups does for chunks
         if self.chunks is not None:
             x = np.ascontiguousarray(x)
             self.cols, self.w, self.wide = None, w, False
@@ -708,8 +709,8 @@ class Conv2dFunction(Function):
         need = self.needs_input_grad
         x_shape, kernel, stride, padding = self.geometry
         if self.chunks is not None:
-            return _conv_backward_chunks(_kernels(g.dtype) or _NumpyKernels, g, self.x, x_shape, self.w, stride, padding, need,
-                                         self.chunks)
+            kernels = _kernels(g.dtype) or _NumpyKernels
+            return _conv_backward_chunks(kernels, g, self.x, x_shape, self.w, stride, padding, need, self.chunks)
         n, o, oh, ow = g.shape
         width = x_shape[3] + 2 * padding[1] if self.wide else ow
         dz = _SCRATCH.take((o, n * oh * width), g.dtype)  # (out, N·OH·width), always a copy of g
@@ -822,6 +823,8 @@ class MaxPool2dFunction(Function):
         outs, args = out.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow)
 
         def run(a, b):  # planes [a, b): a large batch's share among gradbox's threads (_blas.run_pass)
+            # NOTE: np.maximum over the kh·kw strided slices, not win.max(axis=(3, 4)): the reduction
+            # over two short inner axes of a strided view is about 25x slower.
             win = _windows(planes[a:b], kernel, stride)[:, 0]  # (planes, OH, OW, kh, kw)
             o, r = outs[a:b], args[a:b]
             np.copyto(o, win[..., 0, 0])
