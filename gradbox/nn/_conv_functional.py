@@ -143,6 +143,11 @@ _GLIBC_MMAP_MAX = (32 << 20) - (64 << 10)
 #: NOTE: 128 KiB, not _Scratch.MIN_BYTES: LeNet's step at batch 8 and 12, whose arrays are 150-940 KB,
 #: faulted 355 and 549 pages a step (1.49 and 2.36 ms a step against 1.52 ms at batch 16)
 _GLIBC_MMAP_MIN = 128 << 10
+#: The smallest block ``_keep_heap`` frees: glibc then keeps at least twice this much heap between steps.
+#: NOTE: with twice the columns only, LeNet's step at batch 8 on the NumPy path (whose other temporaries
+#: outgrow its 0.6 MB of columns) still faulted 550 pages a step in a fresh venv, depending on the heap's
+#: layout (0 in another venv); from 8 MB up it takes none in both
+_KEEP_AT_LEAST = 8 << 20
 
 
 def _keep_heap(nbytes: int) -> None:
@@ -156,7 +161,7 @@ def _keep_heap(nbytes: int) -> None:
         # block raises nothing, and the CIFAR-shaped net's step (whose second conv asked for 38 MB) then
         # had its 47 MB of temporaries trimmed and faulted in again every step (5,360 minor faults a step)
         _RAISED["bytes"] = nbytes
-        np.empty(min(2 * nbytes, _GLIBC_MMAP_MAX), dtype=np.uint8)  # freed at once
+        np.empty(min(max(2 * nbytes, _KEEP_AT_LEAST), _GLIBC_MMAP_MAX), dtype=np.uint8)  # freed at once
 
 
 def _new_array(shape, dtype, zero=False) -> np.ndarray:
