@@ -166,6 +166,20 @@ def test_chunked_convolution_equals_the_whole_batch_and_passes_gradcheck(seed, c
                 np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
 
 
+def test_chunked_convolution_backward_twice_with_retain_graph(chunked):
+    """A second backward (retain_graph) reads the same cache: exactly twice the first gradients."""
+    rng = np.random.default_rng(5)
+    x, w, b = rng.normal(size=(5, 3, 9, 8)), rng.normal(size=(4, 3, 3, 3)), rng.normal(size=4)
+    X, W, B = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
+    out = F.conv2d(X, W, B, padding=1)
+    g = rng.normal(size=out.shape)
+    out.backward(g, retain_graph=True)
+    first = [X.grad.copy(), W.grad.copy(), B.grad.copy()]
+    out.backward(g)
+    for a, t in zip(first, (X, W, B)):
+        np.testing.assert_array_equal(t.grad, 2 * a)
+
+
 def test_chunked_convolution_in_float32_and_without_grad(chunked):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(9, 3, 12, 10)).astype(np.float32)
