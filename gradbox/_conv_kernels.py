@@ -312,7 +312,6 @@ def max_pool(x, kernel, stride, padding):
     return out, arg
 
 
-
 def max_pool_backward(g, arg, x_shape, kernel, stride, padding):
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -329,7 +328,7 @@ def max_pool_backward(g, arg, x_shape, kernel, stride, padding):
             _blas.run_pass(lambda a, b: _max_pool_2x2_backward(gs[a:b], args[a:b], dxs[a:b]), n * c, dx.nbytes)
         else:
             _blas.run_pass(lambda a, b: _max_pool_backward_tiled(gs[a:b], args[a:b], kh, kw, dxs[a:b]), n * c,
-                       dx.nbytes)
+                           dx.nbytes)
         return dx
     dx = np.zeros(x_shape, dtype=g.dtype)
     dxs = dx.reshape(n * c, h, w)
