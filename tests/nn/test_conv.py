@@ -6,6 +6,8 @@ inputs and kernels, size-1 channels and batches. The relative error must be belo
 """
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import gradbox as gb
 from gradbox import Tensor, _blas, nn
@@ -469,6 +471,27 @@ def test_fast_kernels_equal_numpy_path_in_float32(seed):
     for fast, slow in zip(run_ops(seed, True), run_ops(seed, False)):
         assert fast.dtype == slow.dtype == np.float32
         np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(slow).max())))
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 12), w=st.integers(1, 40),
+       kh=st.integers(1, 5), kw=st.integers(1, 5), ph=st.integers(0, 3), pw=st.integers(0, 3),
+       dtype=st.sampled_from([np.float32, np.float64]), work=st.sampled_from(["none", "enough", "short"]))
+def test_compiled_stride1_unfolding_equals_numpy_path_bitwise(n, c, h, w, kh, kw, ph, pw, dtype, work):
+    """The compiled stride-1 im2col (padded copy, then runs in vector moves of 8, the last one overlapping)
+    gives the NumPy path's columns bit for bit: runs shorter than 8, exactly 8, and longer, with and
+    without a work buffer for the padded copy (one too short is not used)."""
+    pytest.importorskip("numba")
+    from gradbox import _conv_kernels as K
+    assume(h + 2 * ph >= kh and w + 2 * pw >= kw)
+    x = np.random.default_rng(n * 1000 + h * 40 + w).normal(size=(n, c, h, w)).astype(dtype)
+    size = n * c * (h + 2 * ph) * (w + 2 * pw)
+    buf = None if work == "none" else np.full(size + 3 if work == "enough" else size - 1, np.nan, dtype)
+    oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    cols = np.full((c * kh * kw, n * oh * ow), np.nan, dtype)
+    out = K.im2col(x, (kh, kw), (1, 1), (ph, pw), cols=cols, work=buf)
+    assert out is cols
+    np.testing.assert_array_equal(cols, CF._NumpyKernels.im2col(x, (kh, kw), (1, 1), (ph, pw)))
 
 
 def test_kernels_load_lazily_and_switch_off_by_environment():
