@@ -105,6 +105,14 @@ class _OpenBLAS:
         get.argtypes, get.restype = [], ctypes.c_int
         put.argtypes, put.restype = [ctypes.c_int], None
         self.filepath, self._get, self._put = filepath, get, put
+        # NOTE: the C GEMMs, for compiled code that calls them itself (gradbox._conv_kernels): only with
+        # 64-bit integers (the "64_" builds NumPy's wheels ship), the one signature that code declares
+        self.gemm = {}
+        if suffix == "64_":
+            for letter, dtype in (("s", np.float32), ("d", np.float64)):
+                fn = getattr(lib, f"{prefix[:-len('openblas')]}cblas_{letter}gemm{suffix}", None)
+                if fn is not None:
+                    self.gemm[np.dtype(dtype)] = ctypes.cast(fn, ctypes.c_void_p).value
 
     def get_num_threads(self) -> int:
         return self._get()
@@ -161,6 +169,14 @@ def _controller():
     if ctl is None:
         ctl = _STATE["controller"] = _numpy_blas()
     return ctl or None
+
+
+def gemm_address(dtype) -> int:
+    """The address of ``cblas_sgemm`` / ``cblas_dgemm`` (row-major, 64-bit integers) of the OpenBLAS NumPy
+    uses, for compiled code to call (the chunked convolution's parts); 0 where it is not known (another
+    BLAS, a 32-bit-integer build, not Linux)."""
+    ctl = _controller()
+    return getattr(ctl, "gemm", {}).get(np.dtype(dtype), 0) if ctl is not None else 0
 
 
 def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -144,6 +144,127 @@ def _im2col_stride1(xp, kh, kw, oh, ow, cols):
                                 row[np.uintp(dst + t)] = xf[np.uintp(src + t)]
 
 
+@intrinsic
+def _gemm(typingctx, address, trans_a, trans_b, m, n, k, a, a_at, lda, b, b_at, ldb, beta, c, c_at, ldc):
+    """``C = op(A)·op(B) + beta·C`` through the C function at ``address``: NumPy's OpenBLAS ``cblas_sgemm``
+    or ``cblas_dgemm`` (row major, 64-bit integers; ``_blas.gemm_address``). A, B, C are C-contiguous
+    arrays of one dtype, each read from element ``*_at`` of its flat data; ``trans_*`` 111 (no) or 112 (yes).
+
+    NOTE: why call the library from compiled code: a chunk's products issued from Python take the GIL
+    between every call, and two threads each waiting for it (a futex wake of an idle vCPU: ~20 us here)
+    ate the second core's gain at small batches (BENCHMARKS.md, "Convolutions, seventh session")."""
+    if not (all(isinstance(t, types.Array) for t in (a, b, c)) and a.dtype == b.dtype == c.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ts = signature.args
+        elt = context.get_data_type(ts[6].dtype)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, elt, elt.as_pointer(), i64,
+                                               elt.as_pointer(), i64, elt, elt.as_pointer(), i64])
+
+        def arg(i, to):
+            return context.cast(builder, args[i], ts[i], to)
+
+        def data(i, at):
+            return builder.gep(context.make_array(ts[i])(context, builder, args[i]).data, [arg(at, types.int64)])
+
+        fn = builder.inttoptr(arg(0, types.int64), fnty.as_pointer())
+        one = context.get_constant(ts[6].dtype, 1.0)
+        builder.call(fn, [ir.Constant(i32, 101), arg(1, types.int32), arg(2, types.int32),  # 101: row major
+                          arg(3, types.int64), arg(4, types.int64), arg(5, types.int64), one,
+                          data(6, 7), arg(8, types.int64), data(9, 10), arg(11, types.int64),
+                          arg(12, ts[6].dtype), data(13, 14), arg(15, types.int64)])
+        return context.get_dummy_value()
+
+    sig = types.void(address, trans_a, trans_b, m, n, k, a, a_at, lda, b, b_at, ldb, beta, c, c_at, ldc)
+    return sig, codegen
+
+
+_NO, _T = 111, 112  # CBLAS_TRANSPOSE
+
+
+@_jit
+def _unfold_chunk(x, kh, kw, sh, sw, ph, pw, oh, ow, cols, work):
+    """im2col of one chunk ``x`` (nb, C, H, W) into ``cols``, as ``im2col`` below does it."""
+    if sh == 1 and sw == 1:
+        if ph or pw:
+            nb, c, h, w = x.shape
+            xp = work[:nb * c * (h + 2 * ph) * (w + 2 * pw)].reshape(nb, c, h + 2 * ph, w + 2 * pw)
+            _pad_into(x, ph, pw, xp)
+            _im2col_stride1(xp, kh, kw, oh, ow, cols)
+        else:
+            _im2col_stride1(x, kh, kw, oh, ow, cols)
+    else:
+        _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols)
+
+
+@_jit
+def _conv_forward_part(gemm, x, w2, b, out, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow):
+    """One thread's share of the chunked convolution's forward, all in compiled code: for each chunk [a, e)
+    of ``chunks`` (k, 2), unfold it into ``buf`` and write ``Z = W·cols + b`` image by image into ``out``
+    (N, out, OH·OW): what ``_conv_functional._conv_forward_chunks`` does from Python. ``b`` empty: no bias."""
+    o, rows = w2.shape
+    L = oh * ow
+    wf, zf = w2.reshape(-1), out.reshape(-1)
+    for q in range(chunks.shape[0]):
+        a, e = chunks[q, 0], chunks[q, 1]
+        m = (e - a) * L
+        cols = buf[:rows * m].reshape(rows, m)
+        _unfold_chunk(x[a:e], kh, kw, sh, sw, ph, pw, oh, ow, cols, buf[(rows + o) * m:])
+        for i in range(e - a):
+            at = (a + i) * o * L
+            # Z_i (out, L) = W (out, rows) · cols_i (rows, L): one product per image straight into NCHW
+            _gemm(gemm, _NO, _NO, o, L, rows, wf, 0, rows, buf, i * L, m, 0.0, zf, at, L)
+            if b.size:
+                for oc in range(o):
+                    z, bias = zf[at + oc * L:at + (oc + 1) * L], b[oc]
+                    for t in range(L):
+                        z[np.uintp(t)] += bias
+
+
+@_jit
+def _conv_backward_part(gemm, g, x, w2, gw, gb, gx, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow, per_image):
+    """One thread's share of the chunked convolution's backward, all in compiled code, for the chunks
+    [a, e) of ``chunks``: each chunk unfolded again into ``buf``; dW summed into ``gw`` (empty: no dW), ``db +=
+    Σ dZ`` (``gb``; empty: none), ``dcols_i = Wᵀ·dZ_i`` image by image then col2im into ``gx`` (empty: no dX).
+    ``g`` is (N, out, OH·OW), C-contiguous. dW as the Python loop takes it (``_backward_chunks_python``):
+    ``per_image``, ``gw`` (out, rows) += dZ_i·cols_iᵀ; else ``gw`` holds dWᵀ (rows, out) += cols·dZᵀ, one
+    product over the chunk from dZ copied to (out, nb·OH·OW)."""
+    o, rows = w2.shape
+    L = oh * ow
+    wf, gf, gwf = w2.reshape(-1), g.reshape(-1), gw.reshape(-1)
+    for q in range(chunks.shape[0]):
+        a, e = chunks[q, 0], chunks[q, 1]
+        m = (e - a) * L
+        cols = buf[:rows * m].reshape(rows, m)
+        if gw.size:
+            _unfold_chunk(x[a:e], kh, kw, sh, sw, ph, pw, oh, ow, cols, buf[(rows + o) * m:])
+            if per_image:
+                for i in range(e - a):
+                    _gemm(gemm, _NO, _T, o, rows, L, gf, (a + i) * o * L, L, buf, i * L, m, 1.0, gwf, 0, rows)
+            else:
+                dz = buf[rows * m:(rows + o) * m]
+                for i in range(e - a):
+                    for oc in range(o):
+                        src, dst = gf[((a + i) * o + oc) * L:], dz[oc * m + i * L:]
+                        for t in range(L):
+                            dst[np.uintp(t)] = src[np.uintp(t)]
+                _gemm(gemm, _NO, _T, rows, o, m, buf, 0, m, buf, rows * m, m, 1.0, gwf, 0, o)
+        if gb.size:
+            for i in range(a, e):
+                for oc in range(o):
+                    d = gf[(i * o + oc) * L:(i * o + oc + 1) * L]
+                    acc = 0.0  # NOTE: a float64 sum of float32 terms
+                    for t in range(L):
+                        acc += d[np.uintp(t)]
+                    gb[oc] += acc
+        if gx.size:
+            for i in range(e - a):
+                _gemm(gemm, _T, _NO, rows, L, o, wf, 0, rows, gf, (a + i) * o * L, L, 0.0, buf, i * L, m)
+            _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, gx[a:e])
+
+
 @_jit
 def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
     n, c, h, w = dx.shape

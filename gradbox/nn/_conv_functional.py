@@ -515,41 +515,71 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
     w2 = w.reshape(o, rows)
     out = _new_array((n, o, oh, ow), x.dtype)
     width = _chunk_width(kernels, x.shape, (kh, kw), stride, padding, ow)
+    gemm = _compiled_parts(kernels, x.dtype)
+    if gemm:
+        # NOTE: each thread's chunks in one compiled call (kernels._conv_forward_part), the same products
+        w2, bias = np.ascontiguousarray(w2), (np.empty(0, x.dtype) if b is None else np.ascontiguousarray(b))
 
-    def run(part):
-        chunks, buf = part
-        for a, e in chunks:
-            nb = e - a
-            m = nb * oh * width
-            cols, work = buf[:rows * m].reshape(rows, m), buf[(rows + o) * m:]
-            if width != ow:
-                # NOTE: wide rows: Z over OH x Wp positions into the buffer, its OW real columns copied out
-                _im2col_wide(x[a:e], (kh, kw), padding, cols, work)
-                zw = buf[rows * m:(rows + o) * m].reshape(nb, o, oh, width)
-                np.matmul(w2, cols.reshape(rows, nb, oh * width).transpose(1, 0, 2), out=zw.reshape(nb, o, -1))
-                if b is None:
-                    np.copyto(out[a:e], zw[..., :ow])
-                else:
-                    np.add(zw[..., :ow], b[:, None, None], out=out[a:e])
-                continue
-            kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
-            # NOTE: one product per image, each written straight into its (out, OH·OW) block of the NCHW
-            # output: no transposing copy, and for a first layer's few rows 2x faster than one product
-            # over the chunk's columns (CIFAR conv1 chunk 0.34 -> 0.17 ms, LeNet conv1 0.082 -> 0.039 ms;
-            # OpenBLAS packs the long skinny operand badly); the same for the others (BENCHMARKS.md,
-            # "Convolutions, fifth session")
-            z = out[a:e].reshape(nb, o, L)
-            np.matmul(w2, cols.reshape(rows, nb, L).transpose(1, 0, 2), out=z)
-            if b is not None:
-                z += b[:, None]
+        def run(part):
+            chunks, buf = part
+            kernels._conv_forward_part(gemm, x, w2, bias, out.reshape(n, o, L), buf, chunks, kh, kw, *stride,
+                                       *padding, oh, ow)
+
+    else:
+        def run(part):
+            chunks, buf = part
+            _forward_chunks_python(kernels, x, w2, b, (kh, kw), stride, padding, oh, ow, width, out, chunks, buf)
 
     bufs = _group_buffers(groups, _chunk_per_image(x.shape, (kh, kw), padding, o, oh, width), x.dtype)
+    parts = list(zip((np.array(chunks, dtype=np.int64) for chunks in groups) if gemm else groups, bufs))
     try:
-        _blas.run_parts(run, list(zip(groups, bufs)))
+        _blas.run_parts(run, parts)
     finally:
         for buf in bufs:
             _SCRATCH.give(buf)
     return out
+
+
+def _compiled_parts(kernels, dtype) -> int:
+    """The BLAS GEMM's address when a chunked convolution's parts run as compiled calls (the compiled
+    kernels, and NumPy's OpenBLAS known: ``_blas.gemm_address``), else 0: the chunks loop in Python."""
+    return _blas.gemm_address(dtype) if kernels is not _NumpyKernels and _COMPILED_PARTS["on"] else 0
+
+
+#: Switch for the compiled parts (``_compiled_parts``); tests turn it off to check the Python loop agrees.
+_COMPILED_PARTS = {"on": True}
+
+
+def _forward_chunks_python(kernels, x, w2, b, kernel, stride, padding, oh, ow, width, out, chunks, buf):
+    """One thread's chunks of ``_conv_forward_chunks`` from Python: the NumPy path (its unfolding, wide rows
+    for stride 1), or the compiled kernels where the GEMM's address is unknown."""
+    o, rows = w2.shape
+    kh, kw = kernel
+    L = oh * ow
+    for a, e in chunks:
+        nb = e - a
+        m = nb * oh * width
+        cols, work = buf[:rows * m].reshape(rows, m), buf[(rows + o) * m:]
+        if width != ow:
+            # NOTE: wide rows: Z over OH x Wp positions into the buffer, its OW real columns copied out
+            _im2col_wide(x[a:e], (kh, kw), padding, cols, work)
+            zw = buf[rows * m:(rows + o) * m].reshape(nb, o, oh, width)
+            np.matmul(w2, cols.reshape(rows, nb, oh * width).transpose(1, 0, 2), out=zw.reshape(nb, o, -1))
+            if b is None:
+                np.copyto(out[a:e], zw[..., :ow])
+            else:
+                np.add(zw[..., :ow], b[:, None, None], out=out[a:e])
+            continue
+        kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
+        # NOTE: one product per image, each written straight into its (out, OH·OW) block of the NCHW
+        # output: no transposing copy, and for a first layer's few rows 2x faster than one product
+        # over the chunk's columns (CIFAR conv1 chunk 0.34 -> 0.17 ms, LeNet conv1 0.082 -> 0.039 ms;
+        # OpenBLAS packs the long skinny operand badly); the same for the others (BENCHMARKS.md,
+        # "Convolutions, fifth session")
+        z = out[a:e].reshape(nb, o, L)
+        np.matmul(w2, cols.reshape(rows, nb, L).transpose(1, 0, 2), out=z)
+        if b is not None:
+            z += b[:, None]
 
 
 def _fold_wide(dcols, kernel, padding, dx, work):
@@ -589,52 +619,36 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
     if len(groups) > 1:
         _blas.hold_serial()
     width = _chunk_width(kernels, x_shape, (kh, kw), stride, padding, ow)
+    gemm = _compiled_parts(kernels, g.dtype)
+    if gemm:
+        # NOTE: each thread's chunks in one compiled call (kernels._conv_backward_part), the same products
+        w2 = np.ascontiguousarray(w2)
+        none = np.empty(0, g.dtype)
+        xs = x if x is not None else none.reshape(0, c, h, wd)  # NOTE: no input kept: no dW to unfold it for
 
-    def run(part):
-        chunks, buf = part
-        gw = np.zeros((o, rows), dtype=g.dtype) if need_w else None
-        gb = np.zeros(o, dtype=g.dtype) if need_b else None
-        for a, e in chunks:
-            nb = e - a
-            m = nb * oh * width
-            g3 = g[a:e].reshape(nb, o, L)
-            cols, dz, work = buf[:rows * m].reshape(rows, m), buf[rows * m:(rows + o) * m].reshape(o, m), \
-                buf[(rows + o) * m:]
-            if width != ow:
-                # NOTE: wide rows (as the forward's): dZ (out, nb, OH, Wp) with 0 in the wide columns serves
-                # dW (one product over the chunk) and dX (one per image, then _fold_wide)
-                dz4 = dz.reshape(o, nb, oh, width)
-                dz4[..., :ow] = g[a:e].transpose(1, 0, 2, 3)
-                dz4[..., ow:] = 0
-                if need_w:
-                    _im2col_wide(x[a:e], (kh, kw), padding, cols, work)
-                    gw += cols.dot(dz.T).T if rows >= o else dz.dot(cols.T)
-                if need_b:
-                    gb += g3.sum(axis=(0, 2))
-                if need_x:
-                    dcols = buf[:rows * m].reshape(nb, rows, oh * width)
-                    np.matmul(w2.T, dz.reshape(o, nb, -1).transpose(1, 0, 2), out=dcols)
-                    _fold_wide(dcols, (kh, kw), padding, gx[a:e], work)
-                continue
-            if need_w:
-                kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
-                if rows <= _BATCHED_DW_ROWS:
-                    gw += np.matmul(g3, cols.reshape(rows, nb, L).transpose(1, 2, 0)).sum(axis=0)
-                else:
-                    np.copyto(dz.reshape(o, nb, L), g3.transpose(1, 0, 2))
-                    # NOTE: the orientation rule of the unchunked backward (Conv2dFunction.backward)
-                    gw += cols.dot(dz.T).T if rows >= o else dz.dot(cols.T)
-            if need_b:
-                gb += g3.sum(axis=(0, 2))
-            if need_x:
-                # NOTE: one product per image, read straight from the NCHW gradient (as the forward's)
-                np.matmul(w2.T, g3, out=cols.reshape(rows, nb, L).transpose(1, 0, 2))
-                kernels.col2im(cols, (nb, c, h, wd), (kh, kw), stride, padding, gx[a:e], work)
-        return gw, gb
+        # NOTE: dW as the Python loop takes it: one product per image for few rows, else one per chunk
+        # as (cols·dZᵀ)ᵀ (transposed back below)
+        per_image = rows <= _BATCHED_DW_ROWS
+
+        def run(part):
+            chunks, buf = part
+            gw = np.zeros((o, rows) if per_image else (rows, o), dtype=g.dtype) if need_w else none.reshape(0, 0)
+            gb = np.zeros(o, dtype=g.dtype) if need_b else none
+            kernels._conv_backward_part(gemm, g.reshape(n, o, L), xs, w2, gw, gb,
+                                        gx if need_x else none.reshape(0, 0, 0, 0), buf, chunks, kh, kw,
+                                        *stride, *padding, oh, ow, per_image)
+            return (gw if per_image else gw.T) if need_w else None, gb if need_b else None
+
+    else:
+        def run(part):
+            chunks, buf = part
+            return _backward_chunks_python(kernels, g, x, x_shape, w2, (kh, kw), stride, padding, need, width,
+                                           gx, chunks, buf)
 
     bufs = _group_buffers(groups, _chunk_per_image(x_shape, (kh, kw), padding, o, oh, width), g.dtype)
+    parts = list(zip((np.array(chunks, dtype=np.int64) for chunks in groups) if gemm else groups, bufs))
     try:
-        parts = _blas.run_parts(run, list(zip(groups, bufs)))
+        parts = _blas.run_parts(run, parts)
     finally:
         for buf in bufs:
             _SCRATCH.give(buf)
@@ -649,6 +663,56 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
         for part in parts[1:]:
             gb += part[1]
     return gx, gw, gb
+
+
+def _backward_chunks_python(kernels, g, x, x_shape, w2, kernel, stride, padding, need, width, gx, chunks, buf):
+    """One thread's chunks of ``_conv_backward_chunks`` from Python (as ``_forward_chunks_python``):
+    returns its sums of dW and db (None where not needed); dX goes into ``gx``."""
+    _, o, oh, ow = g.shape
+    c, h, wd = x_shape[1:]
+    rows = w2.shape[1]
+    kh, kw = kernel
+    L = oh * ow
+    need_x, need_w, need_b = need[0], need[1], len(need) > 2 and need[2]
+    gw = np.zeros((o, rows), dtype=g.dtype) if need_w else None
+    gb = np.zeros(o, dtype=g.dtype) if need_b else None
+    for a, e in chunks:
+        nb = e - a
+        m = nb * oh * width
+        g3 = g[a:e].reshape(nb, o, L)
+        cols, dz, work = buf[:rows * m].reshape(rows, m), buf[rows * m:(rows + o) * m].reshape(o, m), \
+            buf[(rows + o) * m:]
+        if width != ow:
+            # NOTE: wide rows (as the forward's): dZ (out, nb, OH, Wp) with 0 in the wide columns serves
+            # dW (one product over the chunk) and dX (one per image, then _fold_wide)
+            dz4 = dz.reshape(o, nb, oh, width)
+            dz4[..., :ow] = g[a:e].transpose(1, 0, 2, 3)
+            dz4[..., ow:] = 0
+            if need_w:
+                _im2col_wide(x[a:e], (kh, kw), padding, cols, work)
+                gw += cols.dot(dz.T).T if rows >= o else dz.dot(cols.T)
+            if need_b:
+                gb += g3.sum(axis=(0, 2))
+            if need_x:
+                dcols = buf[:rows * m].reshape(nb, rows, oh * width)
+                np.matmul(w2.T, dz.reshape(o, nb, -1).transpose(1, 0, 2), out=dcols)
+                _fold_wide(dcols, (kh, kw), padding, gx[a:e], work)
+            continue
+        if need_w:
+            kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
+            if rows <= _BATCHED_DW_ROWS:
+                gw += np.matmul(g3, cols.reshape(rows, nb, L).transpose(1, 2, 0)).sum(axis=0)
+            else:
+                np.copyto(dz.reshape(o, nb, L), g3.transpose(1, 0, 2))
+                # NOTE: the orientation rule of the unchunked backward (Conv2dFunction.backward)
+                gw += cols.dot(dz.T).T if rows >= o else dz.dot(cols.T)
+        if need_b:
+            gb += g3.sum(axis=(0, 2))
+        if need_x:
+            # NOTE: one product per image, read straight from the NCHW gradient (as the forward's)
+            np.matmul(w2.T, g3, out=cols.reshape(rows, nb, L).transpose(1, 0, 2))
+            kernels.col2im(cols, (nb, c, h, wd), (kh, kw), stride, padding, gx[a:e], work)
+    return gw, gb
 
 
 class Conv2dFunction(Function):

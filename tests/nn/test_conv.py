@@ -4,6 +4,8 @@ bad-input errors, and the layers' configs.
 Configurations draw kernel 1-5, stride 1-3, padding 0-2 (pooling: at most half the kernel), non-square
 inputs and kernels, size-1 channels and batches. The relative error must be below 1e-7.
 """
+import os
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -113,25 +115,43 @@ def test_both_unfoldings_agree_and_pass_gradcheck(seed, unfolding):
     np.testing.assert_allclose(B.grad, g.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
 
 
-@pytest.fixture(params=[(path, threads) for path in ("fast", "numpy", "numpy-wide") for threads in (1, 2, 3)],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(params=[(path, threads) for path in ("fast", "fast-python", "numpy", "numpy-wide")
+                         for threads in (1, 2, 3)], ids=lambda p: f"{p[0]}-{p[1]}")
 def chunked(request, monkeypatch):
     """Every convolution cut into chunks of one image, shared among 1-3 threads, with the compiled kernels
-    or the NumPy path's: its short rows, or (``numpy-wide``) every stride-1 chunk unfolded over wide rows
-    (``_im2col_wide``, ``_fold_wide``; the library does so from ``_WIDE_CHUNK_ROWS`` rows up).
+    (each thread's chunks in one compiled call, ``_conv_forward_part``, or ``fast-python``: the chunk loop in
+    Python, as where NumPy's GEMM cannot be called from compiled code) or the NumPy path's: its short rows,
+    or (``numpy-wide``) every stride-1 chunk unfolded over wide rows (``_im2col_wide``, ``_fold_wide``; the
+    library does so from ``_WIDE_CHUNK_ROWS`` rows up).
 
     NOTE: the library chunks only batches whose columns exceed ``_CHUNK_BYTES`` (1 MB), on as many threads
     as NumPy's BLAS may use; the test shrinks the one and sets the other, so that small float64 problems
     take the chunked path whatever the machine's cores."""
     path, threads = request.param
-    if path == "fast":
+    if path.startswith("fast"):
         pytest.importorskip("numba")
-    previous = F.use_fast_kernels(path == "fast")
+    previous = F.use_fast_kernels(path.startswith("fast"))
+    monkeypatch.setitem(CF._COMPILED_PARTS, "on", path == "fast")
     monkeypatch.setitem(CF._WIDE_CHUNK_ROWS, "numpy", 1 if path == "numpy-wide" else None)
     monkeypatch.setattr(CF, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(_blas, "threads", lambda: threads)
     yield threads
     F.use_fast_kernels(previous)
+
+
+def test_compiled_parts_run_where_numpy_blas_is_openblas_with_64_bit_integers():
+    """The compiled chunk parts call NumPy's own OpenBLAS GEMM: its address is found wherever NumPy's wheel
+    brought it (the "64_" build); the chunked tests above then exercise the compiled parts, not the loop."""
+    pytest.importorskip("numba")
+    ctl = _blas._controller()
+    if not isinstance(ctl, _blas._OpenBLAS) or "64_" not in os.path.basename(ctl.filepath):
+        pytest.skip("NumPy's BLAS here is not a 64-bit-integer OpenBLAS found by gradbox")
+    from gradbox import _conv_kernels as K
+    for dtype in (np.float32, np.float64):
+        assert _blas.gemm_address(dtype) != 0
+        assert CF._compiled_parts(K, np.dtype(dtype)) == _blas.gemm_address(dtype)
+    assert CF._compiled_parts(CF._NumpyKernels, np.dtype(np.float32)) == 0
+    assert _blas.gemm_address(np.int32) == 0
 
 
 def conv_run(x, w, b, g, stride, padding, need_x=True):
