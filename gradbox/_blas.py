@@ -36,6 +36,8 @@ import threading
 
 import numpy as np
 
+from ._fast import FAST as _FAST
+
 #: Products below this many FLOPs (2·m·k·n) run on one BLAS thread.
 #: NOTE: chosen by measurement (paired whole steps of bench/conv.py's networks against the previous code):
 #: LeNet at batch 32 (every product 3-15 MFLOP) 1.0x on a good minute and 1.8x on a bad one; with the limit
@@ -289,12 +291,21 @@ class _Worker:
         self.go.acquire()
         self.done.acquire()
         self.task = self.result = self.error = None
+        # NOTE: the parts handed over (flags[0]) and done (flags[8]), on cache lines of their own, counted
+        # alike on both sides (``sent`` here, the loop's own count there): what the spinning waits look at
+        self.flags, self.sent = np.zeros(16, dtype=np.int64), 0
         threading.Thread(target=self._loop, name=f"gradbox-worker-{i}", daemon=True).start()
 
     def _loop(self):
+        count, wait = 0, None
         while True:
+            if wait is not None:
+                # NOTE: say done (the store inside the compiled call, after this thread let go of the GIL),
+                # then look for the next part for a while before sleeping on the lock
+                wait(self.flags, 8, count, 0, count + 1, SPIN_CYCLES)
+            count += 1
             self.go.acquire()
-            fn, arg = self.task
+            fn, arg, wait = self.task
             try:
                 self.result, self.error = fn(arg), None
             except BaseException as exc:  # NOTE: handed back to the caller, which raises it
@@ -305,8 +316,32 @@ class _Worker:
             self.task = fn = arg = None
             self.done.release()
 
+    def hand(self, fn, arg, wait) -> None:
+        self.sent += 1
+        self.task = (fn, arg, wait)
+        self.go.release()
+        self.flags[0] = self.sent  # NOTE: after the release: a worker that sees it takes the lock at once
+
+    def wait_done(self, wait) -> None:
+        if wait is not None:
+            wait(self.flags, -1, 0, 8, self.sent, SPIN_CYCLES)
+        self.done.acquire()
+
 
 _WORKERS = {"pid": None, "threads": [], "busy": None}
+
+#: How long a spinning wait looks before it sleeps on its lock, in ticks of the CPU's cycle counter (about
+#: 0.3 ms at 3 GHz).
+#: NOTE: why spin: a lock's wait sleeps, and waking a halted vCPU takes 20-30 µs on the benchmark VM, twice
+#: per hand-off (BENCHMARKS.md, "Convolutions, seventh session")
+SPIN_CYCLES = 1_000_000
+
+
+def _waiter():
+    """The compiled spinning wait (``_conv_kernels._post_and_wait``) once the compiled kernels are loaded and
+    switched on; else None, and the hand-offs sleep on their locks only."""
+    mod = _FAST["mod"]
+    return mod._post_and_wait if mod and _FAST["wanted"] else None
 
 
 def _workers(k: int) -> list:
@@ -330,10 +365,10 @@ def run_parts(fn, parts, serial_blas=True) -> list:
     with serial() if serial_blas else _NULL:
         if not busy.acquire(blocking=False):
             return [fn(p) for p in parts]
+        wait = _waiter()
         try:
             for w, p in zip(workers, parts[1:]):
-                w.task = (fn, p)
-                w.go.release()
+                w.hand(fn, p, wait)
             try:
                 first = fn(parts[0])
             finally:
@@ -343,10 +378,11 @@ def run_parts(fn, parts, serial_blas=True) -> list:
                 for w in workers:
                     while True:
                         try:
-                            w.done.acquire()
+                            w.wait_done(wait)
                             break
                         except BaseException as exc:  # a KeyboardInterrupt while waiting
                             interrupted = exc
+                            wait = None
                 if interrupted is not None:
                     raise interrupted
             results = [first]

@@ -13,6 +13,8 @@ NOTE: indices are cast to ``np.uintp`` (unsigned: no negative-index wraparound c
 loops), and the kernels are serial: ``parallel=True`` threads fought OpenBLAS's for the 2 cores. They
 release the GIL, so that the chunked convolution can run them on several threads of its own.
 """
+import platform
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -263,6 +265,60 @@ def _conv_backward_part(gemm, g, x, w2, gw, gb, gx, buf, chunks, kh, kw, sh, sw,
             for i in range(e - a):
                 _gemm(gemm, _T, _NO, rows, L, o, wf, 0, rows, gf, (a + i) * o * L, L, 0.0, buf, i * L, m)
             _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, gx[a:e])
+
+
+# --- the hand-off to gradbox's worker threads (_blas.run_parts) ------------------------------------------
+@intrinsic
+def _store_release(typingctx, flags, i, value):
+    """``flags[i] = value`` (an int64 array), a release store: what was written before is seen first."""
+    def codegen(context, builder, signature, args):
+        ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return types.void(flags, i, value), codegen
+
+
+_PAUSE = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+
+
+@intrinsic
+def _spin_until(typingctx, flags, i, value, cycles):
+    """Spin until ``flags[i] == value`` (acquire loads), at most ``cycles`` ticks of the CPU's cycle counter
+    (``llvm.readcyclecounter``); True when seen. x86 ``pause`` between looks (kinder to the other core)."""
+    def codegen(context, builder, signature, args):
+        ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
+        i64 = ir.IntType(64)
+        clock = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=ir.FunctionType(i64, []))
+        start = builder.call(clock, [])
+        look, wait, end = (builder.append_basic_block(name) for name in ("spin.look", "spin.wait", "spin.end"))
+        builder.branch(look)
+        builder.position_at_end(look)
+        seen = builder.icmp_signed("==", builder.load_atomic(ptr, "acquire", 8), args[2])
+        builder.cbranch(seen, end, wait)
+        builder.position_at_end(wait)
+        if _PAUSE:
+            builder.call(builder.module.declare_intrinsic("llvm.x86.sse2.pause",
+                                                          fnty=ir.FunctionType(ir.VoidType(), [])), [])
+        late = builder.icmp_unsigned(">=", builder.sub(builder.call(clock, []), start), args[3])
+        builder.cbranch(late, end, look)
+        builder.position_at_end(end)
+        result = builder.phi(ir.IntType(1))
+        result.add_incoming(ir.Constant(ir.IntType(1), 1), look)
+        result.add_incoming(ir.Constant(ir.IntType(1), 0), wait)
+        return result
+
+    return types.boolean(flags, i, value, cycles), codegen
+
+
+@_jit
+def _post_and_wait(flags, post_at, post_value, wait_at, wait_value, cycles):
+    """``flags[post_at] = post_value`` (none when ``post_at`` < 0), then spin for ``flags[wait_at] ==
+    wait_value``, at most ``cycles``; True when seen. Holds no GIL: the store comes after this thread let go
+    of it, so the thread that sees it takes the GIL without waiting (``_blas._Worker``)."""
+    if post_at >= 0:
+        _store_release(flags, post_at, post_value)
+    return _spin_until(flags, wait_at, wait_value, cycles)
 
 
 @_jit

@@ -240,7 +240,35 @@ def test_shared_passes_equal_the_single_pass(parts, path, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_run_parts_results_errors_and_concurrent_callers():
+@pytest.fixture(params=["spin", "sleep"])
+def hand_off(request):
+    """The hand-off to gradbox's workers with the compiled spinning waits (the compiled kernels loaded and
+    on: ``_blas._waiter``) and with the locks alone (switched off)."""
+    from gradbox.nn import _conv_functional as CF
+
+    if request.param == "spin":
+        pytest.importorskip("numba")
+    previous = F.use_fast_kernels(request.param == "spin")
+    CF._kernels(np.dtype(np.float32))  # NOTE: loads the compiled module when on
+    assert (_blas._waiter() is not None) == (request.param == "spin")
+    yield request.param
+    F.use_fast_kernels(previous)
+
+
+def test_run_parts_keeps_its_hand_offs_in_step_when_the_waits_switch(hand_off):
+    """Spinning and sleeping hand-offs mixed call by call (the switch flipped between calls, parts shorter
+    and longer than a spin) still pair every part with its caller: the counts on both sides stay in step."""
+    import time
+
+    pytest.importorskip("numba")
+    for i in range(300):
+        F.use_fast_kernels(i % 3 != 0)
+        pause = 0.002 if i % 50 == 0 else 0.0
+        assert _blas.run_parts(lambda p: (time.sleep(pause), p * i)[1], [1, 2, 3][:2 + i % 2]) == \
+            [p * i for p in [1, 2, 3][:2 + i % 2]]
+
+
+def test_run_parts_results_errors_and_concurrent_callers(hand_off):
     """Parts run on the caller's thread and gradbox's workers; a part's error reaches the caller after every
     part has finished; callers on several threads at once each get their own results."""
     import threading
