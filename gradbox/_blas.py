@@ -316,11 +316,13 @@ class _Worker:
             self.task = fn = arg = None
             self.done.release()
 
-    def hand(self, fn, arg, wait) -> None:
+    def hand(self, fn, arg, wait, post=True) -> None:
+        """Give the worker ``fn(arg)``; ``post=False``: the caller's part posts the counter (``run_parts``)."""
         self.sent += 1
         self.task = (fn, arg, wait)
         self.go.release()
-        self.flags[0] = self.sent  # NOTE: after the release: a worker that sees it takes the lock at once
+        if post:
+            self.flags[0] = self.sent  # NOTE: after the release: a worker that sees it takes the lock at once
 
     def wait_done(self, wait) -> None:
         if wait is not None:
@@ -330,11 +332,13 @@ class _Worker:
 
 _WORKERS = {"pid": None, "threads": [], "busy": None}
 
-#: How long a spinning wait looks before it sleeps on its lock, in ticks of the CPU's cycle counter (about
-#: 0.3 ms at 3 GHz).
+#: How long a spinning wait looks before it sleeps on its lock, in ticks of the CPU's cycle counter (1.2 ms
+#: at the benchmark machine's 2.6 GHz).
 #: NOTE: why spin: a lock's wait sleeps, and waking a halted vCPU takes 20-30 µs on the benchmark VM, twice
-#: per hand-off (BENCHMARKS.md, "Convolutions, seventh session")
-SPIN_CYCLES = 1_000_000
+#: per hand-off. Why this long: it bridges LeNet's step from its last forward convolution to its first
+#: backward one at batch 32 (about 0.5 ms); 10^6 ticks did not, and that step took 1.75 against 1.66 ms
+#: (BENCHMARKS.md, "Convolutions, seventh session"). OpenBLAS's own workers spin far longer.
+SPIN_CYCLES = 3_000_000
 
 
 def _waiter():
@@ -354,23 +358,31 @@ def _workers(k: int) -> list:
     return threads[:k]
 
 
-def run_parts(fn, parts, serial_blas=True) -> list:
+def run_parts(fn, parts, serial_blas=True, posting=False) -> list:
     """``[fn(part) for part in parts]``, the first on this thread and the others on gradbox's worker threads
     at once (with NumPy's BLAS on one thread meanwhile, unless the caller already set it). While another
-    thread of the caller's uses the workers, the parts run here, one after another."""
+    thread of the caller's uses the workers, the parts run here, one after another.
+
+    ``posting``: ``fn(part, flags, post)`` instead, for compiled parts that store ``flags[0] = post`` as
+    they start (``post`` > 0). With one worker and spinning hand-offs (``_waiter``) the caller's own part
+    then hands the worker its part, from code that holds no GIL: the worker, seeing it, takes the GIL
+    without waiting for the caller to let go of it (one vCPU wake less, BENCHMARKS.md, "Convolutions,
+    seventh session"). Otherwise ``post`` is 0 and the hand-off is as without."""
+    call = (lambda p: fn(p, _NO_FLAGS, 0)) if posting else fn
     if len(parts) == 1:
-        return [fn(parts[0])]
+        return [call(parts[0])]
     workers = _workers(len(parts) - 1)
     busy = _WORKERS["busy"]
     with serial() if serial_blas else _NULL:
         if not busy.acquire(blocking=False):
-            return [fn(p) for p in parts]
+            return [call(p) for p in parts]
         wait = _waiter()
         try:
+            inside = posting and wait is not None and len(workers) == 1
             for w, p in zip(workers, parts[1:]):
-                w.hand(fn, p, wait)
+                w.hand(call, p, wait, post=not inside)
             try:
-                first = fn(parts[0])
+                first = fn(parts[0], workers[0].flags, workers[0].sent) if inside else call(parts[0])
             finally:
                 # NOTE: wait for every worker even when this thread's part raised or a signal arrives:
                 # never leave a worker writing into arrays the caller is about to drop
@@ -394,6 +406,9 @@ def run_parts(fn, parts, serial_blas=True) -> list:
             return results
         finally:
             busy.release()
+
+
+_NO_FLAGS = np.zeros(1, dtype=np.int64)
 
 
 class _Null:

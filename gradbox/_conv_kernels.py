@@ -146,6 +146,60 @@ def _im2col_stride1(xp, kh, kw, oh, ow, cols):
                                 row[np.uintp(dst + t)] = xf[np.uintp(src + t)]
 
 
+# --- the hand-off to gradbox's worker threads (_blas.run_parts) ------------------------------------------
+@intrinsic
+def _store_release(typingctx, flags, i, value):
+    """``flags[i] = value`` (an int64 array), a release store: what was written before is seen first."""
+    def codegen(context, builder, signature, args):
+        ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return types.void(flags, i, value), codegen
+
+
+_PAUSE = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+
+
+@intrinsic
+def _spin_until(typingctx, flags, i, value, cycles):
+    """Spin until ``flags[i] == value`` (acquire loads), at most ``cycles`` ticks of the CPU's cycle counter
+    (``llvm.readcyclecounter``); True when seen. x86 ``pause`` between looks (kinder to the other core)."""
+    def codegen(context, builder, signature, args):
+        ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
+        i64 = ir.IntType(64)
+        clock = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=ir.FunctionType(i64, []))
+        start = builder.call(clock, [])
+        look, wait, end = (builder.append_basic_block(name) for name in ("spin.look", "spin.wait", "spin.end"))
+        builder.branch(look)
+        builder.position_at_end(look)
+        seen = builder.icmp_signed("==", builder.load_atomic(ptr, "acquire", 8), args[2])
+        builder.cbranch(seen, end, wait)
+        builder.position_at_end(wait)
+        if _PAUSE:
+            builder.call(builder.module.declare_intrinsic("llvm.x86.sse2.pause",
+                                                          fnty=ir.FunctionType(ir.VoidType(), [])), [])
+        late = builder.icmp_unsigned(">=", builder.sub(builder.call(clock, []), start), args[3])
+        builder.cbranch(late, end, look)
+        builder.position_at_end(end)
+        result = builder.phi(ir.IntType(1))
+        result.add_incoming(ir.Constant(ir.IntType(1), 1), look)
+        result.add_incoming(ir.Constant(ir.IntType(1), 0), wait)
+        return result
+
+    return types.boolean(flags, i, value, cycles), codegen
+
+
+@_jit
+def _post_and_wait(flags, post_at, post_value, wait_at, wait_value, cycles):
+    """``flags[post_at] = post_value`` (none when ``post_at`` < 0), then spin for ``flags[wait_at] ==
+    wait_value``, at most ``cycles``; True when seen. Holds no GIL: the store comes after this thread let go
+    of it, so the thread that sees it takes the GIL without waiting (``_blas._Worker``)."""
+    if post_at >= 0:
+        _store_release(flags, post_at, post_value)
+    return _spin_until(flags, wait_at, wait_value, cycles)
+
+
 @intrinsic
 def _gemm(typingctx, address, trans_a, trans_b, m, n, k, a, a_at, lda, b, b_at, ldb, beta, c, c_at, ldc):
     """``C = op(A)·op(B) + beta·C`` through the C function at ``address``: NumPy's OpenBLAS ``cblas_sgemm``
@@ -202,10 +256,13 @@ def _unfold_chunk(x, kh, kw, sh, sw, ph, pw, oh, ow, cols, work):
 
 
 @_jit
-def _conv_forward_part(gemm, x, w2, b, out, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow):
+def _conv_forward_part(gemm, x, w2, b, out, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow, flags, post):
     """One thread's share of the chunked convolution's forward, all in compiled code: for each chunk [a, e)
     of ``chunks`` (k, 2), unfold it into ``buf`` and write ``Z = W·cols + b`` image by image into ``out``
-    (N, out, OH·OW): what ``_conv_functional._conv_forward_chunks`` does from Python. ``b`` empty: no bias."""
+    (N, out, OH·OW): what ``_conv_functional._conv_forward_chunks`` does from Python. ``b`` empty: no bias.
+    ``post`` > 0: first ``flags[0] = post``, the hand-off to the worker (``_blas.run_parts(posting=True)``)."""
+    if post > 0:
+        _store_release(flags, 0, post)
     o, rows = w2.shape
     L = oh * ow
     wf, zf = w2.reshape(-1), out.reshape(-1)
@@ -226,13 +283,16 @@ def _conv_forward_part(gemm, x, w2, b, out, buf, chunks, kh, kw, sh, sw, ph, pw,
 
 
 @_jit
-def _conv_backward_part(gemm, g, x, w2, gw, gb, gx, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow, per_image):
+def _conv_backward_part(gemm, g, x, w2, gw, gb, gx, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow, per_image,
+                        flags, post):
     """One thread's share of the chunked convolution's backward, all in compiled code, for the chunks
     [a, e) of ``chunks``: each chunk unfolded again into ``buf``; dW summed into ``gw`` (empty: no dW), ``db +=
     Σ dZ`` (``gb``; empty: none), ``dcols_i = Wᵀ·dZ_i`` image by image then col2im into ``gx`` (empty: no dX).
     ``g`` is (N, out, OH·OW), C-contiguous. dW as the Python loop takes it (``_backward_chunks_python``):
     ``per_image``, ``gw`` (out, rows) += dZ_i·cols_iᵀ; else ``gw`` holds dWᵀ (rows, out) += cols·dZᵀ, one
-    product over the chunk from dZ copied to (out, nb·OH·OW)."""
+    product over the chunk from dZ copied to (out, nb·OH·OW). ``flags``, ``post``: as the forward's."""
+    if post > 0:
+        _store_release(flags, 0, post)
     o, rows = w2.shape
     L = oh * ow
     wf, gf, gwf = w2.reshape(-1), g.reshape(-1), gw.reshape(-1)
@@ -265,60 +325,6 @@ def _conv_backward_part(gemm, g, x, w2, gw, gb, gx, buf, chunks, kh, kw, sh, sw,
             for i in range(e - a):
                 _gemm(gemm, _T, _NO, rows, L, o, wf, 0, rows, gf, (a + i) * o * L, L, 0.0, buf, i * L, m)
             _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, gx[a:e])
-
-
-# --- the hand-off to gradbox's worker threads (_blas.run_parts) ------------------------------------------
-@intrinsic
-def _store_release(typingctx, flags, i, value):
-    """``flags[i] = value`` (an int64 array), a release store: what was written before is seen first."""
-    def codegen(context, builder, signature, args):
-        ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
-        builder.store_atomic(args[2], ptr, "release", 8)
-        return context.get_dummy_value()
-
-    return types.void(flags, i, value), codegen
-
-
-_PAUSE = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
-
-
-@intrinsic
-def _spin_until(typingctx, flags, i, value, cycles):
-    """Spin until ``flags[i] == value`` (acquire loads), at most ``cycles`` ticks of the CPU's cycle counter
-    (``llvm.readcyclecounter``); True when seen. x86 ``pause`` between looks (kinder to the other core)."""
-    def codegen(context, builder, signature, args):
-        ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
-        i64 = ir.IntType(64)
-        clock = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=ir.FunctionType(i64, []))
-        start = builder.call(clock, [])
-        look, wait, end = (builder.append_basic_block(name) for name in ("spin.look", "spin.wait", "spin.end"))
-        builder.branch(look)
-        builder.position_at_end(look)
-        seen = builder.icmp_signed("==", builder.load_atomic(ptr, "acquire", 8), args[2])
-        builder.cbranch(seen, end, wait)
-        builder.position_at_end(wait)
-        if _PAUSE:
-            builder.call(builder.module.declare_intrinsic("llvm.x86.sse2.pause",
-                                                          fnty=ir.FunctionType(ir.VoidType(), [])), [])
-        late = builder.icmp_unsigned(">=", builder.sub(builder.call(clock, []), start), args[3])
-        builder.cbranch(late, end, look)
-        builder.position_at_end(end)
-        result = builder.phi(ir.IntType(1))
-        result.add_incoming(ir.Constant(ir.IntType(1), 1), look)
-        result.add_incoming(ir.Constant(ir.IntType(1), 0), wait)
-        return result
-
-    return types.boolean(flags, i, value, cycles), codegen
-
-
-@_jit
-def _post_and_wait(flags, post_at, post_value, wait_at, wait_value, cycles):
-    """``flags[post_at] = post_value`` (none when ``post_at`` < 0), then spin for ``flags[wait_at] ==
-    wait_value``, at most ``cycles``; True when seen. Holds no GIL: the store comes after this thread let go
-    of it, so the thread that sees it takes the GIL without waiting (``_blas._Worker``)."""
-    if post_at >= 0:
-        _store_release(flags, post_at, post_value)
-    return _spin_until(flags, wait_at, wait_value, cycles)
 
 
 @_jit

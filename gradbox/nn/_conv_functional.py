@@ -520,10 +520,10 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
         # NOTE: each thread's chunks in one compiled call (kernels._conv_forward_part), the same products
         w2, bias = np.ascontiguousarray(w2), (np.empty(0, x.dtype) if b is None else np.ascontiguousarray(b))
 
-        def run(part):
+        def run(part, flags, post):
             chunks, buf = part
             kernels._conv_forward_part(gemm, x, w2, bias, out.reshape(n, o, L), buf, chunks, kh, kw, *stride,
-                                       *padding, oh, ow)
+                                       *padding, oh, ow, flags, post)
 
     else:
         def run(part):
@@ -533,7 +533,7 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
     bufs = _group_buffers(groups, _chunk_per_image(x.shape, (kh, kw), padding, o, oh, width), x.dtype)
     parts = list(zip((np.array(chunks, dtype=np.int64) for chunks in groups) if gemm else groups, bufs))
     try:
-        _blas.run_parts(run, parts)
+        _blas.run_parts(run, parts, posting=bool(gemm))
     finally:
         for buf in bufs:
             _SCRATCH.give(buf)
@@ -630,13 +630,13 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
         # as (cols·dZᵀ)ᵀ (transposed back below)
         per_image = rows <= _BATCHED_DW_ROWS
 
-        def run(part):
+        def run(part, flags, post):
             chunks, buf = part
             gw = np.zeros((o, rows) if per_image else (rows, o), dtype=g.dtype) if need_w else none.reshape(0, 0)
             gb = np.zeros(o, dtype=g.dtype) if need_b else none
             kernels._conv_backward_part(gemm, g.reshape(n, o, L), xs, w2, gw, gb,
                                         gx if need_x else none.reshape(0, 0, 0, 0), buf, chunks, kh, kw,
-                                        *stride, *padding, oh, ow, per_image)
+                                        *stride, *padding, oh, ow, per_image, flags, post)
             return (gw if per_image else gw.T) if need_w else None, gb if need_b else None
 
     else:
@@ -648,7 +648,7 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
     bufs = _group_buffers(groups, _chunk_per_image(x_shape, (kh, kw), padding, o, oh, width), g.dtype)
     parts = list(zip((np.array(chunks, dtype=np.int64) for chunks in groups) if gemm else groups, bufs))
     try:
-        parts = _blas.run_parts(run, parts)
+        parts = _blas.run_parts(run, parts, posting=bool(gemm))
     finally:
         for buf in bufs:
             _SCRATCH.give(buf)
