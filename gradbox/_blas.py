@@ -341,11 +341,30 @@ _WORKERS = {"pid": None, "threads": [], "busy": None}
 SPIN_CYCLES = 3_000_000
 
 
+def _sched_yield() -> int:
+    """The address of libc's ``sched_yield`` (0 where there is none to find: the spin then pauses only)."""
+    if "yield" not in _STATE:
+        try:
+            import ctypes
+
+            _STATE["yield"] = ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value or 0
+        except (OSError, AttributeError, TypeError):
+            _STATE["yield"] = 0
+    return _STATE["yield"]
+
+
 def _waiter():
-    """The compiled spinning wait (``_conv_kernels._post_and_wait``) once the compiled kernels are loaded and
-    switched on; else None, and the hand-offs sleep on their locks only."""
+    """The spinning wait, ``wait(flags, post_at, post_value, wait_at, wait_value, cycles)``: the compiled
+    ``_conv_kernels._post_and_wait``, yielding the core between looks (``sched_yield``), once the compiled
+    kernels are loaded and switched on; else None, and the hand-offs sleep on their locks only.
+
+    NOTE: why yield: a wait that only spins took the core from every other thread that wanted it (two
+    workers and the caller on two cores, or two processes): the conv tests ran 22 -> 50 s"""
     mod = _FAST["mod"]
-    return mod._post_and_wait if mod and _FAST["wanted"] else None
+    if not (mod and _FAST["wanted"]):
+        return None
+    fn, address = mod._post_and_wait, _sched_yield()
+    return lambda *args: fn(*args, address)
 
 
 def _workers(k: int) -> list:

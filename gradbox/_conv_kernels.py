@@ -162,9 +162,10 @@ _PAUSE = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
 
 
 @intrinsic
-def _spin_until(typingctx, flags, i, value, cycles):
+def _spin_until(typingctx, flags, i, value, cycles, yield_address):
     """Spin until ``flags[i] == value`` (acquire loads), at most ``cycles`` ticks of the CPU's cycle counter
-    (``llvm.readcyclecounter``); True when seen. x86 ``pause`` between looks (kinder to the other core)."""
+    (``llvm.readcyclecounter``); True when seen. Between looks the C function at ``yield_address`` (libc's
+    ``sched_yield``: another thread that wants this core gets it) or, at address 0, x86 ``pause``."""
     def codegen(context, builder, signature, args):
         ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
         i64 = ir.IntType(64)
@@ -176,28 +177,35 @@ def _spin_until(typingctx, flags, i, value, cycles):
         seen = builder.icmp_signed("==", builder.load_atomic(ptr, "acquire", 8), args[2])
         builder.cbranch(seen, end, wait)
         builder.position_at_end(wait)
-        if _PAUSE:
-            builder.call(builder.module.declare_intrinsic("llvm.x86.sse2.pause",
-                                                          fnty=ir.FunctionType(ir.VoidType(), [])), [])
+        address = context.cast(builder, args[4], signature.args[4], types.int64)
+        with builder.if_else(builder.icmp_unsigned("!=", address, ir.Constant(i64, 0))) as (call, pause):
+            with call:
+                builder.call(builder.inttoptr(address, ir.FunctionType(ir.IntType(32), []).as_pointer()), [])
+            with pause:
+                if _PAUSE:
+                    builder.call(builder.module.declare_intrinsic("llvm.x86.sse2.pause",
+                                                                  fnty=ir.FunctionType(ir.VoidType(), [])), [])
         late = builder.icmp_unsigned(">=", builder.sub(builder.call(clock, []), start), args[3])
+        timed_out = builder.block
         builder.cbranch(late, end, look)
         builder.position_at_end(end)
         result = builder.phi(ir.IntType(1))
         result.add_incoming(ir.Constant(ir.IntType(1), 1), look)
-        result.add_incoming(ir.Constant(ir.IntType(1), 0), wait)
+        result.add_incoming(ir.Constant(ir.IntType(1), 0), timed_out)
         return result
 
-    return types.boolean(flags, i, value, cycles), codegen
+    return types.boolean(flags, i, value, cycles, yield_address), codegen
 
 
 @_jit
-def _post_and_wait(flags, post_at, post_value, wait_at, wait_value, cycles):
+def _post_and_wait(flags, post_at, post_value, wait_at, wait_value, cycles, yield_address):
     """``flags[post_at] = post_value`` (none when ``post_at`` < 0), then spin for ``flags[wait_at] ==
-    wait_value``, at most ``cycles``; True when seen. Holds no GIL: the store comes after this thread let go
-    of it, so the thread that sees it takes the GIL without waiting (``_blas._Worker``)."""
+    wait_value``, at most ``cycles``, yielding the core between looks (``_spin_until``); True when seen.
+    Holds no GIL: the store comes after this thread let go of it, so the thread that sees it takes the GIL
+    without waiting (``_blas._Worker``)."""
     if post_at >= 0:
         _store_release(flags, post_at, post_value)
-    return _spin_until(flags, wait_at, wait_value, cycles)
+    return _spin_until(flags, wait_at, wait_value, cycles, yield_address)
 
 
 @intrinsic
