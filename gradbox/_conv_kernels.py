@@ -18,7 +18,7 @@ import platform
 import numba
 import numpy as np
 from llvmlite import ir
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from . import _blas
@@ -158,19 +158,27 @@ def _store_release(typingctx, flags, i, value):
     return types.void(flags, i, value), codegen
 
 
-_PAUSE = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+# NOTE: x86 only: its cycle counter (rdtsc) and pause. Elsewhere the spin counts its looks: LLVM's cycle
+# counter on AArch64 reads a register Linux does not let user code read (SIGILL)
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
 
 
 @intrinsic
 def _spin_until(typingctx, flags, i, value, cycles, yield_address):
     """Spin until ``flags[i] == value`` (acquire loads), at most ``cycles`` ticks of the CPU's cycle counter
-    (``llvm.readcyclecounter``); True when seen. Between looks the C function at ``yield_address`` (libc's
-    ``sched_yield``: another thread that wants this core gets it) or, at address 0, x86 ``pause``."""
+    (``llvm.readcyclecounter``; not on x86: ``cycles / 1024`` looks); True when seen. Between looks the C
+    function at ``yield_address`` (libc's ``sched_yield``: another thread that wants this core gets it) or,
+    at address 0, x86 ``pause``."""
     def codegen(context, builder, signature, args):
         ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
         i64 = ir.IntType(64)
-        clock = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=ir.FunctionType(i64, []))
-        start = builder.call(clock, [])
+        limit = context.cast(builder, args[3], signature.args[3], types.int64)
+        if _X86:
+            clock = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=ir.FunctionType(i64, []))
+            start = builder.call(clock, [])
+        else:
+            looks = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
+            limit = builder.lshr(limit, ir.Constant(i64, 10))
         look, wait, end = (builder.append_basic_block(name) for name in ("spin.look", "spin.wait", "spin.end"))
         builder.branch(look)
         builder.position_at_end(look)
@@ -182,10 +190,15 @@ def _spin_until(typingctx, flags, i, value, cycles, yield_address):
             with call:
                 builder.call(builder.inttoptr(address, ir.FunctionType(ir.IntType(32), []).as_pointer()), [])
             with pause:
-                if _PAUSE:
+                if _X86:
                     builder.call(builder.module.declare_intrinsic("llvm.x86.sse2.pause",
                                                                   fnty=ir.FunctionType(ir.VoidType(), [])), [])
-        late = builder.icmp_unsigned(">=", builder.sub(builder.call(clock, []), start), args[3])
+        if _X86:
+            spent = builder.sub(builder.call(clock, []), start)
+        else:
+            spent = builder.add(builder.load(looks), ir.Constant(i64, 1))
+            builder.store(spent, looks)
+        late = builder.icmp_unsigned(">=", spent, limit)
         timed_out = builder.block
         builder.cbranch(late, end, look)
         builder.position_at_end(end)
