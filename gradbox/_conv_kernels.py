@@ -1,11 +1,14 @@
-"""Compiled loops for convolution and pooling (numba): im2col, col2im, max and average pooling.
+"""Compiled loops for convolution and pooling (numba): im2col, col2im, max and average pooling; the chunked
+convolution's per-thread parts (``_conv_forward_part``, ``_conv_backward_part``: unfolding and NumPy's own
+OpenBLAS GEMM, called by address, in one GIL-free call); and the spinning wait of the hand-offs to
+gradbox's worker threads (``_post_and_wait``, used by ``_blas.run_parts``).
 
 Imported by ``gradbox.nn._conv_functional`` on the first convolution or pooling call, and only when
 numba is installed (``pip install "gradbox[fast]"``) and not switched off (``GRADBOX_FAST=0`` or
 ``gradbox.nn.functional.use_fast_kernels(False)``); ``import gradbox`` never loads it.
 
-Each kernel computes what the NumPy path computes, element by element, without building the
-padded copy of the input or the strided views: padding is a bounds test. Sums are taken in the
+Each kernel computes what the NumPy path computes, element by element, without the strided views: padding
+is a bounds test (or, for a stride-1 unfolding, a padded copy first). Sums are taken in the
 same order as the NumPy path's loops (window offset by window offset), so results agree to the
 last bit in most cases and always to float32 rounding (tested).
 
