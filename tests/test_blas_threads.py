@@ -334,3 +334,32 @@ def test_relu_backward_kernel_gives_the_numpy_paths_bits(parts, dtype, monkeypat
     for other in grads[1:]:
         np.testing.assert_array_equal(grads[0], other)
         assert other.dtype == dtype and np.array_equal(np.signbit(grads[0]), np.signbit(other))
+
+
+def test_spinning_wait_sees_its_counter_and_gives_up_in_time(monkeypatch):
+    """The compiled look (``_conv_kernels._spin_until``): True as soon as the counter holds the value, False
+    after its budget; with x86's cycle counter and, as elsewhere, counting its looks (cycles / 1024, each
+    with a ``sched_yield``): compiled here with the flag flipped, as on a machine that is not x86."""
+    import time
+
+    numba = pytest.importorskip("numba")
+    from gradbox import _conv_kernels as K
+
+    flags = np.zeros(16, dtype=np.int64)
+    address = _blas._sched_yield()
+    if os.name == "posix":
+        assert address != 0
+    for x86 in (K._X86, False):
+        monkeypatch.setattr(K, "_X86", x86)
+
+        @numba.njit(nogil=True)
+        def look(f, i, value, cycles, y):
+            return K._spin_until(f, i, value, cycles, y)
+
+        flags[:] = 0
+        start = time.perf_counter()
+        assert not look(flags, 8, 1, 1 << 20, address)
+        assert time.perf_counter() - start < 2.0  # gave up (1M ticks, or 1,024 looks)
+        flags[8] = 1
+        assert look(flags, 8, 1, 1 << 40, address)  # seen at once, whatever the budget
+    assert K._post_and_wait(flags, 0, 7, 0, 7, 10, address) and flags[0] == 7  # posts, then sees its own
