@@ -543,11 +543,7 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
 def _compiled_parts(kernels, dtype) -> int:
     """The BLAS GEMM's address when a chunked convolution's parts run as compiled calls (the compiled
     kernels, and NumPy's OpenBLAS known: ``_blas.gemm_address``), else 0: the chunks loop in Python."""
-    return _blas.gemm_address(dtype) if kernels is not _NumpyKernels and _COMPILED_PARTS["on"] else 0
-
-
-#: Switch for the compiled parts (``_compiled_parts``); tests turn it off to check the Python loop agrees.
-_COMPILED_PARTS = {"on": True}
+    return _blas.gemm_address(dtype) if kernels is not _NumpyKernels else 0
 
 
 def _forward_chunks_python(kernels, x, w2, b, kernel, stride, padding, oh, ow, width, out, chunks, buf):
