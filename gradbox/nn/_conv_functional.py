@@ -501,10 +501,21 @@ def _chunk_width(kernels, x_shape, kernel, stride, padding, ow) -> int:
 
 
 def _chunk_per_image(x_shape, kernel, padding, o, oh, width) -> int:
-    """Buffer elements per image of a chunk: columns and Z (or dZ), then the padded input (or the folded
-    dX), kw spare elements per channel (the wide rows read kw - 1 past a padded channel, ``_fold_wide``)."""
+    """Buffer elements per image of a chunk: columns and Z (or dZ), then the padded input, kw spare elements
+    per channel (the wide rows read kw - 1 past a padded channel); with wide rows (``width`` = Wp) at least
+    dX's product in rows of ``_fold_rows`` elements and one padded plane (``_fold_wide``)."""
     c, hp, wp = x_shape[1], x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
-    return (c * kernel[0] * kernel[1] + o) * oh * width + c * (hp * wp + kernel[1])
+    rows = c * kernel[0] * kernel[1]
+    work = c * (hp * wp + kernel[1])
+    if width == wp and kernel[1] > 1:
+        work = max(work, rows * _fold_rows(kernel, oh, wp) + hp * wp)
+    return (rows + o) * oh * width + work
+
+
+def _fold_rows(kernel, oh, wp) -> int:
+    """Elements per row of dX's product for ``_fold_wide``: OH·Wp, then zeros as far as the largest window
+    offset, (kh - 1)·Wp + kw - 1."""
+    return oh * wp + (kernel[0] - 1) * wp + kernel[1] - 1
 
 
 def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
@@ -578,28 +589,34 @@ def _forward_chunks_python(kernels, x, w2, b, kernel, stride, padding, oh, ow, w
             z += b[:, None]
 
 
-def _fold_wide(dcols, kernel, padding, dx, work):
-    """Add dX of a stride-1 chunk into ``dx`` (nb, C, H, W) from dcols over wide rows (nb, C·kh·kw, OH·Wp).
+def _fold_wide(w2, dz, kernel, padding, dx, work):
+    """Add dX of a stride-1 chunk into ``dx`` (nb, C, H, W) from dZ over wide rows (out, nb·OH·Wp).
 
-    Window offset (i, j) of an image's flat padded channel is the run that starts at i·Wp + j: kh·kw
-    adds of (nb, C) runs of OH·Wp elements (the whole-batch ``_col2im_wide``'s trick) instead of
-    nb·C·OH runs of OW. The wide columns of dcols are 0 (their dZ is), so they add nothing wherever they land.
-    NOTE: measured on a chunk, one BLAS thread, dX product and fold together: LeNet's second conv
-    (16 images) 0.495 -> 0.333 ms, the CIFAR-shaped net's (4 images) 0.841 -> 0.631 ms (BENCHMARKS.md,
-    "Convolutions, sixth session")."""
+    ``dcols = Wᵀ·dZ`` image by image, each row (c, i, j) written into ``work`` as a row of ``_fold_rows``
+    elements: OH·Wp of product, then zeros. Window offset (i, j) of an image's flat padded channel is the
+    run that starts at i·Wp + j, so pixel t of the channel is the sum over (i, j) of row (c, i, j) at
+    t - i·Wp - j: one strided view of the rows (the offsets as two axes, strides kw·R - Wp and R - 1 for
+    rows of R elements; what it reads before a row's product or past it is zeros) and one sum over those
+    two axes. The wide columns of dcols are 0 (their dZ is), so they add nothing wherever they land.
+    NOTE: measured on a chunk, one thread, the fold alone: LeNet's second conv (16 images) 207 -> 100 µs,
+    the CIFAR-shaped net's (4 images) 174 -> 83 µs, against kh·kw adds of shifted runs (BENCHMARKS.md,
+    "Convolutions, seventh session")."""
     nb, c, h, w = dx.shape
     (kh, kw), (ph, pw) = kernel, padding
     hp, wp = h + 2 * ph, w + 2 * pw
-    lw = dcols.shape[2]
-    plane = hp * wp + kw - 1  # NOTE: the last offset's run ends kw - 1 past the padded channel
-    acc = work[:nb * c * plane].reshape(nb, c, plane)
-    acc.fill(0)
-    d = dcols.reshape(nb, c, kh, kw, lw)
-    for i in range(kh):
-        for j in range(kw):
-            start = i * wp + j
-            acc[:, :, start:start + lw] += d[:, :, i, j]
-    dx += acc[:, :, :hp * wp].reshape(nb, c, hp, wp)[:, :, ph:ph + h, pw:pw + w]
+    oh = hp - kh + 1
+    lw, rows = oh * wp, w2.shape[1]
+    R, plane = _fold_rows(kernel, oh, wp), hp * wp
+    base = work[:nb * rows * R + plane]
+    b3 = base[:nb * rows * R].reshape(nb, rows, R)
+    b3[..., lw:] = 0
+    base[nb * rows * R:] = 0
+    np.matmul(w2.T, dz.reshape(w2.shape[0], nb, lw).transpose(1, 0, 2), out=b3[..., :lw])
+    it = base.itemsize
+    view = np.lib.stride_tricks.as_strided(
+        base, (nb, c, kh, kw, plane), (rows * R * it, kh * kw * R * it, (kw * R - wp) * it, (R - 1) * it, it),
+        writeable=False)
+    dx += view.sum(axis=(2, 3)).reshape(nb, c, hp, wp)[:, :, ph:ph + h, pw:pw + w]
 
 
 def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, groups):
@@ -690,9 +707,7 @@ def _backward_chunks_python(kernels, g, x, x_shape, w2, kernel, stride, padding,
             if need_b:
                 gb += g3.sum(axis=(0, 2))
             if need_x:
-                dcols = buf[:rows * m].reshape(nb, rows, oh * width)
-                np.matmul(w2.T, dz.reshape(o, nb, -1).transpose(1, 0, 2), out=dcols)
-                _fold_wide(dcols, (kh, kw), padding, gx[a:e], work)
+                _fold_wide(w2, dz, (kh, kw), padding, gx[a:e], work)
             continue
         if need_w:
             kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
