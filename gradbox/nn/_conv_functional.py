@@ -541,14 +541,21 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
             chunks, buf = part
             _forward_chunks_python(kernels, x, w2, b, (kh, kw), stride, padding, oh, ow, width, out, chunks, buf)
 
-    bufs = _group_buffers(groups, _chunk_per_image(x.shape, (kh, kw), padding, o, oh, width), x.dtype)
-    parts = list(zip((np.array(chunks, dtype=np.int64) for chunks in groups) if gemm else groups, bufs))
+    _run_groups(run, groups, _chunk_per_image(x.shape, (kh, kw), padding, o, oh, width), x.dtype, gemm)
+    return out
+
+
+def _run_groups(run, groups, per_image, dtype, compiled) -> list:
+    """``run`` for each group of chunks with its scratch buffer (``_group_buffers``), on gradbox's threads
+    (``_blas.run_parts``); the buffers go back to the scratch list after. ``compiled``: ``run`` is the
+    compiled parts' (``run(part, flags, post)``, the chunks as an int64 (k, 2) array)."""
+    bufs = _group_buffers(groups, per_image, dtype)
+    parts = list(zip((np.array(chunks, dtype=np.int64) for chunks in groups) if compiled else groups, bufs))
     try:
-        _blas.run_parts(run, parts, posting=bool(gemm))
+        return _blas.run_parts(run, parts, posting=bool(compiled))
     finally:
         for buf in bufs:
             _SCRATCH.give(buf)
-    return out
 
 
 def _compiled_parts(kernels, dtype) -> int:
@@ -658,13 +665,7 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
             return _backward_chunks_python(kernels, g, x, x_shape, w2, (kh, kw), stride, padding, need, width,
                                            gx, chunks, buf)
 
-    bufs = _group_buffers(groups, _chunk_per_image(x_shape, (kh, kw), padding, o, oh, width), g.dtype)
-    parts = list(zip((np.array(chunks, dtype=np.int64) for chunks in groups) if gemm else groups, bufs))
-    try:
-        parts = _blas.run_parts(run, parts, posting=bool(gemm))
-    finally:
-        for buf in bufs:
-            _SCRATCH.give(buf)
+    parts = _run_groups(run, groups, _chunk_per_image(x_shape, (kh, kw), padding, o, oh, width), g.dtype, gemm)
     gw = gb = None
     if need_w:
         gw = parts[0][0]
