@@ -310,6 +310,21 @@ def _conv_forward_part(gemm, x, w2, b, out, buf, chunks, kh, kw, sh, sw, ph, pw,
                         z[np.uintp(t)] += bias
 
 
+@numba.njit(cache=True, error_model="numpy", boundscheck=False, nogil=True, fastmath={"reassoc"})
+def _sum64(d):
+    """Σ d in float64 (for float32 terms too), in the order LLVM's vectorised loop takes.
+
+    NOTE: without ``reassoc`` the sum is one chain of dependent adds, each waiting about 4 cycles for the one
+    before (LLVM may not reorder floating-point adds): LeNet's first conv took 60 µs a thread for its db alone
+    at batch 32; eight interleaved scalar sums took 27, the vectorised loop 11 (BENCHMARKS.md, "Convolutions,
+    eighth session"). The flag is on this loop only; the order is fixed for a given machine and build, so
+    runs repeat to the bit."""
+    acc = 0.0
+    for t in range(d.shape[0]):
+        acc += d[np.uintp(t)]
+    return acc
+
+
 @_jit
 def _conv_backward_part(gemm, g, x, w2, gw, gb, gx, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow, per_image,
                         flags, post):
@@ -344,11 +359,7 @@ def _conv_backward_part(gemm, g, x, w2, gw, gb, gx, buf, chunks, kh, kw, sh, sw,
         if gb.size:
             for i in range(a, e):
                 for oc in range(o):
-                    d = gf[(i * o + oc) * L:(i * o + oc + 1) * L]
-                    acc = 0.0  # NOTE: a float64 sum of float32 terms
-                    for t in range(L):
-                        acc += d[np.uintp(t)]
-                    gb[oc] += acc
+                    gb[oc] += _sum64(gf[(i * o + oc) * L:(i * o + oc + 1) * L])
         if gx.size:
             for i in range(e - a):
                 _gemm(gemm, _T, _NO, rows, L, o, wf, 0, rows, gf, (a + i) * o * L, L, 0.0, buf, i * L, m)
