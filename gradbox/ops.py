@@ -8,6 +8,7 @@ so that another array library with NumPy's API can follow without touching the o
 from __future__ import annotations
 
 import builtins
+import math
 
 import numpy as np
 
@@ -411,7 +412,7 @@ def mean(a, axis=None, keepdims=False):
     """
     a = as_tensor(a)
     axes = _norm_axis(axis, a.ndim, "mean")
-    count = a.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
+    count = a.size if axes is None else math.prod([a.shape[i] for i in axes])
     if count == 0:
         raise ValueError(f"mean: expected a non-empty reduction, received shape {a.shape} with axis={axis}")
     return Sum.apply(a, axis=axes, keepdims=bool(keepdims)) * (1.0 / count)
