@@ -397,23 +397,6 @@ def _im2col_wide(x, kernel, padding, cols=None, flat=None):
     return cols, padded
 
 
-def _col2im_wide(dcols, x_shape, kernel, padding):
-    """The adjoint of ``_im2col_wide``: kh·kw long adds into the flat padded image, padding cut off."""
-    n, c, h, w = x_shape
-    (kh, kw), (ph, pw) = kernel, padding
-    hp, wp = h + 2 * ph, w + 2 * pw
-    flat = np.zeros(n * c * hp * wp + kw - 1, dtype=dcols.dtype)
-    view = _wide_view(flat, x_shape, kernel, (hp, wp))
-    d = dcols.reshape(view.shape)
-    for i in range(kh):
-        for j in range(kw):
-            # NOTE: within one offset (i, j) no two elements share an address (each image's run
-            # OH·Wp fits in its Hp·Wp pixels), so one in-place add per offset is exact
-            view[:, i, j] += d[:, i, j]
-    dx = flat[:n * c * hp * wp].reshape(n, c, hp, wp)
-    return np.ascontiguousarray(dx[:, :, ph:ph + h, pw:pw + w]) if (ph or pw) else dx
-
-
 # --- convolution -------------------------------------------------------------------------------
 #: The smallest kernel area kh·kw at which a stride-1 convolution unfolds wide, per kernel set (None: never).
 #: NOTE: chosen by measurement (bench/conv_parts.py, the bench networks' layers): on the NumPy path the
@@ -815,10 +798,18 @@ class Conv2dFunction(Function):
         gx = None
         if need[0]:
             w2 = self.w.reshape(o, -1)
-            dcols = _dot(w2.T, dz, out=_SCRATCH.take((w2.shape[1], dz.shape[1]), dz.dtype))
-            gx = (_col2im_wide(dcols, x_shape, kernel, padding) if self.wide
-                  else _col2im(dcols, x_shape, kernel, stride, padding))
-            _SCRATCH.give(dcols)
+            if self.wide:
+                # NOTE: the chunks' fold (_fold_wide) for the whole batch: dX's product image by image into
+                # zero-padded rows, then one strided sum over the window offsets (not kh·kw adds)
+                work = _SCRATCH.take_flat(n * w2.shape[1] * _fold_rows(kernel, oh, width)
+                                          + (x_shape[2] + 2 * padding[0]) * width, g.dtype)
+                gx = _new_array(x_shape, g.dtype, zero=True)
+                _fold_wide(w2, dz, kernel, padding, gx, work)
+                _SCRATCH.give(work)
+            else:
+                dcols = _dot(w2.T, dz, out=_SCRATCH.take((w2.shape[1], dz.shape[1]), dz.dtype))
+                gx = _col2im(dcols, x_shape, kernel, stride, padding)
+                _SCRATCH.give(dcols)
         _SCRATCH.give(dz)
         return gx, gw, gb
 
