@@ -247,6 +247,19 @@ def _pad_into(out, x, padding, value=0):
     out[:, :, ph:h + ph, pw:w + pw] = x
 
 
+def _strided(a: np.ndarray, shape, strides, writeable=False) -> np.ndarray:
+    """``as_strided(a, shape, strides)`` (read-only unless ``writeable``), built by the ndarray constructor.
+
+    NOTE: ``np.lib.stride_tricks.as_strided`` is Python-level (3.2 µs a call against 0.4): on the NumPy
+    path two threads run the chunk loops and every µs of Python holds the GIL the other waits for."""
+    if not a.flags.c_contiguous:
+        return np.lib.stride_tricks.as_strided(a, shape, strides, writeable=writeable)
+    view = np.ndarray(shape, a.dtype, a, 0, strides)
+    if not writeable:
+        view.flags.writeable = False
+    return view
+
+
 def _windows(xp: np.ndarray, kernel: tuple, stride: tuple) -> np.ndarray:
     """The strided view (N, C, OH, OW, kh, kw) of every window of a padded input: no copy."""
     n, c, h, w = xp.shape
@@ -254,9 +267,7 @@ def _windows(xp: np.ndarray, kernel: tuple, stride: tuple) -> np.ndarray:
     sh, sw = stride
     oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
     s = xp.strides
-    return np.lib.stride_tricks.as_strided(
-        xp, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3]), writeable=False
-    )
+    return _strided(xp, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3]))
 
 
 def im2col(x: np.ndarray, kernel, stride=1, padding=0) -> np.ndarray:
@@ -368,8 +379,8 @@ def _wide_view(flat, shape, kernel, padded):
     hp, wp = padded
     oh = hp - kernel[0] + 1
     it = flat.itemsize
-    return np.lib.stride_tricks.as_strided(
-        flat, (c, kernel[0], kernel[1], n, oh * wp), (hp * wp * it, wp * it, it, c * hp * wp * it, it))
+    return _strided(flat, (c, kernel[0], kernel[1], n, oh * wp), (hp * wp * it, wp * it, it, c * hp * wp * it, it),
+                    writeable=True)
 
 
 def _padded_flat(x, kernel, padding, flat=None):
@@ -606,9 +617,8 @@ def _fold_wide(w2, dz, kernel, padding, dx, work):
     base[nb * rows * R:] = 0
     np.matmul(w2.T, dz.reshape(w2.shape[0], nb, lw).transpose(1, 0, 2), out=b3[..., :lw])
     it = base.itemsize
-    view = np.lib.stride_tricks.as_strided(
-        base, (nb, c, kh, kw, plane), (rows * R * it, kh * kw * R * it, (kw * R - wp) * it, (R - 1) * it, it),
-        writeable=False)
+    view = _strided(base, (nb, c, kh, kw, plane),
+                    (rows * R * it, kh * kw * R * it, (kw * R - wp) * it, (R - 1) * it, it))
     dx += view.sum(axis=(2, 3)).reshape(nb, c, hp, wp)[:, :, ph:ph + h, pw:pw + w]
 
 
@@ -947,8 +957,8 @@ class MaxPool2dFunction(Function):
             def run(a, b):  # planes [a, b), as the forward's
                 d, r = dxs[a:b], args[a:b]
                 st = d.strides  # NOTE: a view, never reshape: a reshape of the cut (odd-sized) dx would copy
-                tiles = np.lib.stride_tricks.as_strided(d, (b - a, oh, kh, ow, kw),
-                                                        (st[0], st[1] * kh, st[1], st[2] * kw, st[2]))
+                tiles = _strided(d, (b - a, oh, kh, ow, kw), (st[0], st[1] * kh, st[1], st[2] * kw, st[2]),
+                                 writeable=True)
                 mask = np.empty(r.shape, dtype=bool)
                 for k in range(kh * kw):
                     np.equal(r, k, out=mask)
