@@ -494,6 +494,28 @@ def test_fast_kernels_equal_numpy_path_in_float32(seed):
         np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(slow).max())))
 
 
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+       kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 2), sw=st.integers(1, 2),
+       sliced=st.booleans(), writeable=st.booleans())
+def test_strided_views_equal_as_strided(n, c, h, w, kh, kw, sh, sw, sliced, writeable):
+    """``_strided`` (the ndarray constructor on a contiguous base, ``as_strided`` on any other) gives the
+    views ``as_strided`` gives: the same elements, and writeable only when asked."""
+    assume(kh <= h and kw <= w)
+    base = np.arange(n * c * h * (w + 1), dtype=np.float32).reshape(n, c, h, w + 1)
+    x = base[..., :w] if sliced else np.ascontiguousarray(base[..., :w])  # a sliced base is not contiguous
+    s = x.strides
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    shape, strides = (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3])
+    got = CF._strided(x, shape, strides, writeable=writeable)
+    want = np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
+    np.testing.assert_array_equal(got, want)
+    assert got.flags.writeable == writeable
+    if writeable:  # a write lands in the base
+        got[0, 0, 0, 0, 0, 0] = -1.0
+        assert x[0, 0, 0, 0] == -1.0
+
+
 @settings(max_examples=150, deadline=None)
 @given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 12), w=st.integers(1, 40),
        kh=st.integers(1, 5), kw=st.integers(1, 5), ph=st.integers(0, 3), pw=st.integers(0, 3),
