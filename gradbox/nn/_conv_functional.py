@@ -378,8 +378,9 @@ def _wide_view(flat, shape, kernel, padded):
     hp, wp = padded
     oh = hp - kernel[0] + 1
     it = flat.itemsize
-    return _strided(flat, (c, kernel[0], kernel[1], n, oh * wp), (hp * wp * it, wp * it, it, c * hp * wp * it, it),
-                    writeable=True)
+    # NOTE: read-only: the rows overlap (each pixel sits in kh·kw of them), so a write through it would land
+    # in several places
+    return _strided(flat, (c, kernel[0], kernel[1], n, oh * wp), (hp * wp * it, wp * it, it, c * hp * wp * it, it))
 
 
 def _padded_flat(x, kernel, padding, flat=None):
@@ -504,7 +505,7 @@ def _chunk_per_image(x_shape, kernel, padding, o, oh, width) -> int:
     rows = c * kernel[0] * kernel[1]
     work = c * (hp * wp + kernel[1])
     if width == wp and kernel[1] > 1:
-        work = max(work, rows * _fold_rows(kernel, oh, wp) + hp * wp)
+        work = max(work, _fold_work(1, rows, kernel, oh, hp, wp))
     return (rows + o) * oh * width + work
 
 
@@ -512,6 +513,12 @@ def _fold_rows(kernel, oh, wp) -> int:
     """Elements per row of dX's product for ``_fold_wide``: OH·Wp, then zeros as far as the largest window
     offset, (kh - 1)·Wp + kw - 1."""
     return oh * wp + (kernel[0] - 1) * wp + kernel[1] - 1
+
+
+def _fold_work(nb, rows, kernel, oh, hp, wp) -> int:
+    """Elements of ``work`` that ``_fold_wide`` uses for ``nb`` images: their rows of ``_fold_rows`` elements,
+    then one padded plane of zeros (what the last offsets read past the rows)."""
+    return nb * rows * _fold_rows(kernel, oh, wp) + hp * wp
 
 
 def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
@@ -610,7 +617,7 @@ def _fold_wide(w2, dz, kernel, padding, dx, work):
     oh = hp - kh + 1
     lw, rows = oh * wp, w2.shape[1]
     R, plane = _fold_rows(kernel, oh, wp), hp * wp
-    base = work[:nb * rows * R + plane]
+    base = work[:_fold_work(nb, rows, kernel, oh, hp, wp)]
     b3 = base[:nb * rows * R].reshape(nb, rows, R)
     b3[..., lw:] = 0
     base[nb * rows * R:] = 0
@@ -810,8 +817,8 @@ class Conv2dFunction(Function):
             if self.wide:
                 # NOTE: the chunks' fold (_fold_wide) for the whole batch: dX's product image by image into
                 # zero-padded rows, then one strided sum over the window offsets (not kh·kw adds)
-                work = _SCRATCH.take_flat(n * w2.shape[1] * _fold_rows(kernel, oh, width)
-                                          + (x_shape[2] + 2 * padding[0]) * width, g.dtype)
+                work = _SCRATCH.take_flat(_fold_work(n, w2.shape[1], kernel, oh, x_shape[2] + 2 * padding[0], width),
+                                          g.dtype)
                 gx = _new_array(x_shape, g.dtype, zero=True)
                 _fold_wide(w2, dz, kernel, padding, gx, work)
                 _SCRATCH.give(work)
