@@ -6,6 +6,7 @@ The model file's own preprocessing (stored standardisation, input shape, classes
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -435,6 +436,18 @@ def _layer_rows(model, shape):
     return rows
 
 
+def _normalisation_line(mean, scale, shape) -> str:
+    """What ``info`` says of the stored standardisation: per channel when the model takes images and the
+    stored mean and scale (kept per feature) are constant over each channel's pixels, else per feature."""
+    n = mean.shape[0]
+    if shape is not None and len(shape) == 3 and math.prod(shape) == n:
+        per = [a.reshape(shape[0], -1) for a in (mean, scale) if a is not None]
+        if all(bool((a == a[:, :1]).all()) for a in per):
+            c = shape[0]
+            return f"standardise per channel: a stored mean/scale for each of {c} channel{'s' * (c != 1)} ({n} features)"
+    return f"standardise with stored mean/scale of {n} features"
+
+
 def cmd_info(args) -> int:
     mf = load_model_file(args.model)
     model = mf.model
@@ -461,7 +474,7 @@ def cmd_info(args) -> int:
         cls = meta["classes"]
         print(f"classes: {len(cls)} ({', '.join(map(str, cls[:12]))}{', ...' if len(cls) > 12 else ''})")
     if "norm.mean" in mf.arrays:
-        print(f"normalisation: standardise with stored mean/scale of {mf.arrays['norm.mean'].shape[0]} features")
+        print("normalisation: " + _normalisation_line(mf.arrays["norm.mean"], mf.arrays.get("norm.scale"), shape))
     if meta.get("hyperparameters"):
         hp = meta["hyperparameters"]
         print("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in hp.items()

@@ -258,6 +258,7 @@ def test_info(trained, capsys):
     assert "Linear" in out and "in_features=2, out_features=8" in out and "(N, 8)" in out
     assert "total parameters: 42" in out  # 2*8+8 + 8*2+2
     assert "dataset: moons" in out and "classes: 2" in out
+    assert "standardise with stored mean/scale of 2 features" in out  # flat data: per feature
 
 
 def test_subprocess_evaluate_predict_info(trained, tmp_path):

@@ -117,6 +117,8 @@ def test_info_lists_every_layer_with_its_output_shape(cnn_run, tmp_path):
                          ("Conv2d", "(N, 8, 4, 4)"), ("MaxPool2d", "(N, 8, 2, 2)"), ("Flatten", "(N, 32)"),
                          ("BatchNorm1d", "(N, 16)")]:
         assert any(layer in line and shape in line for line in text.splitlines()), (layer, shape, text)
+    # the images are standardised per channel (the stored mean and scale are kept per pixel)
+    assert "standardise per channel: a stored mean/scale for each of 1 channel (64 features)" in text
 
 
 def test_evaluate_reproduces_the_run(cnn_run, tmp_path):
