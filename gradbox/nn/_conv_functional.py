@@ -198,6 +198,29 @@ def _pair(value, name: str, who: str, minimum: int) -> tuple:
     return int(items[0]), int(items[1])
 
 
+#: ``padding`` of a convolution: an int, a pair, or one of PyTorch's names
+_CONV_PADDING = Constraint("a non-negative int, a pair of them, 'same' or 'valid'",
+                           lambda v: v in ("same", "valid") if isinstance(v, str) else _INT_OR_PAIR[0].test(v))
+
+
+def _conv_padding(padding, kernel, stride, who: str) -> tuple:
+    """A convolution's padding as a pair: ints as given; ``"valid"`` none; ``"same"`` as much as keeps the
+    output the input's size, as PyTorch's (stride 1 only; odd kernel sizes only: an even one would need
+    more padding on one side than the other, which gradbox's convolution does not take)."""
+    check(who, "padding", padding, _CONV_PADDING)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        if tuple(stride) != (1, 1):
+            raise ValueError(f"{who}(padding='same'): expected stride 1 (the output of a strided convolution "
+                             f"cannot keep the input's size), received stride {tuple(stride)}")
+        if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+            raise ValueError(f"{who}(padding='same'): expected odd kernel sizes (an even one needs uneven "
+                             f"padding, which gradbox does not support), received kernel_size {tuple(kernel)}")
+        return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+    return _pair(padding, "padding", who, 0)
+
+
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """⌊(n + 2p - f)/s⌋ + 1: the notes' output size of a convolution or pooling window."""
     return (size + 2 * padding - kernel) // stride + 1
@@ -833,6 +856,9 @@ class Conv2dFunction(Function):
 def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
     """2-D convolution (cross-correlation) of an NCHW batch, as ``torch.nn.functional.conv2d``.
 
+    ``padding``: an int, a pair, ``"valid"`` (none) or ``"same"`` (stride 1 and odd kernel sizes: the output
+    keeps the input's height and width).
+
     Shape
     -----
     - x: (N, C, H, W); weight: (out, C, kh, kw); bias: (out,)
@@ -851,7 +877,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
     if weight.ndim != 4:
         raise ValueError(f"{who}: expected weight of shape (out, in, kh, kw), received {weight.shape}")
     x = _check_image(x, who, weight.shape[1])
-    stride, padding = _pair(stride, "stride", who, 1), _pair(padding, "padding", who, 0)
+    stride = _pair(stride, "stride", who, 1)
+    padding = _conv_padding(padding, weight.shape[2:], stride, who)
     _check_window(x.shape, weight.shape[2:], padding, who)
     if x.dtype != weight.dtype:
         raise TypeError(f"{who}: expected input of dtype {weight.dtype}, received {x.dtype}")

@@ -26,8 +26,10 @@ class Conv2d(Module):
     kernel_size : int or (int, int)
         f, or (kh, kw).
     stride : int or (int, int)
-    padding : int or (int, int)
-        Zeros added on each side of height and width.
+    padding : int, (int, int), "same" or "valid"
+        Zeros added on each side of height and width. ``"valid"`` is 0; ``"same"`` pads so that the output
+        keeps the input's height and width (stride 1 and odd kernel sizes; stored as the pair it resolves
+        to, ``(kh // 2, kw // 2)``).
     bias : bool
         Learn one bias per output channel (initialised to zero).
     dtype : float32 or float64
@@ -62,7 +64,7 @@ class Conv2d(Module):
 
     _parameter_constraints = {
         "in_channels": positive_int, "out_channels": positive_int, "kernel_size": _int_or_pair(1),
-        "stride": _int_or_pair(1), "padding": _int_or_pair(0), "bias": boolean, "dtype": one_of(*_DTYPES),
+        "stride": _int_or_pair(1), "padding": CF._CONV_PADDING, "bias": boolean, "dtype": one_of(*_DTYPES),
         "init": one_of(*sorted(INITIALIZERS)),
     }
 
@@ -75,7 +77,7 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = args["in_channels"], args["out_channels"]
         self.kernel_size = CF._pair(kernel_size, "kernel_size", who, 1)
         self.stride = CF._pair(stride, "stride", who, 1)
-        self.padding = CF._pair(padding, "padding", who, 0)
+        self.padding = CF._conv_padding(padding, self.kernel_size, self.stride, who)
         dtype = _layer_dtype(dtype, who)
         self.init = init
         self.weight = Parameter(np.empty((self.out_channels, self.in_channels) + self.kernel_size, dtype=dtype))

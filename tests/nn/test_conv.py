@@ -353,10 +353,44 @@ def test_conv2d_dtype_mismatch():
     (dict(kernel_size=3, stride=0), r"Conv2d\(stride\)"),
     (dict(kernel_size=3, padding=-1), r"Conv2d\(padding\): expected a non-negative int"),
     (dict(kernel_size=3, init="zeros"), r"Conv2d\(init\): expected one of"),
+    (dict(kernel_size=3, padding="Same"), r"Conv2d\(padding\): expected a non-negative int, a pair of them, "
+                                          r"'same' or 'valid', received 'Same'"),
+    (dict(kernel_size=3, padding=np.array([1, 1])), r"Conv2d\(padding\): expected a non-negative int"),
+    (dict(kernel_size=3, stride=2, padding="same"), r"Conv2d\(padding='same'\): expected stride 1 .* "
+                                                    r"received stride \(2, 2\)"),
+    (dict(kernel_size=(3, 4), padding="same"), r"Conv2d\(padding='same'\): expected odd kernel sizes .* "
+                                               r"received kernel_size \(3, 4\)"),
 ])
 def test_conv2d_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         nn.Conv2d(1, 2, **kwargs)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, (3, 5), (1, 7)])
+def test_conv2d_padding_same_keeps_the_size_and_valid_is_none(kernel):
+    x = np.random.default_rng(0).normal(size=(2, 3, 9, 8))
+    same = nn.Conv2d(3, 4, kernel, padding="same", dtype=np.float64, rng=0)
+    kh, kw = same.kernel_size
+    assert same.padding == ((kh - 1) // 2, (kw - 1) // 2)
+    assert same(x).shape == (2, 4, 9, 8)
+    # the name resolves at construction: the config, the repr and a rebuilt layer carry the pair
+    assert same.get_config()["padding"] == [(kh - 1) // 2, (kw - 1) // 2]
+    assert nn.Conv2d(**same.get_config()).padding == same.padding
+    w = Tensor(same.weight.data)
+    assert np.array_equal(F.conv2d(Tensor(x), w, padding="same").data,
+                          F.conv2d(Tensor(x), w, padding=same.padding).data)
+    assert nn.Conv2d(3, 4, kernel, padding="valid", rng=0).padding == (0, 0)
+    assert np.array_equal(F.conv2d(Tensor(x), w, padding="valid").data, F.conv2d(Tensor(x), w).data)
+
+
+def test_conv2d_functional_padding_names_are_checked():
+    x, w = Tensor(np.zeros((1, 1, 5, 5))), Tensor(np.zeros((1, 1, 2, 2)))
+    with pytest.raises(ValueError, match=r"conv2d\(padding='same'\): expected odd kernel sizes"):
+        F.conv2d(x, w, padding="same")
+    with pytest.raises(ValueError, match=r"conv2d\(padding='same'\): expected stride 1"):
+        F.conv2d(x, Tensor(np.zeros((1, 1, 3, 3))), stride=(1, 2), padding="same")
+    with pytest.raises(ValueError, match=r"conv2d\(padding\): expected .* 'same' or 'valid', received 'full'"):
+        F.conv2d(x, w, padding="full")
 
 
 def test_pool_errors():

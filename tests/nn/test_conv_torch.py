@@ -43,6 +43,27 @@ def test_conv2d_equals_torch(seed, kernels):
         assert rel(ours, theirs.detach().numpy()) < TOL
 
 
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("kernel", [1, 3, (3, 5), (5, 1)])
+def test_conv2d_padding_names_equal_torch(padding, kernel, kernels):
+    rng = np.random.default_rng(7)
+    conv = nn.Conv2d(2, 3, kernel, padding=padding, dtype=np.float64, rng=0)
+    tconv = torch.nn.Conv2d(2, 3, kernel, padding=padding, dtype=torch.float64)
+    with torch.no_grad():
+        tconv.weight.copy_(torch.from_numpy(conv.weight.data))
+        tconv.bias.copy_(torch.from_numpy(conv.bias.data))
+    x = rng.normal(size=(2, 2, 7, 6))
+    X, tx = Tensor(x, requires_grad=True), t(x)
+    out, tout = conv(X), tconv(tx)
+    assert out.shape == tuple(tout.shape)
+    g = rng.normal(size=out.shape)
+    out.backward(g)
+    tout.backward(torch.from_numpy(g))
+    for ours, theirs in ((out.data, tout), (X.grad, tx.grad), (conv.weight.grad, tconv.weight.grad),
+                         (conv.bias.grad, tconv.bias.grad)):
+        assert rel(ours, theirs.detach().numpy()) < TOL
+
+
 @pytest.mark.parametrize("seed", range(24))
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pooling_equals_torch(seed, kind, kernels):
