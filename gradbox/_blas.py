@@ -228,13 +228,24 @@ def _split_on_threads(a, b, out, parts):
 #: 0.162 ms and its max pooling 0.109 -> 0.145 ms (the hand-off eats it); an 8.4 MB ReLU (the CIFAR-shaped
 #: net's) 0.78 -> 0.39 ms
 PASS_BYTES = 4 << 20
+#: The same floor where gradbox's hand-offs spin (``_waiter``: the compiled kernels loaded and switched on).
+#: NOTE: a spinning hand-off costs a few µs, not a vCPU's wake. Fresh processes alternating, 10 rounds, the
+#: compiled path: LeNet b128 1.07x (its first conv's 2.4 MB ReLU and pooling shared), the CIFAR-shaped net
+#: 1.01x, LeNet b32 unchanged (its passes are 0.6 MB; a 400 KB floor made it 0.93x). The NumPy path keeps
+#: 4 MB: 1 MB there gave LeNet b128 1.05x but the CIFAR-shaped net 0.98x (BENCHMARKS.md, "Convolutions,
+#: ninth session")
+PASS_BYTES_SPINNING = 1 << 20
 
 
 def pass_threads(nbytes: int) -> int:
     """How many of gradbox's threads a memory-bound pass over ``nbytes`` should be shared among: all of them
     while gradbox's products are held on one BLAS thread (after a chunked convolution, when no OpenBLAS
-    worker spins on the other cores) and the pass is large (``PASS_BYTES``); else 1."""
-    return threads() if _STATE["serial_left"] and nbytes >= PASS_BYTES else 1
+    worker spins on the other cores) and the pass is large (``PASS_BYTES``, or ``PASS_BYTES_SPINNING`` where
+    the hand-offs spin); else 1."""
+    if not _STATE["serial_left"]:
+        return 1
+    floor = PASS_BYTES_SPINNING if _FAST["mod"] and _FAST["wanted"] else PASS_BYTES
+    return threads() if nbytes >= floor else 1
 
 
 def run_pass(fn, n: int, nbytes: int) -> None:

@@ -204,11 +204,19 @@ def test_no_hold_without_threads_to_share(blas):
     assert _blas._STATE["serial_left"] == 0
 
 
-def test_large_passes_are_shared_only_while_held(blas):
+@pytest.mark.parametrize("spinning", [False, True])
+def test_large_passes_are_shared_only_while_held(blas, spinning, monkeypatch):
+    """From PASS_BYTES up, or PASS_BYTES_SPINNING where the hand-offs spin (the compiled kernels loaded)."""
+    from gradbox._fast import FAST
+
+    monkeypatch.setitem(FAST, "wanted", spinning)
+    if spinning:
+        monkeypatch.setitem(FAST, "mod", FAST["mod"] or object())  # NOTE: pass_threads only asks whether one is
+    floor = _blas.PASS_BYTES_SPINNING if spinning else _blas.PASS_BYTES
     _blas._STATE["serial_left"] = 0
     assert _blas.pass_threads(1 << 30) == 1  # an MLP's step: OpenBLAS splits its products itself
     _blas.hold_serial()
-    assert _blas.pass_threads(_blas.PASS_BYTES) == 2 and _blas.pass_threads(_blas.PASS_BYTES - 1) == 1
+    assert _blas.pass_threads(floor) == 2 and _blas.pass_threads(floor - 1) == 1
     _blas._STATE["serial_left"] = 0
 
 
