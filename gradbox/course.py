@@ -755,6 +755,10 @@ def distribute_value(dz, shape):
     array([[0.5, 0.5],
            [0.5, 0.5]])
     """
+    ok = isinstance(shape, (tuple, list)) and len(shape) == 2 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in shape)
+    if not ok:
+        raise ValueError(f"distribute_value: expected shape a pair of positive ints (n_H, n_W), received {shape!r}")
     (n_H, n_W) = shape
     return np.full((n_H, n_W), dz / (n_H * n_W))
 

@@ -91,6 +91,13 @@ def test_distribute_value():
     np.testing.assert_array_equal(course.distribute_value(2, (2, 2)), [[0.5, 0.5], [0.5, 0.5]])
 
 
+@pytest.mark.parametrize("shape", [(2,), (2, 2, 2), (0, 2), (2, -1), (2.0, 2), "22", None, (True, 2)])
+def test_distribute_value_names_a_bad_shape(shape):
+    with pytest.raises(ValueError, match=r"distribute_value: expected shape a pair of positive ints \(n_H, n_W\), "
+                                         r"received "):
+        course.distribute_value(2, shape)
+
+
 def test_pool_backward():
     np.random.seed(1)
     A_prev = np.random.randn(5, 5, 3, 2)
