@@ -892,6 +892,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
 
 
 # --- pooling -------------------------------------------------------------------------------------
+#: The NumPy path's max pool copies a part's window offsets out as contiguous planes first (tiling windows)
+#: up to this many bytes of input a part.
+#: NOTE: measured alone, one thread, the 2x2 forward: (32, 6, 28, 28) 178 -> 121 µs, (128, 6, 28, 28)
+#: 623 -> 444, (64, 64, 16, 16) 1,331 -> 964, but (64, 32, 32, 32), 8.4 MB, 2.8 -> 4.3 ms
+_POOL_COPY_BYTES = 3 << 20
+
+
 def _tiles(kernel, stride, padding) -> bool:
     """Whether pooling windows tile the input (stride = kernel, no padding): each pixel in at most one."""
     return tuple(stride) == tuple(kernel) and not any(padding)
@@ -940,10 +947,19 @@ class MaxPool2dFunction(Function):
         planes = xp.reshape(n * c, 1, xp.shape[2], xp.shape[3])
         outs, args = out.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow)
 
+        copy = _tiles(kernel, stride, padding)
+
         def run(a, b):  # planes [a, b): a large batch's share among gradbox's threads (_blas.run_pass)
             # NOTE: np.maximum over the kh·kw strided slices, not win.max(axis=(3, 4)): the reduction
             # over two short inner axes of a strided view is about 25x slower.
             win = _windows(planes[a:b], kernel, stride)[:, 0]  # (planes, OH, OW, kh, kw)
+            if copy and win.nbytes <= _POOL_COPY_BYTES:
+                # NOTE: tiling windows: the kh·kw offsets copied out as contiguous planes first (one copy), so
+                # that the loop below runs on contiguous arrays (NumPy's SIMD loops) rather than strided
+                # views (about 0.5 ns an element against 0.1); the same values and argmax
+                quarters = np.empty((kh, kw) + win.shape[:3], dtype=win.dtype)
+                np.copyto(quarters.transpose(2, 3, 4, 0, 1), win)
+                win = quarters.transpose(2, 3, 4, 0, 1)
             o, r = outs[a:b], args[a:b]
             np.copyto(o, win[..., 0, 0])
             r.fill(0)

@@ -704,6 +704,35 @@ def test_float16_uses_the_numpy_path():
     assert F.max_pool2d(x, 2).dtype == np.float16
 
 
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(2, 13), w=st.integers(2, 13), k=st.integers(2, 3),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31 - 1))
+def test_numpy_max_pool_copied_offsets_equal_the_strided_loop(n, c, h, w, k, dtype, seed):
+    """The NumPy path's tiling max pool copies the window offsets out first (up to _POOL_COPY_BYTES a part):
+    outputs, argmax and dX equal the loop over the strided views, bit for bit, ties and odd sizes included."""
+    from gradbox.nn import _conv_functional as CF
+
+    assume(h >= k and w >= k)
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.integers(-2, 3, size=(n, c, h, w)), 0).astype(dtype)  # NOTE: ReLU'd few values: ties
+    g = rng.normal(size=(n, c, h // k, w // k)).astype(dtype)
+    results = []
+    previous, bytes_ = F.use_fast_kernels(False), CF._POOL_COPY_BYTES
+    try:
+        for limit in (bytes_, 0):  # the copy, then the strided views
+            CF._POOL_COPY_BYTES = limit
+            X = Tensor(x, requires_grad=True)
+            out = F.max_pool2d(X, k)
+            arg = out._ctx.argmax  # NOTE: before backward, which releases the box's cache
+            out.backward(g)
+            results.append((out.data, arg, X.grad))
+    finally:
+        CF._POOL_COPY_BYTES = bytes_
+        F.use_fast_kernels(previous)
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
 @pytest.mark.parametrize("seed", range(N_CONFIGS))
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_numpy_max_pool_shared_among_threads_gives_the_same_bits(seed, threads, monkeypatch):
