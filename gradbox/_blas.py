@@ -244,7 +244,7 @@ def pass_threads(nbytes: int) -> int:
     the hand-offs spin); else 1."""
     if not _STATE["serial_left"]:
         return 1
-    floor = PASS_BYTES_SPINNING if _FAST["mod"] and _FAST["wanted"] else PASS_BYTES
+    floor = PASS_BYTES_SPINNING if _spinning() else PASS_BYTES
     return threads() if nbytes >= floor else 1
 
 
@@ -364,6 +364,11 @@ def _sched_yield() -> int:
     return _STATE["yield"]
 
 
+def _spinning() -> bool:
+    """Whether gradbox's hand-offs spin (``_waiter``): the compiled kernels loaded and switched on."""
+    return bool(_FAST["mod"] and _FAST["wanted"])
+
+
 def _waiter():
     """The spinning wait, ``wait(flags, post_at, post_value, wait_at, wait_value, cycles)``: the compiled
     ``_conv_kernels._post_and_wait``, yielding the core between looks (``sched_yield``), once the compiled
@@ -371,10 +376,9 @@ def _waiter():
 
     NOTE: why yield: a wait that only spins took the core from every other thread that wanted it (two
     workers and the caller on two cores, or two processes): the conv tests ran 22 -> 50 s"""
-    mod = _FAST["mod"]
-    if not (mod and _FAST["wanted"]):
+    if not _spinning():
         return None
-    fn, address = mod._post_and_wait, _sched_yield()
+    fn, address = _FAST["mod"]._post_and_wait, _sched_yield()
     return lambda *args: fn(*args, address)
 
 

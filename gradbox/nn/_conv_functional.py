@@ -957,9 +957,9 @@ class MaxPool2dFunction(Function):
                 # NOTE: tiling windows: the kh·kw offsets copied out as contiguous planes first (one copy), so
                 # that the loop below runs on contiguous arrays (NumPy's SIMD loops) rather than strided
                 # views (about 0.5 ns an element against 0.1); the same values and argmax
-                quarters = np.empty((kh, kw) + win.shape[:3], dtype=win.dtype)
-                np.copyto(quarters.transpose(2, 3, 4, 0, 1), win)
-                win = quarters.transpose(2, 3, 4, 0, 1)
+                offsets = np.empty((kh, kw) + win.shape[:3], dtype=win.dtype)
+                np.copyto(offsets.transpose(2, 3, 4, 0, 1), win)
+                win = offsets.transpose(2, 3, 4, 0, 1)
             o, r = outs[a:b], args[a:b]
             np.copyto(o, win[..., 0, 0])
             r.fill(0)
