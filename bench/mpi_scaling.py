@@ -3,6 +3,7 @@
     python bench/mpi_scaling.py                  # about 25 s on an idle 2-core machine; prints a report
     python bench/mpi_scaling.py --rounds 2 --samples 8192 --json out.json   # quicker
     python bench/mpi_scaling.py --compare-allreduce   # also mpiexec -n 2 with Allreduce forced
+    python bench/mpi_scaling.py --compare-unsharded   # also mpiexec -n 2 with every rank updating everything
     python bench/mpi_scaling.py --phases --rounds 3   # where a step at global batch 256 goes, and the bound
 
 1. Throughput of the 784-256-128-10 MLP (float32, SGD with momentum, global batch 1024 and 256):
@@ -12,7 +13,8 @@
    all of them alike; the report gives the median ratio and the range over rounds. The two
    processes run the real ``ShardedSampler`` + ``DistributedOptimizer`` path with its defaults
    (on one machine: the gradients summed through an MPI shared-memory window);
-   ``--compare-allreduce`` adds a fourth configuration with ``shared_memory=False``.
+   ``--compare-allreduce`` adds a configuration with ``shared_memory=False``, ``--compare-unsharded``
+   one with ``shard_update=False`` (shared memory, but every rank sums and updates all parameters).
 2. ``Allreduce`` (upper-case, in place, float32) between 2 local processes at 1e3 ... 1e7 floats,
    and a least-squares fit ``t = alpha + beta * bytes``; then ``DistributedOptimizer.synchronize``
    of the MLP's gradients, through shared memory and through ``Allreduce``.
@@ -83,7 +85,8 @@ def worker_train(batch, steps, threads, net="mlp", how="auto"):
     sampler = dist.ShardedSampler(N_SAMPLES, batch, seed=1, rank=dist.rank(), size=k)
     if k > 1:
         dist.broadcast_parameters(model)
-        opt = dist.DistributedOptimizer(opt, sampler=sampler, shared_memory=False if how == "allreduce" else None)
+        opt = dist.DistributedOptimizer(opt, sampler=sampler, shared_memory=False if how == "allreduce" else None,
+                                        shard_update=False if how == "unsharded" else None)
     loss_fn = gb.nn.CrossEntropyLoss()
     # NOTE: one preallocated shard buffer filled by np.take(out=...), as the Trainer does
     local = -(-min(batch, N_SAMPLES) // k)
@@ -139,8 +142,8 @@ def worker_phases(batch, steps, threads, exchange="real"):
     stamp = [0.0]
     if k > 1:
         dist.broadcast_parameters(model)
-        if exchange == "real":
-            opt = dist.DistributedOptimizer(opt, sampler=sampler)
+        if exchange in ("real", "unsharded"):
+            opt = dist.DistributedOptimizer(opt, sampler=sampler, shard_update=False if exchange == "unsharded" else None)
         else:
             comm = dist.comm()
             opt.register_step_pre_hook(lambda o, a, kw: comm.Barrier())
@@ -199,7 +202,7 @@ def phases_report(args):
     """The step at global batch 256, phase by phase: 1 process (1 and 2 threads) against 2 processes,
     and 2 processes with an exchange that costs nothing (the bound)."""
     configs = (("1p1t@128", 1, 1, 128, "real"), ("1p2t@256", 1, 2, 256, "real"), ("2p1t@256", 2, 1, 256, "real"),
-               ("2p1t@256 no-sum bound", 2, 1, 256, "barrier"))
+               ("2p1t@256 unsharded", 2, 1, 256, "unsharded"), ("2p1t@256 no-sum bound", 2, 1, 256, "barrier"))
     res = {c[0]: [] for c in configs}
     print(f"load average before {os.getloadavg()[0]:.1f}", flush=True)
     for r in range(args.rounds):
@@ -213,7 +216,7 @@ def phases_report(args):
     for name, runs in res.items():
         print(f"  {name:24s} {statistics.median(x['step_ms'] for x in runs):7.3f} " + " ".join(
             f"{statistics.median(x['phases_ms'][n] for x in runs):15.3f}" for n in names))
-    for name in ("2p1t@256", "2p1t@256 no-sum bound"):
+    for name in ("2p1t@256", "2p1t@256 unsharded", "2p1t@256 no-sum bound"):
         rs = [a["step_ms"] / b["step_ms"] for a, b in zip(res["1p2t@256"], res[name])]
         print(f"  throughput {name} / 1p2t@256 = {statistics.median(rs):.2f}x  [{min(rs):.2f}, {max(rs):.2f}]")
     if args.json:
@@ -244,10 +247,11 @@ def worker_allreduce(sizes, reps):
     sync = {}
     import gradbox as gb
 
-    for how, shared in (("shared_memory", None), ("allreduce", False)):
+    for how, shared, sharded in (("sharded", None, None), ("shared_memory", None, False), ("allreduce", False, None)):
         # DistributedOptimizer.synchronize on the MLP's gradients (0.94 MB): copy in, sum, views out
+        # (sharded: each rank sums its half, and a barrier; the update, not timed here, is halved too)
         ps = [gb.nn.Parameter(np.zeros(s, np.float32)) for s in (200704, 256, 32768, 128, 1280, 10)]
-        opt = dist.DistributedOptimizer(gb.optim.SGD(ps, lr=0.0), shared_memory=shared)
+        opt = dist.DistributedOptimizer(gb.optim.SGD(ps, lr=0.0), shared_memory=shared, shard_update=sharded)
         grads = [np.ones(s, np.float32) for s in (200704, 256, 32768, 128, 1280, 10)]
         times = []
         for i in range(reps + 5):
@@ -258,6 +262,7 @@ def worker_allreduce(sizes, reps):
             opt.synchronize()
             times.append(time.perf_counter() - t0)
         sync[how] = comm.allreduce(statistics.median(times[5:]), op=MPI.MAX)
+        opt.remove()
     if dist.is_main():
         print(json.dumps({"allreduce_s": out, "allreduce_median_s": med, "synchronize_median_s": sync}))
 
@@ -291,6 +296,8 @@ def _child(args, k, threads, timeout=600):
 CONFIGS = (("1p1t", 1, 1), ("1p2t", 1, 2), ("2p1t", 2, 1))
 # NOTE: DistributedOptimizer's default on one machine sums through shared memory; this one forces Allreduce
 ALLREDUCE_CONFIG = ("2p1t-allreduce", 2, 1)
+# NOTE: and on one machine each rank updates its slice of the parameters; this one has every rank update all
+UNSHARDED_CONFIG = ("2p1t-unsharded", 2, 1)
 
 
 def measure_throughput(batches, rounds, samples, net="mlp", configs=CONFIGS):
@@ -300,7 +307,7 @@ def measure_throughput(batches, rounds, samples, net="mlp", configs=CONFIGS):
             order = configs[r % len(configs):] + configs[:r % len(configs)]
             for name, k, threads in order:
                 steps = max(4, samples // b)
-                how = "allreduce" if name.endswith("-allreduce") else "auto"
+                how = name.split("-")[1] if "-" in name else "auto"
                 res = _child(["--worker", "train", "--batch", str(b), "--steps", str(steps),
                               "--threads", str(threads), "--net", net, "--sum", how], k, threads)
                 results[b][name].append(res["samples_per_s"])
@@ -406,18 +413,20 @@ def main(argv=None):
     ap.add_argument("--phases", action="store_true",
                     help="only the per-phase profile at global batch 256 (1p1t@128, 1p2t, 2p1t, and 2p1t with "
                          "a barrier instead of the sum: the bound of a free exchange)")
-    ap.add_argument("--exchange", choices=("real", "barrier"), default="real", help="(phases worker)")
+    ap.add_argument("--exchange", choices=("real", "unsharded", "barrier"), default="real", help="(phases worker)")
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=16, help="(worker) steps to time")
     ap.add_argument("--samples", type=int, default=32768, help="samples per timed run (steps = samples / batch)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json")
-    ap.add_argument("--sum", choices=("auto", "allreduce"), default="auto",
-                    help="(worker) DistributedOptimizer's sum: its default, or always Allreduce")
+    ap.add_argument("--sum", choices=("auto", "allreduce", "unsharded"), default="auto",
+                    help="(worker) DistributedOptimizer's sum: its default, always Allreduce, or shard_update=False")
     ap.add_argument("--batches", default="1024,256", help="global batches of the throughput rounds")
     ap.add_argument("--compare-allreduce", action="store_true",
                     help="also run mpiexec -n 2 with DistributedOptimizer(shared_memory=False) in the rounds")
+    ap.add_argument("--compare-unsharded", action="store_true",
+                    help="also run mpiexec -n 2 with DistributedOptimizer(shard_update=False) in the rounds")
     ap.add_argument("--net", choices=("mlp", "lenet"), default="mlp",
                     help="with --lenet-only or --worker: the network")
     ap.add_argument("--lenet-only", action="store_true",
@@ -451,7 +460,8 @@ def main(argv=None):
     medians = {int(k): v for k, v in ar["allreduce_median_s"].items()}
     alpha, beta = fit_alpha_beta(times)
     print("throughput, interleaved rounds ...", flush=True)
-    configs = CONFIGS + ((ALLREDUCE_CONFIG,) if args.compare_allreduce else ())
+    configs = (CONFIGS + ((ALLREDUCE_CONFIG,) if args.compare_allreduce else ())
+               + ((UNSHARDED_CONFIG,) if args.compare_unsharded else ()))
     batches = tuple(int(b) for b in args.batches.split(","))
     thr = measure_throughput(batches, args.rounds, args.samples, configs=configs)
     report = {"allreduce_s": times, "allreduce_median_s": medians, "alpha_s": alpha, "beta_s_per_byte": beta, "throughput": thr,
@@ -463,14 +473,17 @@ def main(argv=None):
     print(f"  fit: alpha = {alpha * 1e6:.1f} us, beta = {beta * 1e9:.3f} ns/byte "
           f"({1 / beta / 1e9:.2f} GB/s effective)")
     sync = ar["synchronize_median_s"]
-    print(f"  DistributedOptimizer.synchronize of the MLP's 0.94 MB (median): shared memory "
-          f"{sync['shared_memory'] * 1e3:.3f} ms, Allreduce {sync['allreduce'] * 1e3:.3f} ms")
+    print(f"  DistributedOptimizer.synchronize of the MLP's 0.94 MB (median): shared memory, sharded "
+          f"{sync['sharded'] * 1e3:.3f} ms, unsharded {sync['shared_memory'] * 1e3:.3f} ms, "
+          f"Allreduce {sync['allreduce'] * 1e3:.3f} ms")
     print("\n## throughput ratios (median over rounds [min, max])")
     ratios = {}
     for b, res in thr.items():
         pairs = (("2p1t", "1p1t"), ("2p1t", "1p2t"), ("1p2t", "1p1t"))
         if args.compare_allreduce:
             pairs += (("2p1t-allreduce", "1p1t"), ("2p1t", "2p1t-allreduce"))
+        if args.compare_unsharded:
+            pairs += (("2p1t-unsharded", "1p2t"), ("2p1t", "2p1t-unsharded"))
         for num, den in pairs:
             rs = [x / y for x, y in zip(res[num], res[den])]
             ratios[f"{num}/{den}@{b}"] = rs

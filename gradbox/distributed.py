@@ -406,16 +406,21 @@ class _SharedMemorySum:
     (0.07-0.12 ms).
     """
 
-    def __init__(self, node, n, dtype):
+    def __init__(self, node, n, dtype, n_region=0):
         MPI = _mpi()
         self.comm = node
         k, self.rank = node.Get_size(), node.Get_rank()
-        self.n, self.dtype = n, np.dtype(dtype)
+        self.n, self.dtype, self.n_region = n, np.dtype(dtype), int(n_region)
         dtype = self.dtype
         self.depth = max(2, min(8, (8 << 20) // max(1, n * dtype.itemsize)))
-        self.win = MPI.Win.Allocate_shared(self.depth * n * dtype.itemsize, dtype.itemsize, comm=node)
+        slots_bytes = -(-self.depth * n * dtype.itemsize // 64) * 64
+        # NOTE: rank 0's segment also holds ``region``: n_region numbers that every rank loads and
+        # stores (the sharded update's parameters, averaged gradients and optimizer state)
+        own_bytes = slots_bytes + (self.n_region * dtype.itemsize if self.rank == 0 else 0)
+        self.win = MPI.Win.Allocate_shared(own_bytes, dtype.itemsize, comm=node)
         self.win.Lock_all()  # NOTE: one passive epoch for the window's life; Sync orders the loads and stores
         full = [np.frombuffer(self.win.Shared_query(r)[0], dtype, self.depth * n) for r in range(k)]
+        self.region = np.frombuffer(self.win.Shared_query(0)[0], dtype, self.n_region, offset=slots_bytes)
         # NOTE: first touch now, not in training: the window's pages are mapped into each process
         # on first access, and a rank touches a slot for the first time at the slot's first sum, so
         # the first `depth` steps took ~1,260 minor page faults per rank (0.94 MB of gradients,
@@ -423,11 +428,15 @@ class _SharedMemorySum:
         # segment (which allocates the pages) and, after a barrier, reads one element per page of
         # the others' (which maps them).
         full[self.rank].fill(0)
+        if self.rank == 0:
+            self.region.fill(0)
         node.Barrier()
         per_page = max(1, mmap.PAGESIZE // dtype.itemsize)
         for r, f in enumerate(full):
             if r != self.rank:
                 f[::per_page].sum()
+        if self.rank != 0:
+            self.region[::per_page].sum()
         self.slots = [[f[h * n:(h + 1) * n] for f in full] for h in range(self.depth)]
         # NOTE: slices cut on 64-byte lines, so that no cache line is written by two ranks
         per_line = max(1, 64 // dtype.itemsize)
@@ -435,18 +444,26 @@ class _SharedMemorySum:
         self.bounds = list(zip(cuts[:-1], cuts[1:]))
         self.slot = 0
 
+    def barrier(self):
+        """Every rank's loads and stores on the window so far are done and seen by all."""
+        self.win.Sync()
+        self.comm.Barrier()
+        self.win.Sync()
+
+    def next_slot(self):
+        """The segments of this sum (one per rank), after a barrier; the next sum takes the next slot."""
+        segs = self.slots[self.slot]
+        self.slot = (self.slot + 1) % self.depth
+        self.barrier()
+        return segs
+
     def send_buffer(self):
         """This rank's segment for the next ``sum_into``: write the buffer to be summed here."""
         return self.slots[self.slot][self.rank]
 
     def sum_into(self, out):
         """``out[...] =`` the sum over ranks of what each wrote into its ``send_buffer()``."""
-        segs = self.slots[self.slot]
-        self.slot = (self.slot + 1) % self.depth
-        win, comm = self.win, self.comm
-        win.Sync()
-        comm.Barrier()
-        win.Sync()
+        segs = self.next_slot()
         if len(segs) == 2:
             # NOTE: two ranks: each sums both segments whole, in rank order (the same bits on
             # both). As many loads from the other's segment as the sliced sum's two phases, and
@@ -458,20 +475,192 @@ class _SharedMemorySum:
         for r, seg in enumerate(segs):
             if r != self.rank:
                 mine += seg[a:b]
-        win.Sync()
-        comm.Barrier()
-        win.Sync()
+        self.barrier()
         for seg, (a, b) in zip(segs, self.bounds):
             out[a:b] = seg[a:b]
 
 
-def _shared_memory_sum(comm, n, dtype, wanted):
+def _elementwise(optimizer) -> bool:
+    """True when the optimizer's ``_update`` comes from a class that declares it elementwise
+    (``Optimizer._elementwise``): a subclass that overrides ``_update`` must declare it again."""
+    for klass in type(optimizer).__mro__:
+        if "_update" in vars(klass):
+            return bool(vars(klass).get("_elementwise", False))
+    return False
+
+
+class _ShardedUpdate:
+    """Each rank updates its own slice of the parameters (ZeRO stage 1), in one machine's shared memory.
+
+    The parameters, the averaged gradients and the optimizer's buffers exist once, as flat arrays
+    in the region of the shared-memory window (rank 0's segment), and every rank's parameters,
+    ``.grad`` and optimizer state are views into them. The flat range is cut into K contiguous
+    slices (on 64-byte lines), one per rank. A step:
+
+    1. (``DistributedOptimizer.synchronize`` and ``sum_own``) each rank writes ``w * grad`` for the
+       other ranks' slices into its window segment; a barrier; each rank sums its own slice: its
+       own ``w * grad`` plus the others' segments, into the shared averaged gradients (a barrier
+       more when other pre-step hooks follow, or ``synchronize()`` was called directly, so that
+       everyone sees the whole average);
+    2. (``update``, in place of the optimizer's loop) each rank copies its slice of the parameters
+       into the next shared copy and runs the optimizer's own ``_update`` there, on its slice of
+       every parameter, gradient and buffer; a barrier, after which every parameter is a view of
+       the new copy.
+
+    NOTE: why: with two processes on two cores, every rank used to sum and update all 235k
+    parameters of the benchmark MLP, twice the work of one process; at global batch 256 that
+    left two processes 1-4% behind one process with two BLAS threads. Each rank now moves half
+    the gradients and updates half the parameters (BENCHMARKS.md, "the sharded update"). The
+    copies in turn: updating the parameters in place, where the other rank had just read them,
+    made the update twice as slow when the host put the two vCPUs on different caches.
+    Only for elementwise optimizers (``Optimizer._elementwise``): SGD, Adam, AdamW, RMSprop.
+
+    Every element is computed by one rank, so the ranks cannot disagree. A parameter or buffer
+    given a new array (``load_state_dict`` after a resume) is taken back at the next update: each
+    rank copies its slice of it into the shared one, and the view replaces it.
+    """
+
+    @staticmethod
+    def layout(n, dtype, n_keys):
+        """(stride, depth, region size) for n parameters: ``depth`` copies of the parameters, the
+        averaged gradients and ``n_keys`` buffers, each flat array starting on a 64-byte line."""
+        itemsize = np.dtype(dtype).itemsize
+        per_line = max(1, 64 // itemsize)
+        stride = -(-n // per_line) * per_line
+        depth = max(2, min(8, (8 << 20) // max(1, n * itemsize)))
+        return stride, depth, (depth + 1 + n_keys) * stride
+
+    def __init__(self, shared, optimizer, offsets):
+        self.shared, self.optimizer = shared, optimizer
+        k, r = shared.comm.Get_size(), shared.rank
+        n = int(offsets[-1])
+        keys = self.keys = tuple(type(optimizer)._state_keys)
+        stride, self.depth, _ = self.layout(n, shared.dtype, len(keys))
+        region = shared.region
+        flat_params = [region[h * stride:h * stride + n] for h in range(self.depth)]
+        base = self.depth * stride
+        self.flat_grads = region[base:base + n]
+        flat_states = [region[base + (1 + j) * stride:base + (1 + j) * stride + n] for j in range(len(keys))]
+        per_line = max(1, 64 // shared.dtype.itemsize)
+        cuts = [min(n, (q * n // k) // per_line * per_line) for q in range(k)] + [n]
+        self.a, self.b = cuts[r], cuts[r + 1]
+        self.own_params = [f[self.a:self.b] for f in flat_params]
+        self.param_views = [[] for _ in flat_params]   # [copy][parameter]
+        self.param_slices = [[] for _ in flat_params]
+        self.grad_views, self.state_views = [], []
+        self.own, self.others, self.grad_slices, self.state_slices = [], [], [], []
+        for i, p in enumerate(optimizer.params):
+            o0, o1, shape = int(offsets[i]), int(offsets[i + 1]), p.data.shape
+            s0, s1 = max(self.a, o0) - o0, min(self.b, o1) - o0
+            lo, hi = (s0, s1) if s1 > s0 else (0, 0)  # this rank's slice of parameter i (may be empty)
+            self.own.append((lo, hi))
+            self.others.append([(x, y) for x, y in ((0, lo), (hi, o1 - o0)) if y > x])
+            for h, f in enumerate(flat_params):
+                self.param_views[h].append(f[o0:o1].reshape(shape))
+                self.param_slices[h].append(f[o0 + lo:o0 + hi])
+            self.grad_views.append(self.flat_grads[o0:o1].reshape(shape))
+            self.state_views.append([f[o0:o1].reshape(shape) for f in flat_states])
+            self.grad_slices.append(self.flat_grads[o0 + lo:o0 + hi])
+            self.state_slices.append([f[o0 + lo:o0 + hi] for f in flat_states])
+        # NOTE: the parameters become views of one shared copy: rank 0's values, as after broadcast_parameters
+        self.copy = 0
+        if r == 0:
+            for p, view in zip(optimizer.params, self.param_views[0]):
+                view[...] = p.data
+        shared.barrier()
+        for p, view in zip(optimizer.params, self.param_views[0]):
+            p.data = view
+        optimizer._sharded_update = self.update
+
+    def sum_own(self, weight, out, n_grad):
+        """Step 1's second half, once every rank wrote its segment (the others' slices of ``weight * grad``
+        and the tail of ``out``'s layout): the tail of ``out`` (flags, extras, weights, stop requests)
+        summed over ranks, and this rank's slice of the averaged gradients."""
+        segs = self.shared.next_slot()
+        tail = out[n_grad:]
+        np.copyto(tail, segs[0][n_grad:])
+        for seg in segs[1:]:
+            tail += seg[n_grad:]
+        for p, (lo, hi), part in zip(self.optimizer.params, self.own, self.grad_slices):
+            if hi > lo:
+                g = p.grad
+                if g is None or weight == 0.0:
+                    part.fill(0)
+                else:
+                    np.multiply(g.reshape(-1)[lo:hi], weight, out=part)
+        mine = self.flat_grads[self.a:self.b]
+        for q, seg in enumerate(segs):
+            if q != self.shared.rank:
+                mine += seg[self.a:self.b]
+
+    def update(self):
+        """The optimizer's update of this rank's slice of every parameter that has a gradient, into the
+        next copy of the parameters; then a barrier, after which every parameter is a view of that copy."""
+        opt, keys = self.optimizer, self.keys
+        cur, nxt = self.copy, (self.copy + 1) % self.depth
+        for i, p in enumerate(opt.params):
+            view = self.param_views[cur][i]
+            if p._data is not view:  # NOTE: a new array (a load): this rank's slice goes into the shared copy
+                lo, hi = self.own[i]
+                view.reshape(-1)[lo:hi] = np.asarray(p._data, view.dtype).reshape(-1)[lo:hi]
+        # NOTE: the update writes a new copy, not the one every rank read in this step's forward pass:
+        # writing lines that the other core holds waits for it to give them up (0.45 ms per MB when the
+        # host puts the two vCPUs on different caches); the copies in turn have left its cache by then
+        np.copyto(self.own_params[nxt], self.own_params[cur])
+        slices = self.param_slices[nxt]
+        for i, (p, state) in enumerate(zip(opt.params, opt.state)):
+            if p.grad is None:
+                continue
+            lo, hi = self.own[i]
+            fulls, parts = self.state_views[i], self.state_slices[i]
+            sliced = {}
+            for key, full, part in zip(keys, fulls, parts):
+                was = state.get(key)
+                if was is None:
+                    continue
+                if was is not full:  # NOTE: as above, for a buffer (a resumed optimizer's state)
+                    part[...] = np.asarray(was, full.dtype).reshape(-1)[lo:hi]
+                    state[key] = full
+                sliced[key] = part
+            if "step" in state:
+                sliced["step"] = state["step"]
+            opt._update(slices[i], self.grad_slices[i], sliced)
+            for key, full, part in zip(keys, fulls, parts):
+                made = sliced.get(key)
+                if made is not None and made is not part:  # NOTE: created by this first update
+                    part[...] = made
+                    state[key] = full
+            if "step" in sliced:
+                state["step"] = sliced["step"]
+            p._version += 1
+        self.shared.barrier()
+        for p, view in zip(opt.params, self.param_views[nxt]):
+            p._data = view
+        self.copy = nxt
+
+    def release(self):
+        """Give every parameter, gradient and buffer a private copy again, and the optimizer its own loop."""
+        opt = self.optimizer
+        for i, (p, state) in enumerate(zip(opt.params, opt.state)):
+            if p._data is self.param_views[self.copy][i]:
+                p._data = p._data.copy()
+            if p.grad is self.grad_views[i]:
+                p.grad = p.grad.copy()
+            for key, full in zip(self.keys, self.state_views[i]):
+                if state.get(key) is full:
+                    state[key] = full.copy()
+        opt._sharded_update = None
+
+
+def _shared_memory_sum(comm, n, dtype, wanted, n_region=0, who="shared_memory"):
     """A ``_SharedMemorySum`` over ``comm`` when every rank shares memory (and ``wanted`` allows),
-    else None (then ``Allreduce``). Collective: every rank takes the same decision."""
+    else None (then ``Allreduce``). Collective: every rank takes the same decision. ``n_region``:
+    the size of the region for a sharded update (0: none); every rank must ask for the same."""
     if wanted is False or comm.Get_size() < 2:
         return None
     node = _node_comm(comm)
-    nbytes = max(2 * n * np.dtype(dtype).itemsize, 8 << 20)  # NOTE: the window's size per rank (_SharedMemorySum)
+    # NOTE: the window's size per rank (_SharedMemorySum), and the region once
+    nbytes = max(2 * n * np.dtype(dtype).itemsize, 8 << 20) + n_region * np.dtype(dtype).itemsize // node.Get_size()
     try:
         st = os.statvfs("/dev/shm")
         room = st.f_bavail * st.f_frsize > 4 * nbytes * node.Get_size()
@@ -479,7 +668,8 @@ def _shared_memory_sum(comm, n, dtype, wanted):
         room = True  # NOTE: no /dev/shm to ask (not Linux): the MPI library knows where it puts windows
     global _spare_sum
     spare = _spare_sum
-    fits = spare is not None and spare.comm is node and spare.n == n and spare.dtype == np.dtype(dtype)
+    fits = (spare is not None and spare.comm is node and spare.n == n and spare.dtype == np.dtype(dtype)
+            and spare.n_region == n_region)
     # NOTE: one exchange decides both, the same way on every rank: shared memory at all, and
     # whether every rank can reuse the window a removed optimizer left (windows are never freed:
     # MPI_Win_free is collective, and a rank that raised must not enter a collective on its way out)
@@ -488,14 +678,15 @@ def _shared_memory_sum(comm, n, dtype, wanted):
     comm.Allreduce(local, agreed, op=_mpi().MIN)
     if not agreed[0]:
         if wanted:
-            raise RuntimeError("DistributedOptimizer(shared_memory=True): expected every rank on one machine "
+            raise RuntimeError(f"DistributedOptimizer({who}=True): "
+                               "expected every rank on one machine "
                                f"with room in /dev/shm for {nbytes * node.Get_size() / 1e6:.1f} MB, received "
                                f"{node.Get_size()} of {comm.Get_size()} ranks sharing memory")
         return None
     if agreed[1]:
         _spare_sum = None
         return spare
-    return _SharedMemorySum(node, n, dtype)
+    return _SharedMemorySum(node, n, dtype, n_region)
 
 
 class DistributedOptimizer:
@@ -513,7 +704,8 @@ class DistributedOptimizer:
     runs on one machine: then the ranks sum through an MPI-3 shared-memory window (barriers and
     plain loads and stores; ``shared_memory``): on the 2-core benchmark machine, 0.4-0.6 ms less
     per step than MPICH's ``Allreduce`` when the host puts the two vCPUs on different caches, and
-    about the same otherwise. Both give the same bits on every rank.
+    about the same otherwise. Both give the same bits on every rank. On shared memory each rank
+    also updates only its slice of the parameters by default (``shard_update``).
 
     Parameters
     ----------
@@ -531,6 +723,19 @@ class DistributedOptimizer:
         constructing the optimizer is collective (every rank of ``comm`` must construct it); the
         window takes, per rank, 2 to 8 times the gradients' size (at most the larger of 8 MiB
         and twice that size), until the process ends.
+    shard_update : bool or None
+        None (default): with the shared-memory sum and an elementwise optimizer (``SGD``,
+        ``Adam``, ``AdamW``, ``RMSprop``) over parameters of one dtype, each rank sums and updates
+        only its 1/K slice of the parameters (ZeRO stage 1, in shared memory); else every rank
+        sums and updates all of them. True: require it. False: never. The results are the same
+        (each element's average and update are the same operations, computed on one rank). While
+        it runs, the parameters, their ``.grad`` and the optimizer's buffers are views of shared
+        memory on the machine, starting from rank 0's parameters: a rank that writes into them
+        writes for every rank. Each step writes the parameters into the next of up to 8 shared
+        copies (at most 8 MiB of them, at least 2), so ``p.data`` is a new array after each step:
+        read it again rather than keep an old reference. Rank 0's window holds those copies, the
+        averaged gradients and the buffers (for the benchmark MLP with SGD: 10 x 0.94 MB).
+        ``remove()`` gives each rank private copies again.
 
     The averaging runs in the optimizer's pre-step hook (``register_step_pre_hook``), so code that
     holds the wrapped optimizer and calls its ``step()`` (a ``Trainer``) averages too; ``step()``
@@ -544,7 +749,7 @@ class DistributedOptimizer:
     a trainer's running loss and accuracy sums, without a second collective per step.
     """
 
-    def __init__(self, optimizer, sampler=None, comm=None, *, n_extras=0, shared_memory=None):
+    def __init__(self, optimizer, sampler=None, comm=None, *, n_extras=0, shared_memory=None, shard_update=None):
         from .optim import Optimizer
 
         if not isinstance(optimizer, Optimizer):
@@ -556,6 +761,9 @@ class DistributedOptimizer:
         if shared_memory is not None and not isinstance(shared_memory, bool):
             raise TypeError(f"DistributedOptimizer(shared_memory): expected True, False or None (automatic), "
                             f"received {shared_memory!r}")
+        if shard_update is not None and not isinstance(shard_update, bool):
+            raise TypeError(f"DistributedOptimizer(shard_update): expected True, False or None (automatic), "
+                            f"received {shard_update!r}")
         self.optimizer = optimizer
         self.sampler = sampler
         self.comm = comm if comm is not None else _require_comm("DistributedOptimizer")
@@ -577,7 +785,21 @@ class DistributedOptimizer:
         self.extras_sum = np.zeros(n_extras)   # their sum over ranks, after step()
         self._own = self._layout(self._buffer)  # (buffer, views, flags, extras) of the result buffer
         self._views = self._own[1]
-        self._shared = _shared_memory_sum(self.comm, n, self.dtype, shared_memory)
+        # NOTE: the sharded update needs an elementwise optimizer over contiguous parameters of one dtype
+        shardable = (shared_memory is not False and _elementwise(optimizer)
+                     and len({p.data.dtype for p in params}) == 1 and all(p.data.flags.c_contiguous for p in params))
+        if shard_update and not shardable:
+            raise ValueError(f"DistributedOptimizer(shard_update=True): expected SGD, Adam, AdamW or RMSprop over "
+                             f"contiguous parameters of one dtype, and shared memory allowed, received "
+                             f"{type(optimizer).__name__} over dtypes {sorted({str(p.data.dtype) for p in params})}"
+                             f"{' with shared_memory=False' if shared_memory is False else ''}")
+        n_region = (_ShardedUpdate.layout(n_grad, self.dtype, len(type(optimizer)._state_keys))[2]
+                    if shardable and shard_update is not False else 0)
+        self._shared = _shared_memory_sum(self.comm, n, self.dtype, True if shard_update else shared_memory,
+                                          n_region, "shard_update" if shard_update else "shared_memory")
+        self._zero = None
+        if self._shared is not None and self._shared.n_region:
+            self._zero = _ShardedUpdate(self._shared, optimizer, self._offsets)
         # what each rank writes: the result buffer itself (Allreduce in place), or, for the
         # shared-memory sum, the slots of its window segment in turn
         if self._shared is None:
@@ -600,6 +822,11 @@ class DistributedOptimizer:
         """True when the gradients are summed through shared memory rather than ``Allreduce``."""
         return self._shared is not None
 
+    @property
+    def shard_update(self) -> bool:
+        """True when each rank updates only its slice of the parameters (see ``shard_update`` above)."""
+        return self._zero is not None
+
     def __getattr__(self, name):
         # NOTE: only reached for names this wrapper lacks: the optimizer's hyperparameters and methods.
         if name == "optimizer":
@@ -610,11 +837,16 @@ class DistributedOptimizer:
         if args or kwargs.get("closure") is not None:
             raise ValueError(f"{type(optimizer).__name__}.step(closure): expected no closure under "
                              "DistributedOptimizer (gradients are averaged before the step), received one")
-        self.synchronize()
+        # NOTE: sharded, the step's own barrier (after the update) completes the gradients for anyone
+        # reading them after the step; a hook after this one reads them before it, so it needs one here
+        self._synchronize(complete=len(optimizer._step_pre_hooks) > 1)
         return None
 
     def synchronize(self):
         """Average the gradients across ranks now (the pre-step hook calls this)."""
+        self._synchronize(complete=True)
+
+    def _synchronize(self, complete):
         sampler = self.sampler
         if sampler is None:
             weight, folded = 1.0 / self.comm.Get_size(), True
@@ -626,9 +858,19 @@ class DistributedOptimizer:
             # shard sizes summed in the exchange and divided afterwards)
             weight = sampler.shard_size / batch_len if folded else float(sampler.shard_size)
         send, views, flags, extras = self._send[self._shared.slot if self._shared is not None else 0]
+        zero = self._zero
         for i, (p, view) in enumerate(zip(self.optimizer.params, views)):
             g = p.grad
-            if g is None or weight == 0.0:
+            if zero is not None:  # NOTE: sharded: only the slices that other ranks sum
+                flat = view.reshape(-1)
+                gf = None if g is None or weight == 0.0 else g.reshape(-1)
+                for a, b in zero.others[i]:
+                    if gf is None:
+                        flat[a:b] = 0
+                    else:
+                        np.multiply(gf[a:b], weight, out=flat[a:b])
+                flags[i] = 0 if gf is None else 1
+            elif g is None or weight == 0.0:
                 view.fill(0)
                 flags[i] = 0
             else:
@@ -638,7 +880,9 @@ class DistributedOptimizer:
         self.extras[...] = 0  # NOTE: a step whose caller set nothing sends zeros, not the last step's values
         send[-2] = weight
         send[-1] = 1.0 if self._stop_local else 0.0
-        if self._shared is not None:
+        if zero is not None:
+            zero.sum_own(weight, self._buffer, int(self._offsets[-1]))
+        elif self._shared is not None:
             self._shared.sum_into(self._buffer)
         else:
             self.comm.Allreduce(self._MPI.IN_PLACE, self._buffer)
@@ -647,9 +891,14 @@ class DistributedOptimizer:
         if not folded:
             total = float(self._buffer[-2])
             if total > 0:
-                self._grads *= 1.0 / total
-        for p, view, flag in zip(self.optimizer.params, self._views, self._flags):
+                if zero is not None:
+                    zero.flat_grads[zero.a:zero.b] *= 1.0 / total
+                else:
+                    self._grads *= 1.0 / total
+        for p, view, flag in zip(self.optimizer.params, self._views if zero is None else zero.grad_views, self._flags):
             p.grad = view if flag > 0 else None
+        if zero is not None and complete:
+            self._shared.barrier()  # NOTE: every rank's slice of the average written
 
     def request_stop(self):
         """Ask every rank to stop: from the next exchange on, ``stop_requested`` is True on all ranks.
@@ -673,6 +922,9 @@ class DistributedOptimizer:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        if self._zero is not None:
+            self._zero.release()
+            self._zero = None
         if self._shared is not None:
             _spare_sum, self._shared = self._shared, None
             self._send = [self._own]

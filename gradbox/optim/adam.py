@@ -25,6 +25,7 @@ class Adam(Optimizer):
 
     decoupled = False
     _state_keys = ("exp_avg", "exp_avg_sq")
+    _elementwise = True
     _counts_steps = True
     _constraints = {"lr": NON_NEGATIVE, "beta1": FRACTION, "beta2": FRACTION, "eps": POSITIVE,
                     "weight_decay": NON_NEGATIVE}

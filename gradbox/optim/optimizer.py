@@ -130,6 +130,13 @@ class Optimizer:
     _counts_steps: bool = False
     # hyperparameter -> its Constraint (gradbox._validation), checked by __init__ and load_state_dict
     _constraints: dict = {}
+    # True when each element's update reads only that element of w, g and the buffers (and scalars):
+    # the update can then run on any slice of a parameter, as gradbox.distributed's sharded update does.
+    # Declared by the class that defines _update: a subclass that overrides _update must declare it again.
+    _elementwise: bool = False
+    # NOTE: set by gradbox.distributed.DistributedOptimizer while it shards the update across processes
+    # (ZeRO stage 1): a callable that runs in place of the loop in _step (each process updates its slice)
+    _sharded_update = None
 
     def __init__(self, params, defaults: dict, fused=None):
         who = type(self).__name__
@@ -227,6 +234,9 @@ class Optimizer:
     def _step(self, closure=None):
         loss = None if closure is None else closure()
         self.step_count += 1
+        if self._sharded_update is not None:
+            self._sharded_update()
+            return loss
         for p, state in zip(self.params, self.state):
             if p.grad is not None:
                 self._update(p.data, p.grad, state)

@@ -20,6 +20,7 @@ class RMSprop(Optimizer):
     """
 
     _state_keys = ("square_avg",)
+    _elementwise = True
     _counts_steps = True
     _constraints = {"lr": NON_NEGATIVE, "alpha": FRACTION, "eps": POSITIVE, "weight_decay": NON_NEGATIVE}
 

@@ -20,6 +20,7 @@ class SGD(Optimizer):
     """
 
     _state_keys = ("momentum_buffer",)
+    _elementwise = True
     _constraints = {"lr": NON_NEGATIVE, "momentum": FRACTION, "weight_decay": NON_NEGATIVE}
 
     def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, fused=None):

@@ -251,7 +251,7 @@ def _single_process_reference(name, batch, epochs):
     return [p.data for p in model.parameters()]
 
 
-@pytest.mark.parametrize("how", ["shared_memory", "allreduce"])
+@pytest.mark.parametrize("how", ["sharded", "shared_memory", "allreduce"])
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("name, batch", [("sgd", 10), ("adam", 10), ("sgd", 2)])
 def test_equal_to_one_process_float64(tmp_path, name, batch, k, how):
@@ -262,7 +262,8 @@ def test_equal_to_one_process_float64(tmp_path, name, batch, k, how):
     got = np.load(out)
     # NOTE: every rank of these jobs runs on this machine: the default sums through shared memory
     if common.shared_memory_expected():  # NOTE: with little room in /dev/shm the default falls back to Allreduce
-        assert bool(got["shared_memory"]) is (how == "shared_memory")
+        assert bool(got["shared_memory"]) is (how != "allreduce")
+        assert bool(got["shard_update"]) is (how == "sharded")
     ref = _single_process_reference(name, batch, epochs)
     err = max(float(np.abs(got[f"arr_{i}"] - w).max()) for i, w in enumerate(ref))
     print(f"{name} batch {batch} K={k} {how}: max |difference| {err:.2e}")
@@ -318,9 +319,12 @@ def test_broadcast_flags_weights_streams_under_mpiexec(k):
     r = mpirun(k, "units.py", timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     names = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("OK ")]
-    reuse = ["reuse", "prefault"] if common.shared_memory_expected() else []  # NOTE: a window to reuse needs room in /dev/shm
+    # NOTE: the window (to reuse, or for the sharded update) needs room in /dev/shm
+    shm = common.shared_memory_expected()
+    reuse = ["reuse", "prefault"] if shm else []
+    sharded = ["sharded", "shard_update_errors"] if shm else []
     assert names == ["broadcast", "sum_shared_memory", "sum_allreduce", "flags", "hook", "weights", "stop", "bits",
-                     *reuse, "bad_shared_memory", "allreduce", "streams", "structure"]
+                     *reuse, "bad_shared_memory", "allreduce", "streams", "structure", *sharded]
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])

@@ -2,8 +2,9 @@
 
 usage: mpiexec -n K python train_equal.py OPTIMIZER BATCH EPOCHS OUT.npz [SUM]
 
-SUM: ``shared_memory`` (the default on one machine) or ``allreduce`` (DistributedOptimizer's
-``shared_memory=False``).
+SUM: ``sharded`` (the default on one machine: shared memory, each rank updating its slice),
+``shared_memory`` (every rank updating everything: ``shard_update=False``) or ``allreduce``
+(``shared_memory=False``).
 """
 import sys
 
@@ -16,7 +17,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import common  # noqa: E402
 
 name, batch, epochs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-how = sys.argv[5] if len(sys.argv) > 5 else "shared_memory"
+how = sys.argv[5] if len(sys.argv) > 5 else "sharded"
 dist.init(require_parallel=True)
 X, y = common.dataset()
 dist.check_same_data(X, y)
@@ -27,7 +28,8 @@ if dist.rank() != 0:  # NOTE: the broadcast must make these equal to rank 0's ag
 dist.broadcast_parameters(model, root=0)
 sampler = dist.ShardedSampler(len(X), batch, seed=7)
 opt = dist.DistributedOptimizer(common.optimizer(name, model.parameters()), sampler=sampler,
-                                shared_memory={"shared_memory": None, "allreduce": False}[how])
+                                shared_memory={"sharded": None, "shared_memory": None, "allreduce": False}[how],
+                                shard_update=False if how == "shared_memory" else None)
 loss_fn = gb.nn.CrossEntropyLoss()
 shard_sizes = set()
 for epoch in range(epochs):
@@ -40,4 +42,4 @@ for epoch in range(epochs):
 sizes = dist.comm().allgather(sorted(shard_sizes))
 if dist.is_main():
     np.savez(out, *[p.data for p in model.parameters()], shard_sizes=np.array(sorted(set().union(*sizes))),
-             shared_memory=opt.shared_memory)
+             shared_memory=opt.shared_memory, shard_update=opt.shard_update)

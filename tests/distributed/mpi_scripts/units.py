@@ -168,3 +168,77 @@ except ValueError as exc:
     if r == 0:
         assert all("expected the same model structure on every rank" in m for m in msg), msg
         print("OK structure", flush=True)
+
+# the sharded update (the default on shared memory with SGD, Adam, AdamW, RMSprop): each rank sums and
+# updates its slice of the parameters, and the result is the one every rank computing everything gives
+if shared_memory_expected():
+    def adam_run(shard, start_apart=False):
+        rng = np.random.default_rng(0)
+        ps = [gb.nn.Parameter(rng.normal(size=s)) for s in ((40, 3), (7,), (1,))]
+        if start_apart and r != 0:
+            for q in ps:
+                q.data[...] = 5.0  # NOTE: sharded, the parameters become one copy holding rank 0's values
+        opt = dist.DistributedOptimizer(gb.optim.Adam(ps, lr=0.1), shard_update=shard)
+        assert opt.shard_update is (shard is not False), (shard, opt.shard_update)
+        seen = []
+        hook = opt.optimizer.register_step_pre_hook(lambda o, a, kw: seen.append([q.grad.copy() for q in ps]))
+        grng = np.random.default_rng(100 + r)
+        for step in range(11):  # NOTE: more steps than the shared copies of the parameters (at most 8)
+            grads = [grng.normal(size=q.data.shape) for q in ps]
+            for q, g in zip(ps, grads):
+                q.grad = g
+            if step in (3, 9):
+                # a resumed run: the optimizer's state and a parameter get new (private) arrays
+                opt.load_state_dict(opt.state_dict())
+                ps[1].data = ps[1].data.copy()
+            opt.step()
+            mean = np.mean(dist.comm().allgather(np.concatenate([g.ravel() for g in grads])), axis=0)
+            got = np.concatenate([g.ravel() for g in seen[-1]])
+            np.testing.assert_allclose(got, mean, rtol=1e-13, atol=1e-15)  # a later hook sees the whole average
+        hook.remove()
+        if opt.shard_update:
+            z = opt._zero
+            assert z.depth == 8 and z.copy == 11 % 8, (z.depth, z.copy)
+            assert all(q.data is v for q, v in zip(ps, z.param_views[z.copy]))  # taken back after the new arrays
+            assert all(s_["exp_avg"] is v[0] for s_, v in zip(opt.optimizer.state, z.state_views))
+            views = [v for vs in z.param_views + z.state_views for v in vs] + z.grad_views
+        sd = opt.state_dict()
+        out = [q.data.copy() for q in ps]
+        opt.remove()
+        if shard is not False:  # private again
+            mine = [q.data for q in ps] + [q.grad for q in ps] + [a for s_ in opt.optimizer.state
+                                                                  for k_, a in s_.items() if k_ != "step"]
+            assert not any(np.shares_memory(a, v) for a in mine for v in views)
+        return out, sd
+
+    for start_apart in (False, True):
+        (w1, sd1), (w0, sd0) = adam_run(None, start_apart), adam_run(False)
+        for a, b in zip(w1, w0):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+        assert sd1["state"].keys() == sd0["state"].keys()
+        for key, a in sd1["state"].items():
+            np.testing.assert_allclose(a, sd0["state"][key], rtol=1e-13, atol=1e-15)
+        assert len(set(dist.comm().allgather(b"".join(a.tobytes() for a in w1)))) == 1
+    if r == 0:
+        print("OK sharded", flush=True)
+
+    class Clipped(gb.optim.SGD):  # overrides _update without declaring it elementwise: never sharded
+        def _update(self, w, g, state):
+            super()._update(w, np.clip(g, -1, 1) / max(1.0, float(np.abs(g).sum())), state)
+
+    opt = dist.DistributedOptimizer(Clipped([gb.nn.Parameter(np.zeros(3))], lr=1.0))
+    assert opt.shared_memory and not opt.shard_update
+    opt.remove()
+    for bad, kwargs in ((Clipped, {}), (gb.optim.SGD, {"shared_memory": False})):
+        try:
+            dist.DistributedOptimizer(bad([gb.nn.Parameter(np.zeros(3))], lr=1.0), shard_update=True, **kwargs)
+        except ValueError as exc:
+            assert "DistributedOptimizer(shard_update=True): expected SGD, Adam, AdamW or RMSprop" in str(exc), exc
+        else:
+            raise AssertionError("shard_update=True accepted " + bad.__name__)
+    try:
+        dist.DistributedOptimizer(gb.optim.SGD([gb.nn.Parameter(np.zeros(1))], lr=1.0), shard_update="yes")
+    except TypeError as exc:
+        assert "DistributedOptimizer(shard_update): expected True, False or None (automatic), received 'yes'" in str(exc)
+    if r == 0:
+        print("OK shard_update_errors", flush=True)
