@@ -34,6 +34,7 @@ import numpy as np
 from .. import _blas
 from .._blas import dot as _dot
 from .._fast import FAST as _FAST
+from .._heap import keep_heap as _keep_heap
 from .._validation import Constraint, check
 from ..function import Function, is_grad_enabled
 from ..tensor import _FLOATS, Tensor
@@ -135,36 +136,6 @@ class _Scratch(threading.local):
 
 
 _SCRATCH = _Scratch()
-_RAISED = {"bytes": 0}  # the largest array the allocate-free-allocate step below has been done for
-#: glibc's largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX), a little under: the block
-#: mapped includes its header
-_GLIBC_MMAP_MAX = (32 << 20) - (64 << 10)
-#: glibc's first mmap threshold (M_MMAP_THRESHOLD's default): a block from this size up is mapped afresh
-#: and unmapped when freed, until a free raises the threshold.
-#: NOTE: 128 KiB, not _Scratch.MIN_BYTES: LeNet's step at batch 8 and 12, whose arrays are 150-940 KB,
-#: faulted 355 and 549 pages a step (1.49 and 2.36 ms a step against 1.52 ms at batch 16)
-_GLIBC_MMAP_MIN = 128 << 10
-#: The smallest block ``_keep_heap`` frees: glibc then keeps at least twice this much heap between steps.
-#: NOTE: with twice the columns only, LeNet's step at batch 8 on the NumPy path (whose other temporaries
-#: outgrow its 0.6 MB of columns) still faulted 550 pages a step in a fresh venv, depending on the heap's
-#: layout (0 in another venv); from 8 MB up it takes none in both
-_KEEP_AT_LEAST = 8 << 20
-
-
-def _keep_heap(nbytes: int) -> None:
-    """The first time a size this large comes, allocate and free a block twice ``nbytes``
-    (``_Scratch.take``'s NOTE): glibc's thresholds then rise, and it keeps the heap that a step's arrays
-    of this size grow instead of mapping it afresh every step. One number remembered, not a list."""
-    if nbytes > _RAISED["bytes"] and nbytes >= _GLIBC_MMAP_MIN:
-        # NOTE: twice the size: the heap's trim threshold then becomes four times it, room for the
-        # step's other temporaries of this size (ReLU's output and mask, the pooling's arrays). At most
-        # glibc's largest dynamic threshold (32 MB on 64-bit, DEFAULT_MMAP_THRESHOLD_MAX): freeing a larger
-        # block raises nothing, and the CIFAR-shaped net's step (whose second conv asked for 38 MB) then
-        # had its 47 MB of temporaries trimmed and faulted in again every step (5,360 minor faults a step)
-        _RAISED["bytes"] = nbytes
-        np.empty(min(max(2 * nbytes, _KEEP_AT_LEAST), _GLIBC_MMAP_MAX), dtype=np.uint8)  # freed at once
-
-
 def _new_array(shape, dtype, zero=False) -> np.ndarray:
     """``np.empty`` (or ``np.zeros``) for a box's output, after ``_keep_heap`` for its size."""
     dtype = np.dtype(dtype)
