@@ -572,26 +572,33 @@ class _ShardedUpdate:
             p.data = view
         optimizer._sharded_update = self.update
 
-    def sum_own(self, weight, out, n_grad):
-        """Step 1's second half, once every rank wrote its segment (the others' slices of ``weight * grad``
-        and the tail of ``out``'s layout): the tail of ``out`` (flags, extras, weights, stop requests)
-        summed over ranks, and this rank's slice of the averaged gradients."""
+    def sum_own(self, out, n_grad):
+        """Step 1's second half, once every rank wrote its segment (its gradients, zeros where it has
+        none, and the tail of ``out``'s layout with its weight): the tail of ``out`` (flags, extras,
+        weights, stop requests) summed over ranks, and this rank's slice of the weighted average."""
         segs = self.shared.next_slot()
         tail = out[n_grad:]
         np.copyto(tail, segs[0][n_grad:])
         for seg in segs[1:]:
             tail += seg[n_grad:]
-        for p, (lo, hi), part in zip(self.optimizer.params, self.own, self.grad_slices):
-            if hi > lo:
-                g = p.grad
-                if g is None or weight == 0.0:
-                    part.fill(0)
-                else:
-                    np.multiply(g.reshape(-1)[lo:hi], weight, out=part)
-        mine = self.flat_grads[self.a:self.b]
-        for q, seg in enumerate(segs):
-            if q != self.shared.rank:
-                mine += seg[self.a:self.b]
+        a, b = self.a, self.b
+        mine = self.flat_grads[a:b]
+        weights = [seg[-2] for seg in segs]  # NOTE: each rank's own weight, from its own segment
+        if all(w == weights[0] for w in weights):  # NOTE: equal shards: one scaling after the sum
+            np.add(segs[0][a:b], segs[1][a:b], out=mine)
+            for seg in segs[2:]:
+                mine += seg[a:b]
+            mine *= weights[0]
+        else:
+            np.multiply(segs[0][a:b], weights[0], out=mine)
+            for seg, w in zip(segs[1:], weights[1:]):
+                mine += seg[a:b] * w
+
+    def arm(self, views):
+        """Point every parameter's ``_grad_out`` at its place in this rank's next segment (``views``)."""
+        for p, view in zip(self.optimizer.params, views):
+            if hasattr(type(p), "_grad_out"):
+                p._grad_out = view
 
     def update(self):
         """The optimizer's update of this rank's slice of every parameter that has a gradient, into the
@@ -644,11 +651,13 @@ class _ShardedUpdate:
         for i, (p, state) in enumerate(zip(opt.params, opt.state)):
             if p._data is self.param_views[self.copy][i]:
                 p._data = p._data.copy()
-            if p.grad is self.grad_views[i]:
-                p.grad = p.grad.copy()
             for key, full in zip(self.keys, self.state_views[i]):
                 if state.get(key) is full:
                     state[key] = full.copy()
+            if p.grad is not None and p.grad.base is not None:  # NOTE: a view of the window: the average, or a segment
+                p.grad = p.grad.copy()
+            if hasattr(type(p), "_grad_out"):
+                p._grad_out = None
         opt._sharded_update = None
 
 
@@ -806,6 +815,8 @@ class DistributedOptimizer:
             self._send = [self._own]
         else:
             self._send = [self._layout(slot[self._shared.rank]) for slot in self._shared.slots]
+        if self._zero is not None:
+            self._zero.arm(self._send[self._shared.slot][1])
         self._stop_local = False
         self.stop_requested = False
         self._handle = optimizer.register_step_pre_hook(self._pre_step)
@@ -861,15 +872,16 @@ class DistributedOptimizer:
         zero = self._zero
         for i, (p, view) in enumerate(zip(self.optimizer.params, views)):
             g = p.grad
-            if zero is not None:  # NOTE: sharded: only the slices that other ranks sum
-                flat = view.reshape(-1)
-                gf = None if g is None or weight == 0.0 else g.reshape(-1)
-                for a, b in zero.others[i]:
-                    if gf is None:
-                        flat[a:b] = 0
-                    else:
-                        np.multiply(gf[a:b], weight, out=flat[a:b])
-                flags[i] = 0 if gf is None else 1
+            if zero is not None:
+                # NOTE: sharded: the gradient as it is, weighed in the sum; usually already here (the
+                # backward computed it into this segment: Parameter._grad_out)
+                if g is None or weight == 0.0:
+                    view.fill(0)
+                    flags[i] = 0
+                else:
+                    if g is not view:
+                        np.copyto(view, g)
+                    flags[i] = 1
             elif g is None or weight == 0.0:
                 view.fill(0)
                 flags[i] = 0
@@ -881,7 +893,7 @@ class DistributedOptimizer:
         send[-2] = weight
         send[-1] = 1.0 if self._stop_local else 0.0
         if zero is not None:
-            zero.sum_own(weight, self._buffer, int(self._offsets[-1]))
+            zero.sum_own(self._buffer, int(self._offsets[-1]))
         elif self._shared is not None:
             self._shared.sum_into(self._buffer)
         else:
@@ -897,8 +909,10 @@ class DistributedOptimizer:
                     self._grads *= 1.0 / total
         for p, view, flag in zip(self.optimizer.params, self._views if zero is None else zero.grad_views, self._flags):
             p.grad = view if flag > 0 else None
-        if zero is not None and complete:
-            self._shared.barrier()  # NOTE: every rank's slice of the average written
+        if zero is not None:
+            if complete:
+                self._shared.barrier()  # NOTE: every rank's slice of the average written
+            zero.arm(self._send[self._shared.slot][1])
 
     def request_stop(self):
         """Ask every rank to stop: from the next exchange on, ``stop_requested`` is True on all ranks.

@@ -19,12 +19,19 @@ class Parameter(Tensor):
     >>> p = gb.nn.Parameter([1.0, 2.0])
     >>> p.requires_grad, p.dtype.name
     (True, 'float32')
+
+    ``_grad_out``: None, or an array of the parameter's shape and dtype that the next backward pass
+    may compute its gradient into, when ``grad`` is None then (DDP's ``gradient_as_bucket_view``:
+    ``gradbox.distributed`` points it into the buffer it exchanges, which saves copying the gradient
+    there). A box that uses it sets it back to None, so a parameter used twice in one graph gets its
+    second gradient in a new array. ``LinearFunction`` uses it; other boxes ignore it.
     """
 
-    __slots__ = ()
+    __slots__ = ("_grad_out",)
 
     def __init__(self, data, dtype=None):
         super().__init__(data, requires_grad=True, dtype=dtype)
+        self._grad_out = None
 
     def __repr__(self):
         return "Parameter" + super().__repr__()[len("Tensor"):]

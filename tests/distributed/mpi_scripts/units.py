@@ -219,6 +219,31 @@ if shared_memory_expected():
         for key, a in sd1["state"].items():
             np.testing.assert_allclose(a, sd0["state"][key], rtol=1e-13, atol=1e-15)
         assert len(set(dist.comm().allgather(b"".join(a.tobytes() for a in w1)))) == 1
+    # a linear layer's backward computes its gradients straight into this rank's segment of the window
+    # (Parameter._grad_out), every step, and the steps equal the unsharded ones (a layer used twice too)
+    def linear_run(shard):
+        lin = gb.nn.Linear(4, 3, dtype=np.float64, rng=0)
+        opt = dist.DistributedOptimizer(gb.optim.SGD(lin.parameters(), lr=0.5, momentum=0.9), shard_update=shard)
+        xr = np.random.default_rng(r).normal(size=(5, 4))
+        in_place = []
+        for step in range(10):
+            opt.zero_grad()
+            out = lin(gb.Tensor(xr))
+            if step % 3 == 2:
+                out = out + lin(gb.Tensor(xr[::-1].copy()))
+            gb.nn.CrossEntropyLoss()(out, np.arange(5) % 3).backward()
+            if opt.shard_update:
+                segment = opt._send[opt._shared.slot][1]
+                in_place.append(all(p.grad is v for p, v in zip(lin.parameters(), segment)))
+            opt.step()
+        got = [p.data.copy() for p in lin.parameters()]
+        opt.remove()
+        return got, in_place
+
+    (w1, in_place), (w0, _) = linear_run(None), linear_run(False)
+    assert in_place == [step % 3 != 2 for step in range(10)], in_place
+    for a, b in zip(w1, w0):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
     if r == 0:
         print("OK sharded", flush=True)
 
