@@ -497,11 +497,12 @@ class _ShardedUpdate:
     ``.grad`` and optimizer state are views into them. The flat range is cut into K contiguous
     slices (on 64-byte lines), one per rank. A step:
 
-    1. (``DistributedOptimizer.synchronize`` and ``sum_own``) each rank writes ``w * grad`` for the
-       other ranks' slices into its window segment; a barrier; each rank sums its own slice: its
-       own ``w * grad`` plus the others' segments, into the shared averaged gradients (a barrier
-       more when other pre-step hooks follow, or ``synchronize()`` was called directly, so that
-       everyone sees the whole average);
+    1. (``DistributedOptimizer.synchronize`` and ``sum_own``) each rank's gradients are in its window
+       segment: a linear layer's backward computed them there (``arm``: ``Parameter._grad_out``),
+       others are copied in; its weight (share of the global batch) goes with them. A barrier;
+       each rank sums its own slice of every segment, weighted, into the shared averaged gradients
+       (a barrier more when other pre-step hooks follow, or ``synchronize()`` was called directly,
+       so that everyone sees the whole average);
     2. (``update``, in place of the optimizer's loop) each rank copies its slice of the parameters
        into the next shared copy and runs the optimizer's own ``_update`` there, on its slice of
        every parameter, gradient and buffer; a barrier, after which every parameter is a view of
@@ -548,13 +549,12 @@ class _ShardedUpdate:
         self.param_views = [[] for _ in flat_params]   # [copy][parameter]
         self.param_slices = [[] for _ in flat_params]
         self.grad_views, self.state_views = [], []
-        self.own, self.others, self.grad_slices, self.state_slices = [], [], [], []
+        self.own, self.grad_slices, self.state_slices = [], [], []
         for i, p in enumerate(optimizer.params):
             o0, o1, shape = int(offsets[i]), int(offsets[i + 1]), p.data.shape
             s0, s1 = max(self.a, o0) - o0, min(self.b, o1) - o0
             lo, hi = (s0, s1) if s1 > s0 else (0, 0)  # this rank's slice of parameter i (may be empty)
             self.own.append((lo, hi))
-            self.others.append([(x, y) for x, y in ((0, lo), (hi, o1 - o0)) if y > x])
             for h, f in enumerate(flat_params):
                 self.param_views[h].append(f[o0:o1].reshape(shape))
                 self.param_slices[h].append(f[o0 + lo:o0 + hi])
@@ -631,7 +631,10 @@ class _ShardedUpdate:
                 sliced[key] = part
             if "step" in state:
                 sliced["step"] = state["step"]
-            opt._update(slices[i], self.grad_slices[i], sliced)
+            g = self.grad_slices[i]
+            if p.grad is not self.grad_views[i]:  # NOTE: a later pre-step hook gave it a new gradient (clipping)
+                g = np.ascontiguousarray(p.grad, g.dtype).reshape(-1)[lo:hi]
+            opt._update(slices[i], g, sliced)
             for key, full, part in zip(keys, fulls, parts):
                 made = sliced.get(key)
                 if made is not None and made is not part:  # NOTE: created by this first update

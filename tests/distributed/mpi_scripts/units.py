@@ -181,7 +181,12 @@ if shared_memory_expected():
         opt = dist.DistributedOptimizer(gb.optim.Adam(ps, lr=0.1), shard_update=shard)
         assert opt.shard_update is (shard is not False), (shard, opt.shard_update)
         seen = []
-        hook = opt.optimizer.register_step_pre_hook(lambda o, a, kw: seen.append([q.grad.copy() for q in ps]))
+        def later_hook(o, a, kw):  # NOTE: sees the whole average, and may replace it (clipping, say)
+            seen.append([q.grad.copy() for q in ps])
+            for q in ps[:2]:
+                q.grad = q.grad * 0.5
+
+        hook = opt.optimizer.register_step_pre_hook(later_hook)
         grng = np.random.default_rng(100 + r)
         for step in range(11):  # NOTE: more steps than the shared copies of the parameters (at most 8)
             grads = [grng.normal(size=q.data.shape) for q in ps]
