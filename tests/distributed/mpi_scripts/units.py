@@ -136,12 +136,15 @@ if shared_memory_expected():
     if r == 0:
         print("OK prefault", flush=True)
 
-try:
-    dist.DistributedOptimizer(gb.optim.SGD([gb.nn.Parameter(np.zeros(1))], lr=1.0), shared_memory="yes")
-except TypeError as exc:
-    assert "DistributedOptimizer(shared_memory): expected True, False or None (automatic), received 'yes'" in str(exc)
-    if r == 0:
-        print("OK bad_shared_memory", flush=True)
+for name in ("shared_memory", "shard_update"):
+    try:
+        dist.DistributedOptimizer(gb.optim.SGD([gb.nn.Parameter(np.zeros(1))], lr=1.0), **{name: "yes"})
+    except TypeError as exc:
+        assert f"DistributedOptimizer({name}): expected True, False or None (automatic), received 'yes'" in str(exc)
+    else:
+        raise AssertionError(f"{name}='yes' accepted")
+if r == 0:
+    print("OK bad_shared_memory", flush=True)
 
 # metrics helper
 s = dist.allreduce(np.array([1.0, r]))
@@ -266,9 +269,5 @@ if shared_memory_expected():
             assert "DistributedOptimizer(shard_update=True): expected SGD, Adam, AdamW or RMSprop" in str(exc), exc
         else:
             raise AssertionError("shard_update=True accepted " + bad.__name__)
-    try:
-        dist.DistributedOptimizer(gb.optim.SGD([gb.nn.Parameter(np.zeros(1))], lr=1.0), shard_update="yes")
-    except TypeError as exc:
-        assert "DistributedOptimizer(shard_update): expected True, False or None (automatic), received 'yes'" in str(exc)
     if r == 0:
         print("OK shard_update_errors", flush=True)
