@@ -378,6 +378,20 @@ def _node_comm(comm):
     return _node_comms[1]
 
 
+def _copies(nbytes) -> int:
+    """How many copies of an ``nbytes`` buffer a window keeps, used in turn: 2 to 8, at most 8 MiB of them
+    (``_SharedMemorySum``'s NOTE on slots)."""
+    return max(2, min(8, (8 << 20) // max(1, nbytes)))
+
+
+def _line_bounds(n, k, dtype) -> list:
+    """[start, stop) of each of k ranks' parts of n elements, cut on 64-byte lines, so that no cache line
+    is written by two ranks."""
+    per_line = max(1, 64 // np.dtype(dtype).itemsize)
+    cuts = [min(n, (r * n // k) // per_line * per_line) for r in range(k)] + [n]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
 class _SharedMemorySum:
     """The sum over ranks of one flat buffer, through an MPI-3 shared-memory window (one node).
 
@@ -412,7 +426,7 @@ class _SharedMemorySum:
         k, self.rank = node.Get_size(), node.Get_rank()
         self.n, self.dtype, self.n_region = n, np.dtype(dtype), int(n_region)
         dtype = self.dtype
-        self.depth = max(2, min(8, (8 << 20) // max(1, n * dtype.itemsize)))
+        self.depth = _copies(n * dtype.itemsize)
         slots_bytes = -(-self.depth * n * dtype.itemsize // 64) * 64
         # NOTE: rank 0's segment also holds ``region``: n_region numbers that every rank loads and
         # stores (the sharded update's parameters, averaged gradients and optimizer state)
@@ -438,10 +452,7 @@ class _SharedMemorySum:
         if self.rank != 0:
             self.region[::per_page].sum()
         self.slots = [[f[h * n:(h + 1) * n] for f in full] for h in range(self.depth)]
-        # NOTE: slices cut on 64-byte lines, so that no cache line is written by two ranks
-        per_line = max(1, 64 // dtype.itemsize)
-        cuts = [min(n, (r * n // k) // per_line * per_line) for r in range(k)] + [n]
-        self.bounds = list(zip(cuts[:-1], cuts[1:]))
+        self.bounds = _line_bounds(n, k, dtype)
         self.slot = 0
 
     def barrier(self):
@@ -528,13 +539,13 @@ class _ShardedUpdate:
         itemsize = np.dtype(dtype).itemsize
         per_line = max(1, 64 // itemsize)
         stride = -(-n // per_line) * per_line
-        depth = max(2, min(8, (8 << 20) // max(1, n * itemsize)))
+        depth = _copies(n * itemsize)
         return stride, depth, (depth + 1 + n_keys) * stride
 
     def __init__(self, shared, optimizer, offsets):
         self.shared, self.optimizer = shared, optimizer
         k, r = shared.comm.Get_size(), shared.rank
-        n = int(offsets[-1])
+        n = self.n = int(offsets[-1])
         keys = self.keys = tuple(type(optimizer)._state_keys)
         stride, self.depth, _ = self.layout(n, shared.dtype, len(keys))
         region = shared.region
@@ -542,9 +553,7 @@ class _ShardedUpdate:
         base = self.depth * stride
         self.flat_grads = region[base:base + n]
         flat_states = [region[base + (1 + j) * stride:base + (1 + j) * stride + n] for j in range(len(keys))]
-        per_line = max(1, 64 // shared.dtype.itemsize)
-        cuts = [min(n, (q * n // k) // per_line * per_line) for q in range(k)] + [n]
-        self.a, self.b = cuts[r], cuts[r + 1]
+        self.a, self.b = _line_bounds(n, k, shared.dtype)[r]
         self.own_params = [f[self.a:self.b] for f in flat_params]
         self.param_views = [[] for _ in flat_params]   # [copy][parameter]
         self.param_slices = [[] for _ in flat_params]
@@ -572,15 +581,15 @@ class _ShardedUpdate:
             p.data = view
         optimizer._sharded_update = self.update
 
-    def sum_own(self, out, n_grad):
+    def sum_own(self, out):
         """Step 1's second half, once every rank wrote its segment (its gradients, zeros where it has
         none, and the tail of ``out``'s layout with its weight): the tail of ``out`` (flags, extras,
         weights, stop requests) summed over ranks, and this rank's slice of the weighted average."""
-        segs = self.shared.next_slot()
-        tail = out[n_grad:]
-        np.copyto(tail, segs[0][n_grad:])
+        segs, n = self.shared.next_slot(), self.n
+        tail = out[n:]
+        np.copyto(tail, segs[0][n:])
         for seg in segs[1:]:
-            tail += seg[n_grad:]
+            tail += seg[n:]
         a, b = self.a, self.b
         mine = self.flat_grads[a:b]
         weights = [seg[-2] for seg in segs]  # NOTE: each rank's own weight, from its own segment
@@ -799,7 +808,7 @@ class DistributedOptimizer:
         self._views = self._own[1]
         # NOTE: the sharded update needs an elementwise optimizer over contiguous parameters of one dtype
         shardable = (shared_memory is not False and _elementwise(optimizer)
-                     and len({p.data.dtype for p in params}) == 1 and all(p.data.flags.c_contiguous for p in params))
+                     and all(p.data.dtype == self.dtype and p.data.flags.c_contiguous for p in params))
         if shard_update and not shardable:
             raise ValueError(f"DistributedOptimizer(shard_update=True): expected SGD, Adam, AdamW or RMSprop over "
                              f"contiguous parameters of one dtype, and shared memory allowed, received "
@@ -875,28 +884,23 @@ class DistributedOptimizer:
         zero = self._zero
         for i, (p, view) in enumerate(zip(self.optimizer.params, views)):
             g = p.grad
-            if zero is not None:
-                # NOTE: sharded: the gradient as it is, weighed in the sum; usually already here (the
-                # backward computed it into this segment: Parameter._grad_out)
-                if g is None or weight == 0.0:
-                    view.fill(0)
-                    flags[i] = 0
-                else:
-                    if g is not view:
-                        np.copyto(view, g)
-                    flags[i] = 1
-            elif g is None or weight == 0.0:
+            if g is None or weight == 0.0:
                 view.fill(0)
                 flags[i] = 0
-            else:
+                continue
+            flags[i] = 1
+            if zero is None:
                 np.multiply(g, weight, out=view)  # NOTE: in place when g is already this view
-                flags[i] = 1
+            elif g is not view:
+                # NOTE: sharded: the gradient as it is, weighed in the sum; usually already here (the
+                # backward computed it into this segment: Parameter._grad_out)
+                np.copyto(view, g)
         extras[...] = self.extras
         self.extras[...] = 0  # NOTE: a step whose caller set nothing sends zeros, not the last step's values
         send[-2] = weight
         send[-1] = 1.0 if self._stop_local else 0.0
         if zero is not None:
-            zero.sum_own(self._buffer, int(self._offsets[-1]))
+            zero.sum_own(self._buffer)
         elif self._shared is not None:
             self._shared.sum_into(self._buffer)
         else:
