@@ -29,9 +29,13 @@ def affine(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     single sample. Products large enough for OpenBLAS to split go through ``gradbox._blas.dot`` (one
     thread when small and skinny); the size is tested inline, so that single-sample inference does not
     pay that call (0.3 µs a layer). The box's forward and the no-graph path both come here: same bits.
+    For float32 batches of 2-64 rows into 64 or more outputs the product runs as W·Xᵀ instead (faster
+    there; the values equal to rounding, see ``_WXT_BATCH``).
     """
     o = w.shape[0]
-    if x.dtype == np.float32 and x.ndim == 2 and 2 <= x.shape[0] <= _WXT_BATCH and o >= _WXT_OUT:
+    if x.size * o <= _SERIAL_GEMM:  # NOTE: first, so that one sample (the latency path) pays one comparison
+        out = x.dot(w.T)
+    elif x.ndim == 2 and 2 <= x.shape[0] <= _WXT_BATCH and o >= _WXT_OUT and x.dtype == np.float32:
         # NOTE: OpenBLAS's sgemm runs X·Wᵀ with few rows of X 1.2-1.9x slower than the same product as W·Xᵀ
         # (784 -> 256 at batch 32: 223 against 155 µs on one thread); so Zᵀ = W·Xᵀ, and the bias is added
         # in the one pass that copies Zᵀ back to rows (BENCHMARKS.md, "Linear layers: W·Xᵀ at small batches")
@@ -45,7 +49,8 @@ def affine(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         else:
             np.add(zt.T, b, out=out)
         return out
-    out = x.dot(w.T) if x.size * o <= _SERIAL_GEMM else _dot(x, w.T)
+    else:
+        out = _dot(x, w.T)
     # NOTE: the step's largest temporaries are this size (ReLU's output, the gradients of both): without
     # it, a fresh process faulted them in every step (the MLP at batch 1024: 1,716 faults, 17.1 against 13.1 ms)
     keep_heap(out.nbytes)
@@ -54,7 +59,8 @@ def affine(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     return out
 
 
-#: float32 batches of 2 to this many rows, into at least ``_WXT_OUT`` outputs, run X·Wᵀ as W·Xᵀ (``affine``).
+#: float32 batches of 2 to this many rows, into at least ``_WXT_OUT`` outputs, run X·Wᵀ as W·Xᵀ (``affine``),
+#: unless the product is one OpenBLAS runs on one thread anyway (``SERIAL_GEMM``: m·k·n up to 262,144).
 #: NOTE: measured, one BLAS thread, float32 (two threads alike): 8 x 784 -> 256 1.88x faster, 32 x 784 -> 256
 #: 1.44x, 32 x 400 -> 120 1.33x, 64 x 4096 -> 128 1.20x; 128 x 400 -> 120 0.95x and from 512 rows 0.79-0.85x
 #: slower, into 10 outputs 0.77x; float64 gains nothing (0.80-1.07x), nor does one row (0.94x)

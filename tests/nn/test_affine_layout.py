@@ -1,5 +1,5 @@
 """nn.functional.affine, the linear box's forward: float32 X·Wᵀ with 2-64 rows into at least 64 outputs runs as
-W·Xᵀ (OpenBLAS's sgemm is slow at the first layout there). The same values to rounding, a C-contiguous (m, out)
+W·Xᵀ (OpenBLAS's sgemm is slow at the first layout there), unless the product is one of at most 262,144 m·k·n. The same values to rounding, a C-contiguous (m, out)
 result of the input's dtype, and the documented rule: which product ran shows in the bits."""
 import numpy as np
 import pytest
@@ -37,7 +37,8 @@ def test_affine_equals_x_wt_plus_b_to_rounding(m, i, o, dtype, bias, seed):
 
 @pytest.mark.parametrize("m,i,o,dtype,as_wxt", [
     (32, 784, 256, np.float32, True),    # the MLP's first layer at batch 32
-    (2, 10, 64, np.float32, True),       # the smallest batch and output the rule takes
+    (2, 4096, 64, np.float32, True),     # the smallest batch and output the rule takes
+    (8, 100, 64, np.float32, False),     # a product OpenBLAS runs on one thread anyway (m·k·n <= 262,144)
     (64, 4096, 128, np.float32, True),   # the CIFAR-shaped net's dense layer at batch 64
     (32, 400, 120, np.float32, True),    # LeNet's
     (1, 784, 256, np.float32, False),    # one sample: the latency path
