@@ -35,7 +35,7 @@ def affine(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     o = w.shape[0]
     if x.size * o <= _SERIAL_GEMM:  # NOTE: first, so that one sample (the latency path) pays one comparison
         out = x.dot(w.T)
-    elif x.ndim == 2 and 2 <= x.shape[0] <= _WXT_BATCH and o >= _WXT_OUT and x.dtype == np.float32:
+    elif x.ndim == 2 and 2 <= x.shape[0] <= _WXT_BATCH and o >= _WXT_OUT and x.dtype == np.float32 == w.dtype:
         # NOTE: OpenBLAS's sgemm runs X·Wᵀ with few rows of X 1.2-1.9x slower than the same product as W·Xᵀ
         # (784 -> 256 at batch 32: 223 against 155 µs on one thread); so Zᵀ = W·Xᵀ, and the bias is added
         # in the one pass that copies Zᵀ back to rows (BENCHMARKS.md, "Linear layers: W·Xᵀ at small batches")
@@ -59,7 +59,7 @@ def affine(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     return out
 
 
-#: float32 batches of 2 to this many rows, into at least ``_WXT_OUT`` outputs, run X·Wᵀ as W·Xᵀ (``affine``),
+#: float32 batches (with a float32 W) of 2 to this many rows, into at least ``_WXT_OUT`` outputs, run X·Wᵀ as W·Xᵀ (``affine``),
 #: unless the product is one OpenBLAS runs on one thread anyway (``SERIAL_GEMM``: m·k·n up to 262,144).
 #: NOTE: measured, one BLAS thread, float32 (two threads alike): 8 x 784 -> 256 1.88x faster, 32 x 784 -> 256
 #: 1.44x, 32 x 400 -> 120 1.33x, 64 x 4096 -> 128 1.20x; 128 x 400 -> 120 0.95x and from 512 rows 0.79-0.85x

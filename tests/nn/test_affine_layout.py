@@ -78,3 +78,19 @@ def test_a_linear_layer_trains_the_same_either_way():
         runs[dtype] = [p.data.astype(np.float64) for p in model.parameters()]
     for a, b in zip(runs[np.float32], runs[np.float64]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("xd,wd,bd", [(np.float32, np.float64, np.float32), (np.float64, np.float32, None),
+                                      (np.float32, np.float16, None), (np.float32, np.float32, np.float64)])
+def test_mixed_dtypes_keep_numpys_result_type(xd, wd, bd):
+    """The functional form takes any float tensors: a float32 batch with a float64 weight is NumPy's product
+    (float64), as before the W·Xᵀ rule (which is for float32 with float32 only)."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((32, 784)).astype(xd), rng.standard_normal((256, 784)).astype(wd)
+    b = None if bd is None else rng.standard_normal(256).astype(bd)
+    got = F.affine(x, w, b)
+    want = x.dot(w.T)
+    if b is not None:
+        want += b
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
