@@ -95,7 +95,9 @@ def broadcast_partner(rng, shape):
 @given(shape=shapes, seed=seeds)
 def test_tensor_pow_gradcheck_and_torch(shape, seed):
     rng = np.random.default_rng(seed)
-    a = rng.uniform(0.3, 2.0, shape)
+    # NOTE: bases in [0.3, 2] at least 0.05 from 1, where d(a^b)/db = a^b·ln a vanishes and the central difference's own
+    # error is no longer small beside it (a = 1.0002: 1.2e-7 relative, found by hypothesis: shape (), seed 238)
+    a = np.where(rng.random(shape) < 0.5, 1.0 - rng.uniform(0.05, 0.7, shape), 1.0 + rng.uniform(0.05, 1.0, shape))
     b = rng.uniform(-2.0, 2.0, broadcast_partner(rng, shape))
     check(lambda x, y: x**y, [a, b])
     check(lambda x, y: gb.pow(y, x), [b * 0 + 1.5, a * 0.5])  # base broadcast too
