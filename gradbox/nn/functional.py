@@ -41,14 +41,11 @@ def affine(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         # in the one pass that copies Zᵀ back to rows (BENCHMARKS.md, "Linear layers: W·Xᵀ at small batches")
         zt = _dot(w, x.T, out=np.empty((o, x.shape[0]), x.dtype))
         out = np.empty((x.shape[0], o), x.dtype)
-        keep_heap(out.nbytes)
-        if b is None or b.ndim != 1:
-            np.copyto(out, zt.T)
-            if b is not None:
-                out += b
-        else:
+        if b is not None and b.ndim == 1:
             np.add(zt.T, b, out=out)
-        return out
+            b = None  # NOTE: added; a bias of another shape is added below, as for the other products
+        else:
+            np.copyto(out, zt.T)
     else:
         out = _dot(x, w.T)
     # NOTE: the step's largest temporaries are this size (ReLU's output, the gradients of both): without
