@@ -402,6 +402,24 @@ def test_pool_errors():
         nn.AvgPool2d(3)(np.zeros((1, 1, 2, 2), np.float32))
 
 
+@pytest.mark.parametrize("layer", [nn.MaxPool2d, nn.AvgPool2d])
+def test_pool_window_changed_after_construction_is_checked_and_used(layer):
+    # the layer keeps its checked window between calls; an attribute set later is checked again and used
+    x = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8)
+    pool = layer(2)
+    assert pool(x).shape == (2, 3, 4, 4)
+    pool.kernel_size, pool.stride = 4, [4, 2]
+    want = F.max_pool2d(x, 4, (4, 2)) if layer is nn.MaxPool2d else F.avg_pool2d(x, 4, (4, 2))
+    np.testing.assert_array_equal(pool(x).data, want.data)
+    assert pool(x).shape == (2, 3, 2, 3)
+    pool.stride = 0
+    with pytest.raises(ValueError, match=rf"{layer.__name__}\(kernel_size=4\)\(stride\): expected a positive int"):
+        pool(x)
+    pool.stride, pool.padding = 2, 3
+    with pytest.raises(ValueError, match=r"\(padding\): expected at most half the kernel size"):
+        pool(x)
+
+
 def test_batch_norm_errors():
     with pytest.raises(ValueError, match=r"BatchNorm2d\(num_features=3\): expected input of shape \(N, 3, H, W\), "
                                           r"received \(2, 3\)"):
