@@ -16,6 +16,11 @@ from .module import Module, Parameter, _layer_dtype, _Stateless, build_entry, en
 _SPEC_DTYPES = ("float16", "float32", "float64")
 
 
+def _plain(module) -> bool:
+    """Whether calling ``module`` runs its class's own ``forward`` (no ``forward`` set on the instance)."""
+    return type(module).__call__ is Module.__call__ and "forward" not in module.__dict__
+
+
 def _honours_forward(module, fast: str) -> bool:
     """Whether ``module``'s no-graph method ``fast`` computes what its ``forward`` does.
 
@@ -391,11 +396,25 @@ class Sequential(Module):
 
     Examples
     --------
+    Notes
+    -----
+    A ``ReLU`` directly followed by a ``MaxPool2d`` runs after the pooling, on its output
+    (``pool_before_relu``): max(relu(z)) = relu(max(z)) for every window, exactly, since ReLU is
+    non-decreasing and keeps the order of positive values (the first maximum of a window is the
+    same). The outputs and every gradient are the values of the order as written (a zero may
+    come out as -0 where it was +0); the ReLU then touches a quarter of the numbers for 2x2
+    pooling. The recorded graph shows the pooling first. Set ``pool_before_relu = False`` on
+    the model (or on ``Sequential``) to run the layers exactly as listed.
+
     >>> import gradbox as gb
     >>> model = gb.nn.Sequential(gb.nn.Linear(4, 8), gb.nn.ReLU(), gb.nn.Linear(8, 3))
     >>> len(model), model(gb.Tensor([[0.0, 1.0, 2.0, 3.0]])).shape
     (3, (1, 3))
     """
+
+    #: Whether a ``ReLU`` directly followed by a ``MaxPool2d`` runs after it (see Notes).
+    #: NOTE: measured, LeNet at batch 32, a training step (BENCHMARKS.md, "Convolutions, eleventh session")
+    pool_before_relu = True
 
     def __init__(self, *modules):
         super().__init__()
@@ -429,9 +448,28 @@ class Sequential(Module):
             out = self._forward_no_graph(x)
             if out is not None:
                 return out
-        for m in self._modules.values():
+        if self.pool_before_relu:
+            order = self.__dict__.get("_order")
+            if order is None:
+                order = self._make_order()
+                object.__setattr__(self, "_order", order)  # NOTE: dropped by __setattr__ (module changes)
+        else:
+            order = self._modules.values()
+        for m in order:
             x = m(x)
         return x
+
+    def _make_order(self) -> tuple:
+        """The modules in the order ``forward`` runs them: each ``ReLU`` directly followed by a
+        ``MaxPool2d`` after it (both of exactly those classes, neither with a ``forward`` of its own)."""
+        from .pooling import MaxPool2d
+
+        mods = list(self._modules.values())
+        for i in range(len(mods) - 1):
+            relu, pool = mods[i], mods[i + 1]
+            if type(relu) is ReLU and type(pool) is MaxPool2d and _plain(relu) and _plain(pool):
+                mods[i], mods[i + 1] = pool, relu
+        return tuple(mods)
 
     def _forward_no_graph(self, x):
         """An MLP's forward on bare arrays, or None when a module has no ``_infer``.
@@ -465,6 +503,7 @@ class Sequential(Module):
 
     def __setattr__(self, name, value):
         self.__dict__.pop("_plan", None)
+        self.__dict__.pop("_order", None)
         super().__setattr__(name, value)
 
     def append(self, module: Module) -> "Sequential":

@@ -156,6 +156,11 @@ def test_graph_shows_the_conv_boxes(cnn_run, tmp_path):
     dot = (tmp_path / "g.dot").read_text()
     for box in ("Conv2dFunction", "BatchNormFunction", "MaxPool2dFunction", "(4, 1, 8, 8)"):
         assert box in dot
+    # drawn in the order the layers are written: the ReLU feeds the pooling (Sequential runs it after)
+    labels = {line.split()[0]: line.split("<b>")[1].split("</b>")[0] for line in dot.splitlines() if "<b>" in line}
+    edges = [line.strip().rstrip(";").split(" -> ") for line in dot.splitlines() if " -> " in line]
+    assert ["ReLU", "MaxPool2dFunction"] in [[labels.get(a), labels.get(b)] for a, b in edges]
+    assert ["MaxPool2dFunction", "ReLU"] not in [[labels.get(a), labels.get(b)] for a, b in edges]
 
 
 def test_explain_cli_shows_both_layouts(cnn_run, tmp_path):
