@@ -284,10 +284,13 @@ def _unfold_chunk(x, kh, kw, sh, sw, ph, pw, oh, ow, cols, work):
 
 
 @_jit
-def _conv_forward_part(gemm, x, w2, b, out, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow, flags, post):
+def _conv_forward_part(gemm, x, w2, b, out, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow, pkh, pkw, zp, pout, parg,
+                       flags, post):
     """One thread's share of the chunked convolution's forward, all in compiled code: for each chunk [a, e)
     of ``chunks`` (k, 2), unfold it into ``buf`` and write ``Z = W·cols + b`` image by image into ``out``
     (N, out, OH·OW): what ``_conv_functional._conv_forward_chunks`` does from Python. ``b`` empty: no bias.
+    ``pkh`` > 0: then max-pool the chunk's planes of Z (``zp``, the same array as (N·out, OH, OW)) over tiling
+    pkh x pkw windows into ``pout`` and their argmax into ``parg`` (N·out, POH, POW), while they are in cache.
     ``post`` > 0: first ``flags[0] = post``, the hand-off to the worker (``_blas.run_parts(posting=True)``)."""
     if post > 0:
         _store_release(flags, 0, post)
@@ -308,6 +311,8 @@ def _conv_forward_part(gemm, x, w2, b, out, buf, chunks, kh, kw, sh, sw, ph, pw,
                     z, bias = zf[at + oc * L:at + (oc + 1) * L], b[oc]
                     for t in range(L):
                         z[np.uintp(t)] += bias
+        if pkh > 0:
+            _pool_tiles(zp[a * o:e * o], pkh, pkw, pout[a * o:e * o], parg[a * o:e * o])
 
 
 @numba.njit(cache=True, error_model="numpy", boundscheck=False, nogil=True, fastmath={"reassoc"})
@@ -327,13 +332,16 @@ def _sum64(d):
 
 @_jit
 def _conv_backward_part(gemm, g, x, w2, gw, gb, gx, buf, chunks, kh, kw, sh, sw, ph, pw, oh, ow, per_image,
-                        flags, post):
+                        pkh, pkw, gz, gp, parg, flags, post):
     """One thread's share of the chunked convolution's backward, all in compiled code, for the chunks
     [a, e) of ``chunks``: each chunk unfolded again into ``buf``; dW summed into ``gw`` (empty: no dW), ``db +=
     Σ dZ`` (``gb``; empty: none), ``dcols_i = Wᵀ·dZ_i`` image by image then col2im into ``gx`` (empty: no dX).
     ``g`` is (N, out, OH·OW), C-contiguous. dW as the Python loop takes it (``_backward_chunks_python``):
     ``per_image``, ``gw`` (out, rows) += dZ_i·cols_iᵀ; else ``gw`` holds dWᵀ (rows, out) += cols·dZᵀ, one
-    product over the chunk from dZ copied to (out, nb·OH·OW). ``flags``, ``post``: as the forward's."""
+    product over the chunk from dZ copied to (out, nb·OH·OW). ``pkh`` > 0: the forward pooled Z (see
+    ``_conv_forward_part``); each chunk's dZ is first written into ``g`` (``gz``, the same array as
+    (N·out, OH, OW)) from the pooled gradient ``gp`` and the argmax ``parg``. ``flags``, ``post``: as the
+    forward's."""
     if post > 0:
         _store_release(flags, 0, post)
     o, rows = w2.shape
@@ -341,6 +349,8 @@ def _conv_backward_part(gemm, g, x, w2, gw, gb, gx, buf, chunks, kh, kw, sh, sw,
     wf, gf, gwf = w2.reshape(-1), g.reshape(-1), gw.reshape(-1)
     for q in range(chunks.shape[0]):
         a, e = chunks[q, 0], chunks[q, 1]
+        if pkh > 0:
+            _unpool_tiles(gp[a * o:e * o], parg[a * o:e * o], pkh, pkw, gz[a * o:e * o])
         m = (e - a) * L
         cols = buf[:rows * m].reshape(rows, m)
         if gw.size:
@@ -513,6 +523,24 @@ def _max_pool_backward_tiled(g, arg, k_h, k_w, dx):
             for ox in range(ow):
                 k = arg[p, np.uintp(oy), np.uintp(ox)]
                 dx[p, np.uintp(oy * k_h + k // k_w), np.uintp(ox * k_w + k % k_w)] = g[p, np.uintp(oy), np.uintp(ox)]
+
+
+@_jit
+def _pool_tiles(x, k_h, k_w, out, arg):
+    """Max pooling over tiling k_h x k_w windows of the planes ``x``: the kernels ``max_pool`` picks for them."""
+    if k_h == 2 and k_w == 2:
+        _max_pool_2x2(x, out, arg)
+    else:
+        _max_pool_tiled(x, k_h, k_w, out, arg)
+
+
+@_jit
+def _unpool_tiles(g, arg, k_h, k_w, dx):
+    """The backward of ``_pool_tiles`` into ``dx`` (every element written): as ``max_pool_backward``'s."""
+    if k_h == 2 and k_w == 2:
+        _max_pool_2x2_backward(g, arg, dx)
+    else:
+        _max_pool_backward_tiled(g, arg, k_h, k_w, dx)
 
 
 @_jit

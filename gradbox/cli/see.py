@@ -170,7 +170,7 @@ def _model_graph(args):
         yb, label = None, f"a random batch of {args.batch} (the model file records no dataset)"
     X = Tensor(Xb, name="X")
     if isinstance(model, nn.Sequential):
-        model.pool_before_relu = False  # NOTE: the boxes in the order the layers are written (Sequential's Notes)
+        model.fuse_layers = False  # NOTE: the boxes of the layers as written (Sequential's Notes)
     out = model(X)
     if out.ndim == 2 and out.shape[1] > 1:
         rand = yb is None

@@ -515,31 +515,56 @@ def _fold_work(nb, rows, kernel, oh, hp, wp) -> int:
     return nb * rows * _fold_rows(kernel, oh, wp) + hp * wp
 
 
-def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups):
-    """``Z = W·cols + b`` chunk by chunk, into a new (N, out, OH, OW) array."""
+def _pool_arrays(n, o, oh, ow, pool, dtype):
+    """The pooled output (N, out, POH, POW) of tiling ``pool`` windows over (OH, OW) and its argmax (the window
+    offset, uint8 as ``MaxPool2dFunction`` keeps it)."""
+    out = _new_array((n, o, oh // pool[0], ow // pool[1]), dtype)
+    return out, np.empty(out.shape, dtype=np.uint8 if pool[0] * pool[1] < 256 else np.intp)
+
+
+def _planes(a):
+    """A 4-D array as its planes (N·C, H, W): a view."""
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2], a.shape[3])
+
+
+def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups, pool=None):
+    """``Z = W·cols + b`` chunk by chunk, into a new (N, out, OH, OW) array. ``pool`` (kh, kw), with compiled
+    parts only (``_fuses_pool``): Z max-pooled over tiling windows chunk by chunk as well, on the same
+    threads, while each chunk's Z is in cache; then the pooled output and its argmax."""
     n, c, h, wd = x.shape
     o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     rows, L = c * kh * kw, oh * ow
     w2 = w.reshape(o, rows)
-    out = _new_array((n, o, oh, ow), x.dtype)
+    z = _new_array((n, o, oh, ow), x.dtype)
+    if pool is not None:
+        pooled, arg = _pool_arrays(n, o, oh, ow, pool, x.dtype)
     width = _chunk_width(kernels, x.shape, (kh, kw), stride, padding, ow)
     gemm = _compiled_parts(kernels, x.dtype)
     if gemm:
         # NOTE: each thread's chunks in one compiled call (kernels._conv_forward_part), the same products
         w2, bias = np.ascontiguousarray(w2), (np.empty(0, x.dtype) if b is None else np.ascontiguousarray(b))
+        if pool is None:
+            pk, zp, pout, parg = (0, 0), *_NO_POOL(x.dtype)
+        else:
+            pk, zp, pout, parg = pool, _planes(z), _planes(pooled), _planes(arg)
 
         def run(part, flags, post):
             chunks, buf = part
-            kernels._conv_forward_part(gemm, x, w2, bias, out.reshape(n, o, L), buf, chunks, kh, kw, *stride,
-                                       *padding, oh, ow, flags, post)
+            kernels._conv_forward_part(gemm, x, w2, bias, z.reshape(n, o, L), buf, chunks, kh, kw, *stride,
+                                       *padding, oh, ow, *pk, zp, pout, parg, flags, post)
 
     else:
         def run(part):
             chunks, buf = part
-            _forward_chunks_python(kernels, x, w2, b, (kh, kw), stride, padding, oh, ow, width, out, chunks, buf)
+            _forward_chunks_python(kernels, x, w2, b, (kh, kw), stride, padding, oh, ow, width, z, chunks, buf)
 
     _run_groups(run, groups, _chunk_per_image(x.shape, (kh, kw), padding, o, oh, width), x.dtype, gemm)
-    return out
+    return z if pool is None else (pooled, arg)
+
+
+def _NO_POOL(dtype):
+    """The compiled parts' pooling arguments when there is no pooling: empty planes of the right types."""
+    return np.empty((0, 0, 0), dtype), np.empty((0, 0, 0), dtype), np.empty((0, 0, 0), np.uint8)
 
 
 def _run_groups(run, groups, per_image, dtype, compiled) -> list:
@@ -580,17 +605,17 @@ def _forward_chunks_python(kernels, x, w2, b, kernel, stride, padding, oh, ow, w
                 np.copyto(out[a:e], zw[..., :ow])
             else:
                 np.add(zw[..., :ow], b[:, None, None], out=out[a:e])
-            continue
-        kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
-        # NOTE: one product per image, each written straight into its (out, OH·OW) block of the NCHW
-        # output: no transposing copy, and for a first layer's few rows 2x faster than one product
-        # over the chunk's columns (CIFAR conv1 chunk 0.34 -> 0.17 ms, LeNet conv1 0.082 -> 0.039 ms;
-        # OpenBLAS packs the long skinny operand badly); the same for the others (BENCHMARKS.md,
-        # "Convolutions, fifth session")
-        z = out[a:e].reshape(nb, o, L)
-        np.matmul(w2, cols.reshape(rows, nb, L).transpose(1, 0, 2), out=z)
-        if b is not None:
-            z += b[:, None]
+        else:
+            kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
+            # NOTE: one product per image, each written straight into its (out, OH·OW) block of the NCHW
+            # output: no transposing copy, and for a first layer's few rows 2x faster than one product
+            # over the chunk's columns (CIFAR conv1 chunk 0.34 -> 0.17 ms, LeNet conv1 0.082 -> 0.039 ms;
+            # OpenBLAS packs the long skinny operand badly); the same for the others (BENCHMARKS.md,
+            # "Convolutions, fifth session")
+            z = out[a:e].reshape(nb, o, L)
+            np.matmul(w2, cols.reshape(rows, nb, L).transpose(1, 0, 2), out=z)
+            if b is not None:
+                z += b[:, None]
 
 
 def _fold_wide(w2, dz, kernel, padding, dx, work):
@@ -622,15 +647,21 @@ def _fold_wide(w2, dz, kernel, padding, dx, work):
     dx += view.sum(axis=(2, 3)).reshape(nb, c, hp, wp)[:, :, ph:ph + h, pw:pw + w]
 
 
-def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, groups):
-    """dX, dW, db chunk by chunk: each chunk unfolded again; dW and db summed over chunks in order."""
+def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, groups, pool=None):
+    """dX, dW, db chunk by chunk: each chunk unfolded again; dW and db summed over chunks in order.
+    ``pool`` ((kh, kw), argmax, Z's shape), with compiled parts only: the forward pooled Z
+    (``_conv_forward_chunks``) and ``g`` is the pooled gradient; each chunk's dZ is made from it first, on
+    the chunk's thread."""
     n, c, h, wd = x_shape
+    g = np.ascontiguousarray(g)
+    if pool is not None:
+        pk, arg, z_shape = pool
+        gp, g = g, _new_array(z_shape, g.dtype)  # NOTE: dZ, every element written chunk by chunk
     _, o, oh, ow = g.shape
     kh, kw = w.shape[2], w.shape[3]
     rows, L = c * kh * kw, oh * ow
     w2 = w.reshape(o, rows)
     need_x, need_w, need_b = need[0], need[1], len(need) > 2 and need[2]
-    g = np.ascontiguousarray(g)
     gx = _new_array(x_shape, g.dtype, zero=True) if need_x else None
     if len(groups) > 1:
         _blas.hold_serial()
@@ -645,6 +676,10 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
         # NOTE: dW as the Python loop takes it: one product per image for few rows, else one per chunk
         # as (cols·dZᵀ)ᵀ (transposed back below)
         per_image = rows <= _BATCHED_DW_ROWS
+        if pool is None:
+            pkt, gz, gpp, parg = (0, 0), *_NO_POOL(g.dtype)
+        else:
+            pkt, gz, gpp, parg = pk, _planes(g), _planes(gp), _planes(arg)
 
         def run(part, flags, post):
             chunks, buf = part
@@ -652,7 +687,7 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
             gb = np.zeros(o, dtype=g.dtype) if need_b else none
             kernels._conv_backward_part(gemm, g.reshape(n, o, L), xs, w2, gw, gb,
                                         gx if need_x else none.reshape(0, 0, 0, 0), buf, chunks, kh, kw,
-                                        *stride, *padding, oh, ow, per_image, flags, post)
+                                        *stride, *padding, oh, ow, per_image, *pkt, gz, gpp, parg, flags, post)
             return (gw if per_image else gw.T) if need_w else None, gb if need_b else None
 
     else:
@@ -740,11 +775,12 @@ class Conv2dFunction(Function):
 
     returns_fresh_grads = True
 
-    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0)):
+    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), pool=None):
         o, c, kh, kw = w.shape
         n, _, h, wd = x.shape
         self.geometry = (x.shape, (kh, kw), stride, padding)
         oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
+        self.pool, self.z_shape, self.fused = pool, (n, o, oh, ow), False
         kernels = _kernels(x.dtype) or _NumpyKernels
         image_bytes = c * kh * kw * oh * ow * x.dtype.itemsize  # one image's columns
         self.chunks = _chunk_groups(n, image_bytes)
@@ -755,7 +791,13 @@ class Conv2dFunction(Function):
             self.cols, self.w, self.wide = None, w, False
             # NOTE: the backward unfolds the input again, chunk by chunk: the input is the cache
             self.x = x if len(self.needs_input_grad) > 1 and self.needs_input_grad[1] and is_grad_enabled() else None
-            return _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, self.chunks)
+            self.fused = pool is not None and bool(_compiled_parts(kernels, x.dtype))
+            out = _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, self.chunks,
+                                       pool if self.fused else None)
+            if self.fused:
+                out, self.argmax = out
+                return out
+            return self._pool_forward(out)
         # NOTE: the wide unfolding for stride 1 (see _im2col_wide), rows Wp wide instead of OW; only
         # where a dX (col2im) will follow, the part it speeds up most (not for the first layer)
         need_dx = bool(self.needs_input_grad) and self.needs_input_grad[0] and is_grad_enabled()
@@ -776,7 +818,15 @@ class Conv2dFunction(Function):
         out = np.empty((n, o, oh, ow), dtype=z.dtype)
         np.copyto(out, z.reshape(o, n, oh, width)[..., :ow].transpose(1, 0, 2, 3))
         _SCRATCH.give(z)
-        return out
+        return self._pool_forward(out)
+
+    def _pool_forward(self, z):
+        """``z`` when there is no pooling; else the pooling box's forward of it (``Conv2dMaxPoolFunction``
+        where the pooling does not run inside the chunks' parts)."""
+        if self.pool is None:
+            return z
+        self.pooling = MaxPool2dFunction()
+        return self.pooling.forward(z, self.pool, self.pool, (0, 0))
 
     def release(self):
         _SCRATCH.give(self.__dict__.get("cols"))  # NOTE: the backward has used them; nothing else holds them
@@ -785,9 +835,13 @@ class Conv2dFunction(Function):
     def backward(self, g):
         need = self.needs_input_grad
         x_shape, kernel, stride, padding = self.geometry
+        if self.pool is not None and not self.fused:
+            g = self.pooling.backward(g)[0]
         if self.chunks is not None:
             kernels = _kernels(g.dtype) or _NumpyKernels
-            return _conv_backward_chunks(kernels, g, self.x, x_shape, self.w, stride, padding, need, self.chunks)
+            pool = (self.pool, self.argmax, self.z_shape) if self.fused else None
+            return _conv_backward_chunks(kernels, g, self.x, x_shape, self.w, stride, padding, need, self.chunks,
+                                         pool)
         n, o, oh, ow = g.shape
         width = x_shape[3] + 2 * padding[1] if self.wide else ow
         dz = _SCRATCH.take((o, n * oh * width), g.dtype)  # (out, N·OH·width), always a copy of g
@@ -822,6 +876,24 @@ class Conv2dFunction(Function):
                 _SCRATCH.give(dcols)
         _SCRATCH.give(dz)
         return gx, gw, gb
+
+
+class Conv2dMaxPoolFunction(Conv2dFunction):
+    """``Conv2dFunction`` then ``MaxPool2dFunction`` over tiling windows (stride = kernel, no padding), as one
+    box: ``A = max over each window of (W * X + b)``, called with ``pool=(kh, kw)``. ``nn.Sequential`` runs
+    a ``Conv2d`` directly followed by such a ``MaxPool2d`` this way (its ``fuse_layers``).
+
+    The values and gradients are the two boxes', bit for bit: the same products and the same pooling, in
+    the same order. What changes is where the pooling runs: with the compiled kernels and a batch large
+    enough to be chunked, on each chunk's Z right after its products, inside the chunk's compiled part, while
+    it is in cache, and its backward (dZ from the pooled gradient and the argmax) at the start of each
+    chunk's backward; the cache then holds the argmax, not Z. Otherwise: the convolution, then the pooling
+    box, one after the other.
+
+    NOTE: not on the NumPy path: its pooling's dozen NumPy calls per chunk, run inside the chunks' parts on
+    two threads, made LeNet's step at batch 32 0.92x (the threads' GIL; BENCHMARKS.md, "Convolutions,
+    eleventh session"); with the compiled parts 1.10x.
+    """
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
@@ -892,6 +964,56 @@ def _pool_args(x, kernel_size, stride, padding, who):
     return x, kernel, stride, padding
 
 
+def _max_pool_planes(planes, kernel, stride, copy, o, r):
+    """The NumPy path's max pool of ``planes`` (P, 1, Hp, Wp), padded, C-contiguous, into ``o`` and its argmax
+    (the window offset i·kw + j) into ``r`` (both (P, OH, OW)); ``copy``: the windows tile the input."""
+    kh, kw = kernel
+    # NOTE: np.maximum over the kh·kw strided slices, not win.max(axis=(3, 4)): the reduction
+    # over two short inner axes of a strided view is about 25x slower.
+    win = _windows(planes, kernel, stride)[:, 0]  # (planes, OH, OW, kh, kw)
+    if copy and win.nbytes <= _POOL_COPY_BYTES:
+        # NOTE: tiling windows: the kh·kw offsets copied out as contiguous planes first (one copy), so
+        # that the loop below runs on contiguous arrays (NumPy's SIMD loops) rather than strided
+        # views (about 0.5 ns an element against 0.1); the same values and argmax
+        offsets = np.empty((kh, kw) + win.shape[:3], dtype=win.dtype)
+        np.copyto(offsets.transpose(2, 3, 4, 0, 1), win)
+        win = offsets.transpose(2, 3, 4, 0, 1)
+    np.copyto(o, win[..., 0, 0])
+    r.fill(0)
+    better, step = np.empty(o.shape, dtype=bool), np.empty(r.shape, dtype=r.dtype)
+    for k in range(1, kh * kw):
+        s = win[..., k // kw, k % kw]
+        np.greater(s, o, out=better)  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
+        np.maximum(o, s, out=o)
+        # NOTE: arg = max(arg, better·k): k exceeds every earlier offset, so this is "k where better"
+        # in two passes, arithmetic rather than np.copyto(arg, k, where=better) or np.where: a masked
+        # copy branches on every element, and a ReLU'd input makes the branch a coin toss (measured:
+        # 2.3 ms against 0.05 ms per offset for a (64, 32, 16, 16) output); the three passes before
+        # (arg += better·(k - arg)) took 2.72 ms for (64, 32, 32, 32), these two 2.10
+        np.multiply(better, r.dtype.type(k), out=step)
+        np.maximum(r, step, out=r)
+
+
+def _max_pool_tiles_backward(g, r, kernel, d):
+    """The NumPy path's max pool backward for tiling windows: ``d`` (P, H, W), every element written, gets
+    each window's gradient (``g``, (P, OH, OW)) at its argmax ``r`` and 0 elsewhere.
+
+    NOTE: g·(arg == k), a multiplication by the mask, not np.where(arg == k, g, 0): the masked select branches
+    per element (about 5x slower on a ReLU'd input)."""
+    kh, kw = kernel
+    p, oh, ow = g.shape
+    h, w = d.shape[1], d.shape[2]
+    st = d.strides  # NOTE: a view, never reshape: a reshape of the cut (odd-sized) dx would copy
+    tiles = _strided(d, (p, oh, kh, ow, kw), (st[0], st[1] * kh, st[1], st[2] * kw, st[2]), writeable=True)
+    mask = np.empty(r.shape, dtype=bool)
+    for k in range(kh * kw):
+        np.equal(r, k, out=mask)
+        np.multiply(g, mask, out=tiles[:, :, k // kw, :, k % kw])
+    if oh * kh < h or ow * kw < w:  # rows or columns no window reaches (odd sizes)
+        d[:, oh * kh:] = 0
+        d[:, :, ow * kw:] = 0
+
+
 class MaxPool2dFunction(Function):
     """A = max over each window. The cache is the argmax: which of the kh·kw offsets won.
 
@@ -919,35 +1041,9 @@ class MaxPool2dFunction(Function):
         outs, args = out.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow)
 
         copy = _tiles(kernel, stride, padding)
-
-        def run(a, b):  # planes [a, b): a large batch's share among gradbox's threads (_blas.run_pass)
-            # NOTE: np.maximum over the kh·kw strided slices, not win.max(axis=(3, 4)): the reduction
-            # over two short inner axes of a strided view is about 25x slower.
-            win = _windows(planes[a:b], kernel, stride)[:, 0]  # (planes, OH, OW, kh, kw)
-            if copy and win.nbytes <= _POOL_COPY_BYTES:
-                # NOTE: tiling windows: the kh·kw offsets copied out as contiguous planes first (one copy), so
-                # that the loop below runs on contiguous arrays (NumPy's SIMD loops) rather than strided
-                # views (about 0.5 ns an element against 0.1); the same values and argmax
-                offsets = np.empty((kh, kw) + win.shape[:3], dtype=win.dtype)
-                np.copyto(offsets.transpose(2, 3, 4, 0, 1), win)
-                win = offsets.transpose(2, 3, 4, 0, 1)
-            o, r = outs[a:b], args[a:b]
-            np.copyto(o, win[..., 0, 0])
-            r.fill(0)
-            better, step = np.empty(o.shape, dtype=bool), np.empty(r.shape, dtype=r.dtype)
-            for k in range(1, kh * kw):
-                s = win[..., k // kw, k % kw]
-                np.greater(s, o, out=better)  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
-                np.maximum(o, s, out=o)
-                # NOTE: arg = max(arg, better·k): k exceeds every earlier offset, so this is "k where better"
-                # in two passes, arithmetic rather than np.copyto(arg, k, where=better) or np.where: a masked
-                # copy branches on every element, and a ReLU'd input makes the branch a coin toss (measured:
-                # 2.3 ms against 0.05 ms per offset for a (64, 32, 16, 16) output); the three passes before
-                # (arg += better·(k - arg)) took 2.72 ms for (64, 32, 32, 32), these two 2.10
-                np.multiply(better, r.dtype.type(k), out=step)
-                np.maximum(r, step, out=r)
-
-        _blas.run_pass(run, n * c, xp.nbytes)
+        # planes [a, b): a large batch's share among gradbox's threads (_blas.run_pass)
+        _blas.run_pass(lambda a, b: _max_pool_planes(planes[a:b], kernel, stride, copy, outs[a:b], args[a:b]),
+                       n * c, xp.nbytes)
         if (padding[0] or padding[1]) and np.isneginf(out).any():
             # NOTE: a window whose real pixels are all -inf ties with its padding: the gradient goes
             # to the window's first real pixel, as PyTorch sends it (not into the padding)
@@ -974,20 +1070,9 @@ class MaxPool2dFunction(Function):
             dx = _new_array(x_shape, g.dtype)
             dxs, gs, args = dx.reshape(n * c, h, w), g.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow)
 
-            def run(a, b):  # planes [a, b), as the forward's
-                d, r = dxs[a:b], args[a:b]
-                st = d.strides  # NOTE: a view, never reshape: a reshape of the cut (odd-sized) dx would copy
-                tiles = _strided(d, (b - a, oh, kh, ow, kw), (st[0], st[1] * kh, st[1], st[2] * kw, st[2]),
-                                 writeable=True)
-                mask = np.empty(r.shape, dtype=bool)
-                for k in range(kh * kw):
-                    np.equal(r, k, out=mask)
-                    np.multiply(gs[a:b], mask, out=tiles[:, :, k // kw, :, k % kw])
-                if oh * kh < h or ow * kw < w:  # rows or columns no window reaches (odd sizes)
-                    d[:, oh * kh:] = 0
-                    d[:, :, ow * kw:] = 0
-
-            _blas.run_pass(run, n * c, dx.nbytes)
+            # planes [a, b), as the forward's
+            _blas.run_pass(lambda a, b: _max_pool_tiles_backward(gs[a:b], args[a:b], kernel, dxs[a:b]), n * c,
+                           dx.nbytes)
             return (dx,)
         dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
         for k in range(kh * kw):

@@ -108,6 +108,23 @@ class Conv2d(Module):
         return f"Conv2d(in_channels={self.in_channels})"
 
     def forward(self, x):
+        x = self._checked(x)
+        inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        return CF.Conv2dFunction.apply(*inputs, stride=self.stride, padding=self.padding)
+
+    def _forward_max_pool(self, x, pool):
+        """``pool(self(x))`` for a ``MaxPool2d`` whose windows tile its input, as one box
+        (``Conv2dMaxPoolFunction``: the same values and gradients); ``nn.Sequential``'s fused pair."""
+        x = self._checked(x)
+        kernel = pool._window()[0]
+        _, oh, ow = self.output_shape(x.shape[1:])
+        if kernel[0] > oh or kernel[1] > ow:  # NOTE: the pooling layer says what is wrong, as when unfused
+            return pool(self(x))
+        inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        return CF.Conv2dMaxPoolFunction.apply(*inputs, stride=self.stride, padding=self.padding, pool=kernel)
+
+    def _checked(self, x) -> Tensor:
+        """The input as a Tensor, checked: shape, channels, finite (raw arrays), the window, the dtype."""
         who = self._who()
         raw = not isinstance(x, Tensor)
         x = Tensor(np.ascontiguousarray(x)) if raw else x
@@ -119,8 +136,7 @@ class Conv2d(Module):
         if x.dtype != self.weight.dtype:
             raise TypeError(f"{who}: expected input of dtype {self.weight.dtype}, received {x.dtype} "
                             f"(convert with .astype(np.{self.weight.dtype}))")
-        inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
-        return CF.Conv2dFunction.apply(*inputs, stride=self.stride, padding=self.padding)
+        return x
 
     def output_shape(self, input_shape: tuple) -> tuple:
         """(C, H, W) of one sample's output for one sample's input shape (C, H, W)."""

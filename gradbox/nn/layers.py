@@ -387,6 +387,25 @@ class Flatten(_Stateless):
         return ops.reshape(x, (x.shape[0], -1) if x.shape[0] else (0, int(np.prod(x.shape[1:]))))
 
 
+class _ConvMaxPool:
+    """A ``Conv2d`` and the ``MaxPool2d`` after it, called as one (``Sequential``'s fused pair): one box
+    while the pooling's windows tile its input, else the two layers one after the other."""
+
+    __slots__ = ("conv", "pool")
+
+    def __init__(self, conv, pool):
+        self.conv, self.pool = conv, pool
+
+    def __call__(self, x):
+        kernel, stride, padding = self.pool._window()
+        if stride == kernel and padding == (0, 0):
+            return self.conv._forward_max_pool(x, self.pool)
+        return self.pool(self.conv(x))
+
+    def __repr__(self):
+        return f"_ConvMaxPool({self.conv!r}, {self.pool!r})"
+
+
 class Sequential(Module):
     """Apply modules in order: the notes' forward pass through all layers.
 
@@ -398,13 +417,20 @@ class Sequential(Module):
     --------
     Notes
     -----
-    A ``ReLU`` directly followed by a ``MaxPool2d`` runs after the pooling, on its output
-    (``pool_before_relu``): max(relu(z)) = relu(max(z)) for every window, exactly, since ReLU is
-    non-decreasing and keeps the order of positive values (the first maximum of a window is the
-    same). The outputs and every gradient are the values of the order as written (a zero may
-    come out as -0 where it was +0); the ReLU then touches a quarter of the numbers for 2x2
-    pooling. The recorded graph shows the pooling first. Set ``pool_before_relu = False`` on
-    the model (or on ``Sequential``) to run the layers exactly as listed.
+    ``fuse_layers`` (on by default) runs two common pairs of layers faster, with the values and
+    gradients of the layers as written:
+
+    - A ``ReLU`` directly followed by a ``MaxPool2d`` runs after the pooling, on its output:
+      max(relu(z)) = relu(max(z)) for every window, exactly, since ReLU is non-decreasing and keeps
+      the order of positive values (the first maximum of a window is the same). A zero may come out
+      as -0 where it was +0. The ReLU then touches a quarter of the numbers for 2x2 pooling.
+    - A ``Conv2d`` directly followed by a ``MaxPool2d`` whose windows tile its input (stride = kernel
+      size, no padding) runs as one box, ``Conv2dMaxPoolFunction``: bit for bit the two boxes' values
+      and gradients, with the pooling done chunk by chunk next to the convolution's products.
+
+    So ``Conv2d, ReLU, MaxPool2d`` runs as the fused convolution and pooling, then the ReLU. The
+    recorded graph shows what ran. Set ``fuse_layers = False`` on the model (or on ``Sequential``)
+    to run the layers exactly as listed (``gradbox graph`` does, to draw them so).
 
     >>> import gradbox as gb
     >>> model = gb.nn.Sequential(gb.nn.Linear(4, 8), gb.nn.ReLU(), gb.nn.Linear(8, 3))
@@ -412,9 +438,9 @@ class Sequential(Module):
     (3, (1, 3))
     """
 
-    #: Whether a ``ReLU`` directly followed by a ``MaxPool2d`` runs after it (see Notes).
-    #: NOTE: measured, LeNet at batch 32, a training step (BENCHMARKS.md, "Convolutions, eleventh session")
-    pool_before_relu = True
+    #: Whether adjacent ``ReLU, MaxPool2d`` and ``Conv2d, MaxPool2d`` run fused (see Notes).
+    #: NOTE: measured on training steps of the bench's CNNs (BENCHMARKS.md, "Convolutions, eleventh session")
+    fuse_layers = True
 
     def __init__(self, *modules):
         super().__init__()
@@ -448,7 +474,7 @@ class Sequential(Module):
             out = self._forward_no_graph(x)
             if out is not None:
                 return out
-        if self.pool_before_relu:
+        if self.fuse_layers:
             order = self.__dict__.get("_order")
             if order is None:
                 order = self._make_order()
@@ -460,8 +486,10 @@ class Sequential(Module):
         return x
 
     def _make_order(self) -> tuple:
-        """The modules in the order ``forward`` runs them: each ``ReLU`` directly followed by a
-        ``MaxPool2d`` after it (both of exactly those classes, neither with a ``forward`` of its own)."""
+        """What ``forward`` runs, in order, when it fuses (see Notes): the modules, each ``ReLU`` directly
+        followed by a ``MaxPool2d`` after it, then each ``Conv2d`` directly followed by a ``MaxPool2d`` as one
+        call (``_ConvMaxPool``). Only modules of exactly those classes, none with a ``forward`` of its own."""
+        from .conv import Conv2d
         from .pooling import MaxPool2d
 
         mods = list(self._modules.values())
@@ -469,7 +497,16 @@ class Sequential(Module):
             relu, pool = mods[i], mods[i + 1]
             if type(relu) is ReLU and type(pool) is MaxPool2d and _plain(relu) and _plain(pool):
                 mods[i], mods[i + 1] = pool, relu
-        return tuple(mods)
+        order, i = [], 0
+        while i < len(mods):
+            conv, pool = mods[i], mods[i + 1] if i + 1 < len(mods) else None
+            if type(conv) is Conv2d and type(pool) is MaxPool2d and _plain(conv) and _plain(pool):
+                order.append(_ConvMaxPool(conv, pool))
+                i += 2
+            else:
+                order.append(conv)
+                i += 1
+        return tuple(order)
 
     def _forward_no_graph(self, x):
         """An MLP's forward on bare arrays, or None when a module has no ``_infer``.

@@ -19,14 +19,19 @@ class _Pool2d(_Stateless):
     def get_config(self) -> dict:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
 
-    def forward(self, x):
-        who = f"{type(self).__name__}(kernel_size={self.kernel_size})"
-        # NOTE: the window as checked when it was last set (``__init__``, or an attribute changed since): the
-        # three pairs checked again on every call cost 5-6 µs, two calls a LeNet step
+    def _window(self) -> tuple:
+        """(kernel, stride, padding) as pairs: as checked when last set (``__init__``, or an attribute changed
+        since).
+
+        NOTE: the three pairs checked again on every call cost 5-6 µs, two calls a LeNet step."""
         raw = (self.kernel_size, self.stride, self.padding)
         if raw != self._checked[0]:
-            self._checked = (raw, CF._pool_geometry(*raw, who))
-        kernel, stride, padding = self._checked[1]
+            self._checked = (raw, CF._pool_geometry(*raw, f"{type(self).__name__}(kernel_size={self.kernel_size})"))
+        return self._checked[1]
+
+    def forward(self, x):
+        who = f"{type(self).__name__}(kernel_size={self.kernel_size})"
+        kernel, stride, padding = self._window()
         x = CF._check_image(x, who)
         CF._check_window(x.shape, kernel, padding, who)
         return type(self).function.apply(x, kernel=kernel, stride=stride, padding=padding)
