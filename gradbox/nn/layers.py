@@ -413,8 +413,6 @@ class Sequential(Module):
     -----
     - Input: the first module's input; Output: the last module's output
 
-    Examples
-    --------
     Notes
     -----
     ``fuse_layers`` (on by default) runs two common pairs of layers faster, with the values and
@@ -426,12 +424,15 @@ class Sequential(Module):
       as -0 where it was +0. The ReLU then touches a quarter of the numbers for 2x2 pooling.
     - A ``Conv2d`` directly followed by a ``MaxPool2d`` whose windows tile its input (stride = kernel
       size, no padding) runs as one box, ``Conv2dMaxPoolFunction``: bit for bit the two boxes' values
-      and gradients, with the pooling done chunk by chunk next to the convolution's products.
+      and gradients; with the ``fast`` extra its pooling runs chunk by chunk next to the convolution's
+      products, on the same threads.
 
     So ``Conv2d, ReLU, MaxPool2d`` runs as the fused convolution and pooling, then the ReLU. The
     recorded graph shows what ran. Set ``fuse_layers = False`` on the model (or on ``Sequential``)
     to run the layers exactly as listed (``gradbox graph`` does, to draw them so).
 
+    Examples
+    --------
     >>> import gradbox as gb
     >>> model = gb.nn.Sequential(gb.nn.Linear(4, 8), gb.nn.ReLU(), gb.nn.Linear(8, 3))
     >>> len(model), model(gb.Tensor([[0.0, 1.0, 2.0, 3.0]])).shape
