@@ -638,10 +638,8 @@ def max_pool(x, kernel, stride, padding):
     tiles = _tiles(kernel, stride, padding)
 
     def planes(a, b):
-        if tiles and kernel == (2, 2):
-            _max_pool_2x2(xs[a:b], outs[a:b], args[a:b])
-        elif tiles:
-            _max_pool_tiled(xs[a:b], kh, kw, outs[a:b], args[a:b])
+        if tiles:  # NOTE: the same kernels the fused convolution's parts pool with (_conv_forward_part)
+            _pool_tiles(xs[a:b], kh, kw, outs[a:b], args[a:b])
         else:
             _max_pool(xs[a:b], kh, kw, sh, sw, ph, pw, outs[a:b], args[a:b])
 
@@ -658,11 +656,7 @@ def max_pool_backward(g, arg, x_shape, kernel, stride, padding):
     if _tiles(kernel, stride, padding):
         dx = np.empty(x_shape, dtype=g.dtype)  # NOTE: zeroed by the kernels, each its range of planes
         dxs = dx.reshape(n * c, h, w)
-        if kernel == (2, 2):
-            _blas.run_pass(lambda a, b: _max_pool_2x2_backward(gs[a:b], args[a:b], dxs[a:b]), n * c, dx.nbytes)
-        else:
-            _blas.run_pass(lambda a, b: _max_pool_backward_tiled(gs[a:b], args[a:b], kh, kw, dxs[a:b]), n * c,
-                           dx.nbytes)
+        _blas.run_pass(lambda a, b: _unpool_tiles(gs[a:b], args[a:b], kh, kw, dxs[a:b]), n * c, dx.nbytes)
         return dx
     dx = np.zeros(x_shape, dtype=g.dtype)
     dxs = dx.reshape(n * c, h, w)
