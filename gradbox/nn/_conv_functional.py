@@ -529,8 +529,8 @@ def _planes(a):
 
 def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups, pool=None):
     """``Z = W·cols + b`` chunk by chunk, into a new (N, out, OH, OW) array. ``pool`` (kh, kw), with compiled
-    parts only (``_fuses_pool``): Z max-pooled over tiling windows chunk by chunk as well, on the same
-    threads, while each chunk's Z is in cache; then the pooled output and its argmax."""
+    parts only (``Conv2dMaxPoolFunction``): Z max-pooled over tiling windows chunk by chunk as well, on the
+    same threads, while each chunk's Z is in cache; then the pooled output and its argmax."""
     n, c, h, wd = x.shape
     o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     rows, L = c * kh * kw, oh * ow
@@ -540,6 +540,8 @@ def _conv_forward_chunks(kernels, x, w, b, stride, padding, oh, ow, groups, pool
         pooled, arg = _pool_arrays(n, o, oh, ow, pool, x.dtype)
     width = _chunk_width(kernels, x.shape, (kh, kw), stride, padding, ow)
     gemm = _compiled_parts(kernels, x.dtype)
+    if pool is not None and not gemm:
+        raise RuntimeError("_conv_forward_chunks(pool=...): only the compiled parts pool")
     if gemm:
         # NOTE: each thread's chunks in one compiled call (kernels._conv_forward_part), the same products
         w2, bias = np.ascontiguousarray(w2), (np.empty(0, x.dtype) if b is None else np.ascontiguousarray(b))
@@ -667,6 +669,8 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
         _blas.hold_serial()
     width = _chunk_width(kernels, x_shape, (kh, kw), stride, padding, ow)
     gemm = _compiled_parts(kernels, g.dtype)
+    if pool is not None and not gemm:
+        raise RuntimeError("_conv_backward_chunks(pool=...): only the compiled parts pool")
     if gemm:
         # NOTE: each thread's chunks in one compiled call (kernels._conv_backward_part), the same products
         w2 = np.ascontiguousarray(w2)
@@ -770,7 +774,7 @@ class Conv2dFunction(Function):
 
     With a batch whose columns exceed about 1 MB, the same products run
     chunk by chunk of images on gradbox's threads (``_conv_forward_chunks``); the cache is then X
-    itself, unfolded again chunk by chunk in the backward.
+    itself, unfolded again chunk by chunk in the backward. ``pool``: see ``Conv2dMaxPoolFunction``.
     """
 
     returns_fresh_grads = True
