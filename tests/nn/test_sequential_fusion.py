@@ -193,3 +193,35 @@ def test_the_pooling_runs_inside_the_compiled_parts_only(kernels):
     # the NumPy path pools after the chunks (its pooling inside two threads' parts was slower)
     assert box.fused is (kernels == "fast" and _blas.gemm_address(np.float32) != 0)
     assert (box.__dict__.get("argmax") is not None) is box.fused
+
+
+def test_fused_lenet_equals_torch_over_training_steps(kernels):
+    """LeNet's blocks fused (a chunked batch: the pooling inside the compiled parts) against PyTorch, float64."""
+    torch = pytest.importorskip("torch")
+    ours = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2, dtype=np.float64, rng=0), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5, dtype=np.float64, rng=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(400, 10, dtype=np.float64, rng=2))
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                 torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                 torch.nn.Linear(400, 10)).double()
+    with torch.no_grad():
+        for p, tp in zip(ours.parameters(), theirs.parameters()):
+            tp.copy_(torch.from_numpy(p.data))
+    assert [type(m).__name__ for m in ours._make_order()] == ["_ConvMaxPool", "ReLU", "_ConvMaxPool", "ReLU",
+                                                              "Flatten", "Linear"]
+    opt = gb.optim.SGD(ours.parameters(), lr=0.05, momentum=0.9)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9)
+    rng = np.random.default_rng(0)
+    for step in range(3):
+        X, y = rng.normal(size=(24, 1, 28, 28)), rng.integers(0, 10, size=24)  # 24 x 157 KB of columns: chunked
+        opt.zero_grad()
+        loss = nn.CrossEntropyLoss()(ours(X), y)
+        loss.backward()
+        topt.zero_grad()
+        tloss = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(X)), torch.from_numpy(y))
+        tloss.backward()
+        assert gb.relative_error(np.asarray(loss.data), np.asarray(tloss.item())) < 1e-10
+        for p, tp in zip(ours.parameters(), theirs.parameters()):
+            assert gb.relative_error(p.grad, tp.grad.numpy()) < 1e-10, step
+        opt.step()
+        topt.step()
