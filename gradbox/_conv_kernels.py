@@ -25,7 +25,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from . import _blas
-from .nn._conv_functional import _SCRATCH, _tiles
+from .nn._conv_functional import _SCRATCH, _argmax_dtype, _tiles
 from .nn._conv_functional import conv_output_size as _out
 
 # NOTE: nogil: the chunked convolution (nn._conv_functional, "chunks") runs im2col and col2im on two
@@ -631,8 +631,7 @@ def max_pool(x, kernel, stride, padding):
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     out = np.empty((n, c, _out(h, kh, sh, ph), _out(w, kw, sw, pw)), dtype=x.dtype)
-    # NOTE: the window offset as uint8 (as the NumPy path), not a flat int64 index: 8x less to write
-    arg = np.empty(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
+    arg = np.empty(out.shape, dtype=_argmax_dtype(kernel))  # NOTE: the window offset, as the NumPy path keeps it
     # the kernels see (planes, H, W): one plane per (sample, channel)
     xs, outs, args = x.reshape(n * c, h, w), out.reshape(n * c, *out.shape[2:]), arg.reshape(n * c, *out.shape[2:])
     tiles = _tiles(kernel, stride, padding)

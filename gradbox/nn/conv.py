@@ -112,11 +112,11 @@ class Conv2d(Module):
         inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
         return CF.Conv2dFunction.apply(*inputs, stride=self.stride, padding=self.padding)
 
-    def _forward_max_pool(self, x, pool):
-        """``pool(self(x))`` for a ``MaxPool2d`` whose windows tile its input, as one box
-        (``Conv2dMaxPoolFunction``: the same values and gradients); ``nn.Sequential``'s fused pair."""
+    def _forward_max_pool(self, x, pool, kernel):
+        """``pool(self(x))`` for a ``MaxPool2d`` whose windows (``kernel``, its checked kernel size) tile its
+        input, as one box (``Conv2dMaxPoolFunction``: the same values and gradients); ``nn.Sequential``'s
+        fused pair."""
         x = self._checked(x)
-        kernel = pool._window()[0]
         _, oh, ow = self.output_shape(x.shape[1:])
         if kernel[0] > oh or kernel[1] > ow:  # NOTE: the pooling layer says what is wrong, as when unfused
             return pool(self(x))

@@ -399,7 +399,7 @@ class _ConvMaxPool:
     def __call__(self, x):
         kernel, stride, padding = self.pool._window()
         if stride == kernel and padding == (0, 0):
-            return self.conv._forward_max_pool(x, self.pool)
+            return self.conv._forward_max_pool(x, self.pool, kernel)
         return self.pool(self.conv(x))
 
     def __repr__(self):
