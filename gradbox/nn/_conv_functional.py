@@ -494,7 +494,7 @@ def _chunk_width(kernels, x_shape, kernel, stride, padding, ow) -> int:
 def _chunk_per_image(x_shape, kernel, padding, o, oh, width) -> int:
     """Buffer elements per image of a chunk: columns and Z (or dZ), then the padded input, kw spare elements
     per channel (the wide rows read kw - 1 past a padded channel); with wide rows (``width`` = Wp) at least
-    dX's product in rows of ``_fold_rows`` elements and one padded plane (``_fold_wide``)."""
+    what ``_fold_wide`` needs for one image (``_fold_work``: at least what it needs per image for more)."""
     c, hp, wp = x_shape[1], x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
     rows = c * kernel[0] * kernel[1]
     work = c * (hp * wp + kernel[1])
@@ -503,16 +503,18 @@ def _chunk_per_image(x_shape, kernel, padding, o, oh, width) -> int:
     return (rows + o) * oh * width + work
 
 
-def _fold_rows(kernel, oh, wp) -> int:
-    """Elements per row of dX's product for ``_fold_wide``: OH·Wp, then zeros as far as the largest window
-    offset, (kh - 1)·Wp + kw - 1."""
-    return oh * wp + (kernel[0] - 1) * wp + kernel[1] - 1
+def _fold_lead(kernel, wp) -> int:
+    """Zeros before the first image's rows of dX's product in ``_fold_wide``: the largest window offset,
+    (kh - 1)·Wp + kw - 1 (what the offsets read before the product)."""
+    return (kernel[0] - 1) * wp + kernel[1] - 1
 
 
 def _fold_work(nb, rows, kernel, oh, hp, wp) -> int:
-    """Elements of ``work`` that ``_fold_wide`` uses for ``nb`` images: their rows of ``_fold_rows`` elements,
-    then one padded plane of zeros (what the last offsets read past the rows)."""
-    return nb * rows * _fold_rows(kernel, oh, wp) + hp * wp
+    """Elements of ``work`` that ``_fold_wide`` uses for ``nb`` images: dX's product, ``rows`` rows of
+    ``_fold_lead`` zeros and then one padded plane per image; then the sums, one padded plane per image and
+    channel."""
+    plane = hp * wp
+    return rows * (_fold_lead(kernel, wp) + nb * plane) + rows // (kernel[0] * kernel[1]) * nb * plane
 
 
 def _argmax_dtype(kernel) -> type:
@@ -628,30 +630,38 @@ def _forward_chunks_python(kernels, x, w2, b, kernel, stride, padding, oh, ow, w
 def _fold_wide(w2, dz, kernel, padding, dx, work):
     """Add dX of a stride-1 chunk into ``dx`` (nb, C, H, W) from dZ over wide rows (out, nb·OH·Wp).
 
-    ``dcols = Wᵀ·dZ`` image by image, each row (c, i, j) written into ``work`` as a row of ``_fold_rows``
-    elements: OH·Wp of product, then zeros. Window offset (i, j) of an image's flat padded channel is the
-    run that starts at i·Wp + j, so pixel t of the channel is the sum over (i, j) of row (c, i, j) at
-    t - i·Wp - j: one strided view of the rows (the offsets as two axes, strides kw·R - Wp and R - 1 for
-    rows of R elements; what it reads before a row's product or past it is zeros) and one sum over those
-    two axes. The wide columns of dcols are 0 (their dZ is), so they add nothing wherever they land.
-    NOTE: measured on a chunk, one thread, the fold alone: LeNet's second conv (16 images) 207 -> 100 µs,
-    the CIFAR-shaped net's (4 images) 174 -> 83 µs, against kh·kw adds of shifted runs (BENCHMARKS.md,
-    "Convolutions, seventh session")."""
+    ``dcols = Wᵀ·dZ`` image by image, written into ``work`` as ``rows`` rows that hold every image: each
+    image's OH·Wp products at the start of a padded plane (Hp·Wp elements; the last (kh - 1)·Wp zeros), the
+    planes one after the other, after ``_fold_lead`` zeros. Window offset (i, j) of a flat padded channel is
+    the run that starts at i·Wp + j, so pixel t of the channel is the sum over (i, j) of row (c, i, j) at
+    t - i·Wp - j; and since the images' planes follow each other in the rows as in a (C, N, Hp, Wp) array,
+    that holds for t over the whole chunk: one strided view of the rows (the offsets as two axes, strides
+    kw·T - Wp and T - 1 for rows of T elements) and one sum over those two axes, (C, nb·Hp·Wp). What an offset
+    reads before an image's products is the previous plane's zero rows (or the lead), or a wide column of the
+    row above: zeros, as dZ is 0 there.
+    NOTE: the sum's inner loops run over the whole chunk (nb·Hp·Wp elements), not one plane: measured on a
+    chunk, one thread, LeNet's second conv (16 images) 240 -> 200 µs, the strided sum alone 126 -> 49 µs
+    (BENCHMARKS.md, "Convolutions, twelfth session"); 25 adds of shifted runs took 207 (the seventh)."""
     nb, c, h, w = dx.shape
     (kh, kw), (ph, pw) = kernel, padding
     hp, wp = h + 2 * ph, w + 2 * pw
     oh = hp - kh + 1
-    lw, rows = oh * wp, w2.shape[1]
-    R, plane = _fold_rows(kernel, oh, wp), hp * wp
-    base = work[:_fold_work(nb, rows, kernel, oh, hp, wp)]
-    b3 = base[:nb * rows * R].reshape(nb, rows, R)
-    b3[..., lw:] = 0
-    base[nb * rows * R:] = 0
-    np.matmul(w2.T, dz.reshape(w2.shape[0], nb, lw).transpose(1, 0, 2), out=b3[..., :lw])
+    lw, rows, plane = oh * wp, w2.shape[1], hp * wp
+    lead = _fold_lead(kernel, wp)
+    T = lead + nb * plane
+    base = work[:rows * T].reshape(rows, T)
+    base[:, :lead] = 0
+    body = base[:, lead:].reshape(rows, nb, plane)
+    body[:, :, lw:] = 0
+    np.matmul(w2.T, dz.reshape(w2.shape[0], nb, lw).transpose(1, 0, 2), out=body[:, :, :lw].transpose(1, 0, 2))
     it = base.itemsize
-    view = _strided(base, (nb, c, kh, kw, plane),
-                    (rows * R * it, kh * kw * R * it, (kw * R - wp) * it, (R - 1) * it, it))
-    dx += view.sum(axis=(2, 3)).reshape(nb, c, hp, wp)[:, :, ph:ph + h, pw:pw + w]
+    # NOTE: built on ``work`` from the first product on (contiguous, so the fast ``_strided``): row r, offset
+    # (i, j) of it starts r·T - i·Wp - j past there, inside row r's lead
+    view = _strided(work[lead:rows * T], (c, kh, kw, nb * plane),
+                    (kh * kw * T * it, (kw * T - wp) * it, (T - 1) * it, it))
+    sums = work[rows * T:rows * T + c * nb * plane].reshape(c, nb * plane)
+    np.sum(view, axis=(1, 2), out=sums)
+    dx += sums.reshape(c, nb, hp, wp)[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
 
 
 def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, groups, pool=None):

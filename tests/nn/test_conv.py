@@ -722,6 +722,33 @@ def test_float16_uses_the_numpy_path():
     assert F.max_pool2d(x, 2).dtype == np.float16
 
 
+@settings(max_examples=80, deadline=None)
+@given(nb=st.integers(1, 5), c=st.integers(1, 4), o=st.integers(1, 4), h=st.integers(1, 9), w=st.integers(1, 9),
+       kh=st.integers(1, 5), kw=st.integers(1, 5), ph=st.integers(0, 2), pw=st.integers(0, 2),
+       seed=st.integers(0, 2**31 - 1))
+def test_wide_fold_of_several_images_equals_the_direct_sum(nb, c, o, h, w, kh, kw, ph, pw, seed):
+    """``_fold_wide`` adds dX of a stride-1 convolution from dZ over wide rows, all of a chunk's images in one
+    strided sum (each image's products in a padded plane of its rows): equal to the direct sum over the
+    kernel offsets for every batch, kernel and padding, added to what ``dx`` held."""
+    assume(h + 2 * ph >= kh and w + 2 * pw >= kw)
+    rng = np.random.default_rng(seed)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    oh, ow = hp - kh + 1, wp - kw + 1
+    wt = rng.normal(size=(o, c, kh, kw))
+    g = rng.normal(size=(nb, o, oh, ow))
+    dz = np.zeros((o, nb, oh, wp))  # wide rows: dZ is 0 in the kw - 1 wide columns
+    dz[..., :ow] = g.transpose(1, 0, 2, 3)
+    before = rng.normal(size=(nb, c, h, w))
+    dx = before.copy()
+    work = np.full(CF._fold_work(nb, c * kh * kw, (kh, kw), oh, hp, wp), np.nan)  # NOTE: all of it written first
+    CF._fold_wide(wt.reshape(o, -1), dz.reshape(o, -1), (kh, kw), (ph, pw), dx, work)
+    dxp = np.zeros((nb, c, hp, wp))
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i:i + oh, j:j + ow] += np.einsum("oc,nohw->nchw", wt[:, :, i, j], g)
+    np.testing.assert_allclose(dx, before + dxp[:, :, ph:ph + h, pw:pw + w], rtol=1e-12, atol=1e-12)
+
+
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(2, 13), w=st.integers(2, 13), k=st.integers(2, 3),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31 - 1))
