@@ -434,16 +434,25 @@ def _use_wide(dtype, kernel, stride) -> bool:
 
 #: Bytes of columns in one chunk (about a core's L2).
 _CHUNK_BYTES = 1 << 20
+#: Up to this many bytes of columns a thread, each thread's share of the batch is one chunk (above
+#: ``_CHUNK_BYTES`` too), per kernel set.
+#: NOTE: LeNet's first conv at batch 32 (2.5 MB of columns, 25 rows) ran as four chunks of 8 images, two a
+#: thread; as one of 16 a thread its step is 1.03x faster on the NumPy path (each chunk's NumPy calls take the
+#: GIL back from the other thread), but 0.97x with the compiled kernels (their chunks cost no GIL; the larger
+#: one leaves the cache); 1.5 MB chunks for every batch cost the CIFAR-shaped net about 1% (BENCHMARKS.md,
+#: "Convolutions, twelfth session")
+_SHARE_BYTES = {"numpy": 3 << 19, "fast": 0}
 #: Up to this many rows of columns (C·kh·kw), dW is summed from one product per image.
 #: NOTE: measured on chunks, one BLAS thread: 0.34 -> 0.17 ms at the CIFAR net's first conv (27 rows),
 #: 0.130 -> 0.042 ms at LeNet's (25); slower at 150 and 288 rows (0.107 -> 0.204, 0.405 -> 0.539 ms)
 _BATCHED_DW_ROWS = 64
 
 
-def _chunk_groups(n: int, image_bytes: int) -> list | None:
+def _chunk_groups(n: int, image_bytes: int, share_bytes: int = 0) -> list | None:
     """Chunks of images [a, b), in one group per thread, or None: the batch's columns fit one chunk.
 
-    Equal chunks (to one image), at least one per thread; each group a run of consecutive chunks, so the
+    Equal chunks (to one image), at least one per thread, one per thread where each thread's share takes at
+    most ``share_bytes`` (``_SHARE_BYTES``); each group a run of consecutive chunks, so the
     sums over chunks are taken in one order for a given batch shape and thread count: runs repeat.
     When it returns chunks it also prepares the step for them: glibc keeps the heap (``_keep_heap``) and,
     with more than one thread, gradbox's next products are held on one BLAS thread (``_blas.hold_serial``)."""
@@ -457,6 +466,8 @@ def _chunk_groups(n: int, image_bytes: int) -> list | None:
     if threads > 1:
         _blas.hold_serial()
     k = min(n, max(threads, -(-n * image_bytes // _CHUNK_BYTES)))
+    if n * image_bytes <= threads * share_bytes:
+        k = threads
     k = min(n, -(-k // threads) * threads)  # NOTE: a multiple of the threads where it can: equal groups
     cuts = [i * n // k for i in range(k + 1)]
     chunks = list(zip(cuts[:-1], cuts[1:]))
@@ -802,7 +813,7 @@ class Conv2dFunction(Function):
         self.pool, self.z_shape, self.fused = pool, (n, o, oh, ow), False
         kernels = _kernels(x.dtype) or _NumpyKernels
         image_bytes = c * kh * kw * oh * ow * x.dtype.itemsize  # one image's columns
-        self.chunks = _chunk_groups(n, image_bytes)
+        self.chunks = _chunk_groups(n, image_bytes, _SHARE_BYTES["numpy" if kernels is _NumpyKernels else "fast"])
         if self.chunks is None:
             _keep_heap(n * image_bytes)  # NOTE: the whole batch's columns, as _chunk_groups does for chunks
         if self.chunks is not None:

@@ -4,6 +4,7 @@ bad-input errors, and the layers' configs.
 Configurations draw kernel 1-5, stride 1-3, padding 0-2 (pooling: at most half the kernel), non-square
 inputs and kernels, size-1 channels and batches. The relative error must be below 1e-7.
 """
+import itertools
 import os
 
 import numpy as np
@@ -125,8 +126,8 @@ def chunked(request, monkeypatch):
     library does so from ``_WIDE_CHUNK_ROWS`` rows up).
 
     NOTE: the library chunks only batches whose columns exceed ``_CHUNK_BYTES`` (1 MB), on as many threads
-    as NumPy's BLAS may use; the test shrinks the one and sets the other, so that small float64 problems
-    take the chunked path whatever the machine's cores."""
+    as NumPy's BLAS may use, each thread's share as one chunk up to ``_SHARE_BYTES``; the test shrinks the
+    two and sets the threads, so that small float64 problems take the chunked path whatever the machine's cores."""
     path, threads = request.param
     if path.startswith("fast"):
         pytest.importorskip("numba")
@@ -135,6 +136,7 @@ def chunked(request, monkeypatch):
         monkeypatch.setattr(_blas, "gemm_address", lambda dtype: 0)
     monkeypatch.setitem(CF._WIDE_CHUNK_ROWS, "numpy", 1 if path == "numpy-wide" else None)
     monkeypatch.setattr(CF, "_CHUNK_BYTES", 1)
+    monkeypatch.setitem(CF._SHARE_BYTES, "numpy", 0)
     monkeypatch.setattr(_blas, "threads", lambda: threads)
     yield threads
     F.use_fast_kernels(previous)
@@ -153,6 +155,37 @@ def test_compiled_parts_run_where_numpy_blas_is_openblas_with_64_bit_integers():
         assert CF._compiled_parts(K, np.dtype(dtype)) == _blas.gemm_address(dtype)
     assert CF._compiled_parts(CF._NumpyKernels, np.dtype(np.float32)) == 0
     assert _blas.gemm_address(np.int32) == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_chunk_groups_cover_the_batch_in_equal_runs(threads, monkeypatch):
+    """``_chunk_groups``: None while the batch's columns fit one chunk; else every image once, in consecutive
+    chunks of sizes within one image, one group a thread; each thread's share one chunk while it takes at most
+    ``share_bytes`` (the NumPy path's ``_SHARE_BYTES``: LeNet's first conv at batch 32 as two chunks of 16 images
+    on two threads), else chunks of about ``_CHUNK_BYTES``."""
+    monkeypatch.setattr(_blas, "threads", lambda: threads)
+    share = CF._SHARE_BYTES["numpy"]
+    assert CF._chunk_groups(1, 1 << 30, share) is None and CF._chunk_groups(8, CF._CHUNK_BYTES // 8, share) is None
+    for n, image_bytes, share in itertools.product((2, 3, 7, 32, 128),
+                                                   (25 * 784 * 4, 150 * 100 * 4, 288 * 196 * 4, CF._CHUNK_BYTES + 1),
+                                                   (0, share)):
+        groups = CF._chunk_groups(n, image_bytes, share)
+        if n * image_bytes <= CF._CHUNK_BYTES:
+            assert groups is None
+            continue
+        chunks = [c for g in groups for c in g]
+        assert chunks[0][0] == 0 and chunks[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+        sizes = [e - a for a, e in chunks]
+        assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+        assert len(groups) == min(threads, n)
+        if n * image_bytes <= min(threads, n) * share:
+            assert all(len(g) == 1 for g in groups)
+        else:
+            assert max(sizes) * image_bytes <= CF._CHUNK_BYTES + image_bytes
+    if threads == 2:
+        assert CF._chunk_groups(32, 25 * 784 * 4, CF._SHARE_BYTES["numpy"]) == [[(0, 16)], [(16, 32)]]
+        assert CF._chunk_groups(32, 25 * 784 * 4, CF._SHARE_BYTES["fast"]) == [[(0, 8), (8, 16)], [(16, 24), (24, 32)]]
 
 
 def conv_run(x, w, b, g, stride, padding, need_x=True):
