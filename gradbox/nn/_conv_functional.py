@@ -1001,17 +1001,29 @@ def _max_pool_planes(planes, kernel, stride, copy, o, r):
     # NOTE: np.maximum over the kh·kw strided slices, not win.max(axis=(3, 4)): the reduction
     # over two short inner axes of a strided view is about 25x slower.
     win = _windows(planes, kernel, stride)[:, 0]  # (planes, OH, OW, kh, kw)
-    if copy and win.nbytes <= _POOL_COPY_BYTES:
+    copied = copy and win.nbytes <= _POOL_COPY_BYTES
+    if copied:
         # NOTE: tiling windows: the kh·kw offsets copied out as contiguous planes first (one copy), so
         # that the loop below runs on contiguous arrays (NumPy's SIMD loops) rather than strided
         # views (about 0.5 ns an element against 0.1); the same values and argmax
         offsets = np.empty((kh, kw) + win.shape[:3], dtype=win.dtype)
         np.copyto(offsets.transpose(2, 3, 4, 0, 1), win)
         win = offsets.transpose(2, 3, 4, 0, 1)
-    np.copyto(o, win[..., 0, 0])
-    r.fill(0)
     better, step = np.empty(o.shape, dtype=bool), np.empty(r.shape, dtype=r.dtype)
-    for k in range(1, kh * kw):
+    if copied and kh * kw > 1 and r.dtype.itemsize == 1:
+        # NOTE: offsets 0 and 1 first, straight into o and r (the comparison's booleans are the argmax so
+        # far, 0 or 1): four passes fewer than from o = offset 0, r = 0, the same values and argmax. On the
+        # copied (contiguous) offsets only: LeNet's pools at b32 120 -> 115 and 71 -> 68 µs; over strided
+        # views, where it reads offset 0 twice, 6-9% slower (BENCHMARKS.md, "Convolutions, twelfth session")
+        s0 = win[..., 0, 0]
+        np.greater(win[..., 1 // kw, 1 % kw], s0, out=r.view(np.bool_))
+        np.maximum(s0, win[..., 1 // kw, 1 % kw], out=o)
+        first = 2
+    else:
+        np.copyto(o, win[..., 0, 0])
+        r.fill(0)
+        first = 1
+    for k in range(first, kh * kw):
         s = win[..., k // kw, k % kw]
         np.greater(s, o, out=better)  # NOTE: strictly greater: the first maximum wins ties, as PyTorch
         np.maximum(o, s, out=o)

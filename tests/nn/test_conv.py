@@ -729,6 +729,39 @@ def test_pooling_gradients_route_every_upstream_value(geometry, seed):
             assert np.isclose(X.grad.sum(), (g * share).sum())
 
 
+@pytest.mark.parametrize("kernel", [(1, 1), (1, 2), (2, 1), (16, 16), (17, 16)])
+@pytest.mark.parametrize("fast", [False, True])
+def test_max_pool_of_one_offset_and_of_windows_past_255_offsets(kernel, fast):
+    """The max pool's argmax for a single-offset window (the copy, no comparison) and for windows of 256 offsets
+    and more (argmax wider than uint8): outputs and dX equal a direct reference, ties to the first maximum."""
+    if fast:
+        pytest.importorskip("numba")
+    rng = np.random.default_rng(7)
+    # NOTE: rounded values: ties; a row or column no window reaches where the kernel is larger than 1
+    x = np.round(rng.normal(size=(2, 3) + tuple(2 * k + (k > 1) for k in kernel)), 1)
+    g = rng.normal(size=(2, 3, 2, 2))
+    previous = F.use_fast_kernels(fast)
+    try:
+        X = Tensor(x, requires_grad=True)
+        out = F.max_pool2d(X, kernel)
+        out.backward(g)
+    finally:
+        F.use_fast_kernels(previous)
+    want, dx = np.empty(g.shape), np.zeros(x.shape)
+    for i in range(2):
+        for j in range(2):
+            window = x[:, :, i * kernel[0]:(i + 1) * kernel[0], j * kernel[1]:(j + 1) * kernel[1]]
+            flat = window.reshape(2, 3, -1)
+            want[:, :, i, j] = flat.max(axis=-1)
+            first = flat.argmax(axis=-1)  # NOTE: the first maximum, as PyTorch
+            for n in range(2):
+                for c in range(3):
+                    a, b = divmod(int(first[n, c]), kernel[1])
+                    dx[n, c, i * kernel[0] + a, j * kernel[1] + b] += g[n, c, i, j]
+    assert np.array_equal(out.data, want)
+    assert np.array_equal(X.grad, dx)
+
+
 def test_switching_kernels_between_forward_and_backward():
     """A max pool's backward follows the path its forward took (they store the argmax differently)."""
     pytest.importorskip("numba")
