@@ -538,41 +538,51 @@ class ReLU(Function):
     def forward(self, a):
         # NOTE: keep the output, not a mask: the mask (out > 0, the same as a > 0, NaN
         # included) is built only if backward runs, so inference never pays for it.
-        parts = _pass_threads(a)
-        if parts > 1:  # a large pass in a CNN's step: shared among gradbox's threads by samples
-            out = np.empty_like(a)
-            _blas.run_split(lambda i, j: _relu(a[i:j], out[i:j]), len(a), parts)
-        else:
-            out = _relu(a)
-        self.out = out
-        return out
+        self.out = relu_forward(a)
+        return self.out
 
     def backward(self, g):
-        out = self.out
-        fast = _FAST["mod"]
-        if (fast and _FAST["wanted"] and type(g) is np.ndarray and g.dtype == out.dtype and g.dtype in _FAST_DTYPES
-                and g.flags.c_contiguous and out.flags.c_contiguous):
-            # NOTE: the compiled kernels, once a convolution or pooling has loaded them (an MLP's process
-            # never imports numba for this): one pass instead of three, the same bits (tested)
-            return fast.relu_backward(out, g)
-        # NOTE: the mask cast to g's dtype first, then one in-place product: 15-30% less than
-        # multiply(g, mask, dtype=...), whose loop casts the booleans in small buffers (0.77 against
-        # 0.96 ms for a (64, 32, 32, 32) float32 batch); the same values, NaN outputs included (mask 0)
-        parts = _pass_threads(out)
-        if parts > 1 and type(g) is np.ndarray and g.shape == out.shape and g.flags.c_contiguous:
-            # a large pass in a CNN's step, shared by rows as the forward's: the same values per element
-            grad = np.empty(out.shape, dtype=g.dtype)
-            o2, g2, r2 = _rows(out), _rows(g), _rows(grad)
+        return relu_backward(self.out, g)
 
-            def part(i, j):
-                np.greater(o2[i:j], 0, out=r2[i:j])
-                r2[i:j] *= g2[i:j]
 
-            _blas.run_split(part, len(o2), parts)
-            return grad
-        grad = (out > 0).astype(g.dtype)
-        grad *= g
+def relu_forward(a, out=None):
+    """max(a, 0) into ``out`` (``a`` itself allowed) or a new array: the ReLU box's forward, and that of boxes
+    that end in a ReLU (``Conv2dMaxPoolFunction``)."""
+    parts = _pass_threads(a)
+    if parts > 1:  # a large pass in a CNN's step: shared among gradbox's threads by samples
+        out = np.empty_like(a) if out is None else out
+        _blas.run_split(lambda i, j: _relu(a[i:j], out[i:j]), len(a), parts)
+        return out
+    return _relu(a, out)
+
+
+def relu_backward(out, g):
+    """dA = dZ·(out > 0) for a ReLU whose output is ``out``: the ReLU box's backward, and that of boxes that
+    end in a ReLU (``Conv2dMaxPoolFunction``). A new array."""
+    fast = _FAST["mod"]
+    if (fast and _FAST["wanted"] and type(g) is np.ndarray and g.dtype == out.dtype and g.dtype in _FAST_DTYPES
+            and g.flags.c_contiguous and out.flags.c_contiguous):
+        # NOTE: the compiled kernels, once a convolution or pooling has loaded them (an MLP's process
+        # never imports numba for this): one pass instead of three, the same bits (tested)
+        return fast.relu_backward(out, g)
+    # NOTE: the mask cast to g's dtype first, then one in-place product: 15-30% less than
+    # multiply(g, mask, dtype=...), whose loop casts the booleans in small buffers (0.77 against
+    # 0.96 ms for a (64, 32, 32, 32) float32 batch); the same values, NaN outputs included (mask 0)
+    parts = _pass_threads(out)
+    if parts > 1 and type(g) is np.ndarray and g.shape == out.shape and g.flags.c_contiguous:
+        # a large pass in a CNN's step, shared by rows as the forward's: the same values per element
+        grad = np.empty(out.shape, dtype=g.dtype)
+        o2, g2, r2 = _rows(out), _rows(g), _rows(grad)
+
+        def part(i, j):
+            np.greater(o2[i:j], 0, out=r2[i:j])
+            r2[i:j] *= g2[i:j]
+
+        _blas.run_split(part, len(o2), parts)
         return grad
+    grad = (out > 0).astype(g.dtype)
+    grad *= g
+    return grad
 
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

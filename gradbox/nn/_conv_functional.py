@@ -37,6 +37,7 @@ from .._fast import FAST as _FAST
 from .._heap import keep_heap as _keep_heap
 from .._validation import Constraint, check
 from ..function import Function, is_grad_enabled
+from ..ops import relu_backward, relu_forward
 from ..tensor import _FLOATS, Tensor
 
 __all__ = [
@@ -805,7 +806,14 @@ class Conv2dFunction(Function):
 
     returns_fresh_grads = True
 
-    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), pool=None):
+    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), pool=None, relu=False):
+        out = self._forward(x, w, b, stride, padding, pool)
+        self.relu = relu
+        if relu:  # NOTE: the ReLU box's own arithmetic, in place on this box's fresh output
+            self.out = out = relu_forward(out, out)
+        return out
+
+    def _forward(self, x, w, b, stride, padding, pool):
         o, c, kh, kw = w.shape
         n, _, h, wd = x.shape
         self.geometry = (x.shape, (kh, kw), stride, padding)
@@ -865,6 +873,8 @@ class Conv2dFunction(Function):
     def backward(self, g):
         need = self.needs_input_grad
         x_shape, kernel, stride, padding = self.geometry
+        if self.relu:
+            g = relu_backward(self.out, g)
         if self.pool is not None and not self.fused:
             g = self.pooling.backward(g)[0]
         if self.chunks is not None:
@@ -910,15 +920,16 @@ class Conv2dFunction(Function):
 
 class Conv2dMaxPoolFunction(Conv2dFunction):
     """``Conv2dFunction`` then ``MaxPool2dFunction`` over tiling windows (stride = kernel, no padding), as one
-    box: ``A = max over each window of (W * X + b)``, called with ``pool=(kh, kw)``. ``nn.Sequential`` runs
-    a ``Conv2d`` directly followed by such a ``MaxPool2d`` this way (its ``fuse_layers``).
+    box: ``A = max over each window of (W * X + b)``, called with ``pool=(kh, kw)``; with ``relu=True`` the
+    ReLU after the pooling too, ``A = max(0, ...)`` (its backward first: dA·(A > 0)). ``nn.Sequential`` runs a
+    ``Conv2d`` directly followed by such a ``MaxPool2d`` (and a ``ReLU``) this way (its ``fuse_layers``).
 
     The values and gradients are the two boxes', bit for bit: the same products and the same pooling, in
     the same order. What changes is where the pooling runs: with the compiled kernels and a batch large
     enough to be chunked, on each chunk's Z right after its products, inside the chunk's compiled part, while
     it is in cache, and its backward (dZ from the pooled gradient and the argmax) at the start of each
     chunk's backward; the cache then holds the argmax, not Z. Otherwise: the convolution, then the pooling
-    box, one after the other.
+    box, one after the other. The ReLU runs in place on the pooled output: no box, no new array.
 
     NOTE: not on the NumPy path: its pooling's dozen NumPy calls per chunk, run inside the chunks' parts on
     two threads, made LeNet's step at batch 32 0.92x (the threads' GIL; BENCHMARKS.md, "Convolutions,

@@ -112,16 +112,18 @@ class Conv2d(Module):
         inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
         return CF.Conv2dFunction.apply(*inputs, stride=self.stride, padding=self.padding)
 
-    def _forward_max_pool(self, x, pool, kernel):
+    def _forward_max_pool(self, x, pool, kernel, relu=None):
         """``pool(self(x))`` for a ``MaxPool2d`` whose windows (``kernel``, its checked kernel size) tile its
-        input, as one box (``Conv2dMaxPoolFunction``: the same values and gradients); ``nn.Sequential``'s
-        fused pair."""
+        input, then ``relu`` of that when given (a ``ReLU``), as one box (``Conv2dMaxPoolFunction``: the same
+        values and gradients); ``nn.Sequential``'s fused layers."""
         x = self._checked(x)
         _, oh, ow = self.output_shape(x.shape[1:])
         if kernel[0] > oh or kernel[1] > ow:  # NOTE: the pooling layer says what is wrong, as when unfused
-            return pool(self(x))
+            x = pool(self(x))
+            return x if relu is None else relu(x)
         inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
-        return CF.Conv2dMaxPoolFunction.apply(*inputs, stride=self.stride, padding=self.padding, pool=kernel)
+        return CF.Conv2dMaxPoolFunction.apply(*inputs, stride=self.stride, padding=self.padding, pool=kernel,
+                                              relu=relu is not None)
 
     def _checked(self, x) -> Tensor:
         """The input as a Tensor, checked: shape, channels, finite (raw arrays), the window, the dtype."""

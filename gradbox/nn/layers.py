@@ -388,22 +388,24 @@ class Flatten(_Stateless):
 
 
 class _ConvMaxPool:
-    """A ``Conv2d`` and the ``MaxPool2d`` after it, called as one (``Sequential``'s fused pair): one box
-    while the pooling's windows tile its input, else the two layers one after the other."""
+    """A ``Conv2d``, the ``MaxPool2d`` after it and the ``ReLU`` after that (or None), called as one
+    (``Sequential``'s fused layers): one box while the pooling's windows tile its input, else the layers one
+    after the other."""
 
-    __slots__ = ("conv", "pool")
+    __slots__ = ("conv", "pool", "relu")
 
-    def __init__(self, conv, pool):
-        self.conv, self.pool = conv, pool
+    def __init__(self, conv, pool, relu=None):
+        self.conv, self.pool, self.relu = conv, pool, relu
 
     def __call__(self, x):
         kernel, stride, padding = self.pool._window()
         if stride == kernel and padding == (0, 0):
-            return self.conv._forward_max_pool(x, self.pool, kernel)
-        return self.pool(self.conv(x))
+            return self.conv._forward_max_pool(x, self.pool, kernel, self.relu)
+        x = self.pool(self.conv(x))
+        return x if self.relu is None else self.relu(x)
 
     def __repr__(self):
-        return f"_ConvMaxPool({self.conv!r}, {self.pool!r})"
+        return f"_ConvMaxPool({self.conv!r}, {self.pool!r}, {self.relu!r})"
 
 
 class Sequential(Module):
@@ -423,11 +425,12 @@ class Sequential(Module):
       the order of positive values (the first maximum of a window is the same). A zero may come out
       as -0 where it was +0. The ReLU then touches a quarter of the numbers for 2x2 pooling.
     - A ``Conv2d`` directly followed by a ``MaxPool2d`` whose windows tile its input (stride = kernel
-      size, no padding) runs as one box, ``Conv2dMaxPoolFunction``: bit for bit the two boxes' values
-      and gradients; with the ``fast`` extra its pooling runs chunk by chunk next to the convolution's
-      products, on the same threads.
+      size, no padding), and by a ``ReLU`` after that if there is one, runs as one box,
+      ``Conv2dMaxPoolFunction``: bit for bit the boxes' values and gradients; with the ``fast`` extra its
+      pooling runs chunk by chunk next to the convolution's products, on the same threads, and the ReLU
+      works in place on the pooled output.
 
-    So ``Conv2d, ReLU, MaxPool2d`` runs as the fused convolution and pooling, then the ReLU. The
+    So ``Conv2d, ReLU, MaxPool2d`` runs as one box: the convolution, the pooling, then the ReLU. The
     recorded graph shows what ran. Set ``fuse_layers = False`` on the model (or on ``Sequential``)
     to run the layers exactly as listed (``gradbox graph`` does, to draw them so).
 
@@ -488,8 +491,9 @@ class Sequential(Module):
 
     def _make_order(self) -> tuple:
         """What ``forward`` runs, in order, when it fuses (see Notes): the modules, each ``ReLU`` directly
-        followed by a ``MaxPool2d`` after it, then each ``Conv2d`` directly followed by a ``MaxPool2d`` as one
-        call (``_ConvMaxPool``). Only modules of exactly those classes, none with a ``forward`` of its own."""
+        followed by a ``MaxPool2d`` after it, then each ``Conv2d`` directly followed by a ``MaxPool2d`` (and a
+        ``ReLU`` after that) as one call (``_ConvMaxPool``). Only modules of exactly those classes, none with a
+        ``forward`` of its own."""
         from .conv import Conv2d
         from .pooling import MaxPool2d
 
@@ -502,8 +506,10 @@ class Sequential(Module):
         while i < len(mods):
             conv, pool = mods[i], mods[i + 1] if i + 1 < len(mods) else None
             if type(conv) is Conv2d and type(pool) is MaxPool2d and _plain(conv) and _plain(pool):
-                order.append(_ConvMaxPool(conv, pool))
-                i += 2
+                relu = mods[i + 2] if i + 2 < len(mods) else None
+                relu = relu if type(relu) is ReLU and _plain(relu) else None
+                order.append(_ConvMaxPool(conv, pool, relu))
+                i += 2 if relu is None else 3
             else:
                 order.append(conv)
                 i += 1
