@@ -801,7 +801,7 @@ class Conv2dFunction(Function):
 
     With a batch whose columns exceed about 1 MB, the same products run
     chunk by chunk of images on gradbox's threads (``_conv_forward_chunks``); the cache is then X
-    itself, unfolded again chunk by chunk in the backward. ``pool``: see ``Conv2dMaxPoolFunction``.
+    itself, unfolded again chunk by chunk in the backward. ``pool``, ``relu``: see ``Conv2dMaxPoolFunction``.
     """
 
     returns_fresh_grads = True
