@@ -112,13 +112,15 @@ class Conv2d(Module):
         inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
         return CF.Conv2dFunction.apply(*inputs, stride=self.stride, padding=self.padding)
 
-    def _forward_max_pool(self, x, pool, kernel, relu=None):
-        """``pool(self(x))`` for a ``MaxPool2d`` whose windows (``kernel``, its checked kernel size) tile its
-        input, then ``relu`` of that when given (a ``ReLU``), as one box (``Conv2dMaxPoolFunction``: the same
-        values and gradients); ``nn.Sequential``'s fused layers."""
+    def _forward_max_pool(self, x, pool, relu=None):
+        """``pool(self(x))`` for a ``MaxPool2d``, then ``relu`` of that when given (a ``ReLU``): as one box
+        (``Conv2dMaxPoolFunction``: the same values and gradients) while the pooling's windows tile its input,
+        else the layers one after the other; ``nn.Sequential``'s fused layers."""
+        kernel, stride, padding = pool._window()
         x = self._checked(x)
         _, oh, ow = self.output_shape(x.shape[1:])
-        if kernel[0] > oh or kernel[1] > ow:  # NOTE: the pooling layer says what is wrong, as when unfused
+        # NOTE: a kernel larger than Z: the pooling layer says what is wrong, as when unfused
+        if stride != kernel or padding != (0, 0) or kernel[0] > oh or kernel[1] > ow:
             x = pool(self(x))
             return x if relu is None else relu(x)
         inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)

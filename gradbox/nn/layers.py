@@ -398,11 +398,7 @@ class _ConvMaxPool:
         self.conv, self.pool, self.relu = conv, pool, relu
 
     def __call__(self, x):
-        kernel, stride, padding = self.pool._window()
-        if stride == kernel and padding == (0, 0):
-            return self.conv._forward_max_pool(x, self.pool, kernel, self.relu)
-        x = self.pool(self.conv(x))
-        return x if self.relu is None else self.relu(x)
+        return self.conv._forward_max_pool(x, self.pool, self.relu)
 
     def __repr__(self):
         return f"_ConvMaxPool({self.conv!r}, {self.pool!r}, {self.relu!r})"
@@ -417,7 +413,7 @@ class Sequential(Module):
 
     Notes
     -----
-    ``fuse_layers`` (on by default) runs two common pairs of layers faster, with the values and
+    ``fuse_layers`` (on by default) runs common runs of layers faster, with the values and
     gradients of the layers as written:
 
     - A ``ReLU`` directly followed by a ``MaxPool2d`` runs after the pooling, on its output:
@@ -442,7 +438,7 @@ class Sequential(Module):
     (3, (1, 3))
     """
 
-    #: Whether adjacent ``ReLU, MaxPool2d`` and ``Conv2d, MaxPool2d`` run fused (see Notes).
+    #: Whether adjacent ``ReLU, MaxPool2d`` and ``Conv2d, MaxPool2d(, ReLU)`` run fused (see Notes).
     #: NOTE: measured on training steps of the bench's CNNs (BENCHMARKS.md, "Convolutions, eleventh session")
     fuse_layers = True
 
