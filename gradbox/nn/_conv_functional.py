@@ -937,6 +937,159 @@ class Conv2dMaxPoolFunction(Conv2dFunction):
     """
 
 
+def _stack_plan(x_shape, dtype, blocks) -> list | None:
+    """Each block's chunk groups and output size (groups, OH, OW) for ``Conv2dStackFunction``, or None where the
+    blocks' parts would not merge: the compiled kernels (their parts pool already and their hand-offs spin),
+    a block not chunked on two threads or more, or blocks whose threads' image ranges differ.
+    ``blocks``: (weight shape, stride, padding, pool kernel) of each block, whose pooling tiles its Z."""
+    dtype = np.dtype(dtype)
+    if _kernels(dtype) is not None:
+        return None
+    n, shape, plan, ranges = x_shape[0], x_shape, [], None
+    for (o, c, kh, kw), stride, padding, pool in blocks:
+        oh = conv_output_size(shape[2], kh, stride[0], padding[0])
+        ow = conv_output_size(shape[3], kw, stride[1], padding[1])
+        groups = _chunk_groups(n, c * kh * kw * oh * ow * dtype.itemsize, _SHARE_BYTES["numpy"])
+        if groups is None or len(groups) < 2:
+            return None
+        own = [(chunks[0][0], chunks[-1][1]) for chunks in groups]
+        if ranges is not None and own != ranges:
+            return None
+        ranges = own
+        plan.append((groups, oh, ow))
+        shape = (n, o, oh // pool[0], ow // pool[1])
+    return plan
+
+
+class _StackBlock:
+    """One block of a ``Conv2dStackFunction``: its geometry, chunks, weights and cache."""
+
+    __slots__ = ("w", "w2", "b", "stride", "padding", "kernel", "pool", "relu", "groups", "oh", "ow", "width",
+                 "per_image", "x", "x_shape", "out", "arg", "need")
+
+
+class Conv2dStackFunction(Function):
+    """Blocks of ``Conv2dMaxPoolFunction`` one after the other (each a convolution, max pooling over tiling
+    windows and a ReLU or not) as one box, on the NumPy path with a batch chunked on gradbox's threads:
+    ``A[l] = max over each window of (W[l] * A[l-1] + b[l])`` (then ``max(0, ·)``) for l = 1, 2, ...; called
+    with ``blocks``, (has bias, stride, padding, pool kernel, relu) for each, and ``plan`` (``_stack_plan``).
+    The inputs are A[0] and each block's W (and b).
+
+    Each thread takes its own images through every block, forward and backward, in one part (its chunks of a
+    block's products, then the pooling and the ReLU of its images, then the next block): one hand-off to the
+    other thread for the forward and one for the backward, instead of one per block each way, and the
+    pooling on both threads. The backward of block l (from the last): the ReLU's dA·(A > 0), the pooling's
+    scatter of dA to each window's argmax (dZ), then the chunks' dW, db and dX (``_backward_chunks_python``);
+    dX is block l-1's dA. dW and db are each thread's sums added in thread order, as the blocks' own boxes
+    add them: the values and gradients are theirs, bit for bit (tested).
+    The cache: each block's input (the previous block's output), the argmax and the output.
+
+    NOTE: why: a hand-off wakes the other vCPU and the GIL's waiters, 70-110 µs each way on the 2-vCPU AMD EPYC
+    VM of the thirteenth session (15 µs on the earlier machine); LeNet's two blocks forward at batch 32, one
+    part a thread against a part a block and the pooling after: 1.06-1.25 against 1.20-1.41 ms
+    (BENCHMARKS.md, "Convolutions, thirteenth session").
+    """
+
+    returns_fresh_grads = True
+
+    def forward(self, x, *params, blocks, plan):
+        kernels, grad = _NumpyKernels, is_grad_enabled()
+        need = self.needs_input_grad
+        n, dtype = x.shape[0], x.dtype
+        self.ranges = [(chunks[0][0], chunks[-1][1]) for chunks in plan[0][0]]
+        layers, k, upstream = [], 0, bool(need and need[0])
+        xs = np.ascontiguousarray(x)
+        for (has_bias, stride, padding, pool, relu), (groups, oh, ow) in zip(blocks, plan):
+            L = _StackBlock()
+            L.w, L.b = params[k], params[k + 1] if has_bias else None
+            flags = need[1 + k:3 + k] if has_bias else need[1 + k:2 + k]
+            k += 2 if has_bias else 1
+            o, c, kh, kw = L.w.shape
+            L.w2, L.kernel, L.stride, L.padding, L.pool, L.relu = L.w.reshape(o, c * kh * kw), (kh, kw), stride, \
+                padding, pool, relu
+            L.groups, L.oh, L.ow = groups, oh, ow
+            L.width = _chunk_width(kernels, xs.shape, (kh, kw), stride, padding, ow)
+            L.per_image = _chunk_per_image(xs.shape, (kh, kw), padding, o, oh, L.width)
+            # NOTE: a block's dX is needed where the stack's input or an earlier block's parameter needs a gradient
+            L.need = (upstream,) + tuple(bool(f) for f in flags)
+            upstream = upstream or any(flags)
+            L.x, L.x_shape = xs, xs.shape
+            L.out, L.arg = _pool_arrays(n, o, oh, ow, pool, dtype)
+            layers.append(L)
+            xs = L.out
+        zs = [_new_array((n, L.w.shape[0], L.oh, L.ow), dtype) for L in layers]
+        bufs = [_group_buffers(L.groups, L.per_image, dtype) for L in layers]
+
+        def run(i):
+            a, e = self.ranges[i]
+            for L, z, buf in zip(layers, zs, bufs):
+                _forward_chunks_python(kernels, L.x, L.w2, L.b, L.kernel, L.stride, L.padding, L.oh, L.ow, L.width,
+                                       z, L.groups[i], buf[i])
+                _max_pool_planes(_planes(z[a:e])[:, None], L.pool, L.pool, True, _planes(L.out[a:e]),
+                                 _planes(L.arg[a:e]))
+                if L.relu:
+                    relu_forward(L.out[a:e], L.out[a:e])
+
+        try:
+            _blas.run_parts(run, list(range(len(self.ranges))))
+        finally:
+            for buf in bufs:
+                for b in buf:
+                    _SCRATCH.give(b)
+        if grad and True in need:
+            for L in layers:
+                if not L.need[1]:
+                    L.x = None  # NOTE: the input is kept to unfold it again for dW only
+            self.layers = layers
+        return layers[-1].out
+
+    def backward(self, g):
+        kernels, layers = _NumpyKernels, self.layers
+        dtype = g.dtype
+        g = np.ascontiguousarray(g)
+        dzs = [_new_array((g.shape[0], L.w.shape[0], L.oh, L.ow), dtype) for L in layers]
+        gxs = [_new_array(L.x_shape, dtype) if L.need[0] else None for L in layers]
+        _blas.hold_serial()
+        bufs = [_group_buffers(L.groups, L.per_image, dtype) for L in layers]
+
+        def run(i):
+            a, e = self.ranges[i]
+            sums, ga = [(None, None)] * len(layers), g[a:e]
+            for j in range(len(layers) - 1, -1, -1):
+                if ga is None:  # NOTE: nothing before this block needs a gradient
+                    break
+                L, dz, gx = layers[j], dzs[j], gxs[j]
+                if L.relu:
+                    ga = relu_backward(L.out[a:e], ga)
+                _max_pool_tiles_backward(_planes(ga), _planes(L.arg[a:e]), L.pool, _planes(dz[a:e]))
+                if gx is not None:
+                    gx[a:e] = 0  # NOTE: the chunks add their dX into it
+                sums[j] = _backward_chunks_python(kernels, dz, L.x, L.x_shape, L.w2, L.kernel, L.stride, L.padding,
+                                                  L.need if L.b is not None else L.need[:2], L.width, gx, L.groups[i],
+                                                  bufs[j][i])
+                ga = gx[a:e] if gx is not None else None
+            return sums
+
+        try:
+            parts = _blas.run_parts(run, list(range(len(self.ranges))))
+        finally:
+            for buf in bufs:
+                for b in buf:
+                    _SCRATCH.give(b)
+        grads = [gxs[0]]
+        for j, L in enumerate(layers):
+            gw, gb = parts[0][j]
+            for part in parts[1:]:  # NOTE: in thread order, as _conv_backward_chunks adds them
+                if gw is not None:
+                    gw += part[j][0]
+                if gb is not None:
+                    gb += part[j][1]
+            grads.append(None if gw is None else gw.reshape(L.w.shape))
+            if L.b is not None:
+                grads.append(gb)
+        return tuple(grads)
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
     """2-D convolution (cross-correlation) of an NCHW batch, as ``torch.nn.functional.conv2d``.
 

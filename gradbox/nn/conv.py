@@ -127,6 +127,37 @@ class Conv2d(Module):
         return CF.Conv2dMaxPoolFunction.apply(*inputs, stride=self.stride, padding=self.padding, pool=kernel,
                                               relu=relu is not None)
 
+    @staticmethod
+    def _forward_stack(units, x):
+        """``units`` (``Sequential``'s fused blocks: each a Conv2d, a MaxPool2d and a ReLU or None) one after the
+        other: as one box (``Conv2dStackFunction``, the same values and gradients) where their parts merge
+        (``_stack_plan``: the NumPy path, a batch chunked alike in every block, pooling windows that tile),
+        else block by block (``_forward_max_pool``), which also says what is wrong with a bad input."""
+        first = units[0][0]
+        x = first._checked(x)
+        shape, blocks, specs, inputs = x.shape, [], [], [x]
+        for conv, pool, relu in units:
+            kernel, stride, padding = pool._window()
+            (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+            if (shape[1] != conv.in_channels or conv.weight.dtype != x.dtype or shape[2] + 2 * ph < kh
+                    or shape[3] + 2 * pw < kw):
+                blocks = None
+                break
+            _, oh, ow = conv.output_shape(shape[1:])
+            if stride != kernel or padding != (0, 0) or kernel[0] > oh or kernel[1] > ow:
+                blocks = None
+                break
+            blocks.append((conv.bias is not None, conv.stride, conv.padding, kernel, relu is not None))
+            specs.append((conv.weight.shape, conv.stride, conv.padding, kernel))
+            inputs += [conv.weight] if conv.bias is None else [conv.weight, conv.bias]
+            shape = (shape[0], conv.out_channels, oh // kernel[0], ow // kernel[1])
+        plan = CF._stack_plan(x.shape, x.dtype, specs) if blocks else None
+        if plan is None:
+            for conv, pool, relu in units:
+                x = conv._forward_max_pool(x, pool, relu)
+            return x
+        return CF.Conv2dStackFunction.apply(*inputs, blocks=tuple(blocks), plan=plan)
+
     def _checked(self, x) -> Tensor:
         """The input as a Tensor, checked: shape, channels, finite (raw arrays), the window, the dtype."""
         who = self._who()

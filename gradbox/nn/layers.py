@@ -404,6 +404,22 @@ class _ConvMaxPool:
         return f"_ConvMaxPool({self.conv!r}, {self.pool!r}, {self.relu!r})"
 
 
+class _ConvStack:
+    """Fused blocks (``_ConvMaxPool``'s conv, pool, relu) directly after one another, called as one
+    (``Conv2d._forward_stack``): one box where their parts merge, else block by block."""
+
+    __slots__ = ("units",)
+
+    def __init__(self, units):
+        self.units = tuple((u.conv, u.pool, u.relu) for u in units)
+
+    def __call__(self, x):
+        return self.units[0][0]._forward_stack(self.units, x)
+
+    def __repr__(self):
+        return f"_ConvStack({self.units!r})"
+
+
 class Sequential(Module):
     """Apply modules in order: the notes' forward pass through all layers.
 
@@ -425,6 +441,10 @@ class Sequential(Module):
       ``Conv2dMaxPoolFunction``: bit for bit the boxes' values and gradients; with the ``fast`` extra its
       pooling runs chunk by chunk next to the convolution's products, on the same threads, and the ReLU
       works in place on the pooled output.
+    - Such blocks directly after one another run as one call: on the NumPy path, with a batch large enough
+      to be shared among gradbox's threads, as one box, ``Conv2dStackFunction``, in which each thread takes
+      its own images through every block, forward and backward (bit for bit the boxes' values and
+      gradients); otherwise block by block.
 
     So ``Conv2d, ReLU, MaxPool2d`` runs as one box: the convolution, the pooling, then the ReLU. The
     recorded graph shows what ran. Set ``fuse_layers = False`` on the model (or on ``Sequential``)
@@ -509,7 +529,18 @@ class Sequential(Module):
             else:
                 order.append(conv)
                 i += 1
-        return tuple(order)
+        # NOTE: blocks directly after one another as one call: on the NumPy path each thread then takes its
+        # images through all of them in one part (Conv2dStackFunction)
+        merged, run = [], []
+        for m in order + [None]:
+            if type(m) is _ConvMaxPool:
+                run.append(m)
+                continue
+            merged += [_ConvStack(run)] if len(run) > 1 else run
+            run = []
+            if m is not None:
+                merged.append(m)
+        return tuple(merged)
 
     def _forward_no_graph(self, x):
         """An MLP's forward on bare arrays, or None when a module has no ``_infer``.

@@ -13,15 +13,16 @@ from gradbox import Tensor, nn
 
 from gradbox.nn import _conv_functional as CF
 
-from .test_conv import chunked, kernels  # noqa: F401 (the shared fixtures: NumPy path and compiled kernels)
+from ..conftest import gradcheck_ok
+from .test_conv import chunked, distinct, kernels  # noqa: F401 (the shared fixtures: NumPy path and compiled kernels)
 
 
-def _run(model, x, g, swap):
+def _run(model, x, g, swap, needs_x=True):
     """Output and input gradient of ``model`` on ``x`` with the cotangent ``g``, swapped or as written."""
     model.fuse_layers = swap
     for p in model.parameters():
         p.grad = None
-    X = Tensor(x, requires_grad=True)
+    X = Tensor(x, requires_grad=needs_x)
     out = model(X)
     out.backward(g)
     return out.data, X.grad, [p.grad for p in model.parameters()]
@@ -210,7 +211,7 @@ def test_fused_lenet_equals_torch_over_training_steps(kernels):
     with torch.no_grad():
         for p, tp in zip(ours.parameters(), theirs.parameters()):
             tp.copy_(torch.from_numpy(p.data))
-    assert [type(m).__name__ for m in ours._make_order()] == ["_ConvMaxPool", "_ConvMaxPool", "Flatten", "Linear"]
+    assert [type(m).__name__ for m in ours._make_order()] == ["_ConvStack", "Flatten", "Linear"]
     opt = gb.optim.SGD(ours.parameters(), lr=0.05, momentum=0.9)
     topt = torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9)
     rng = np.random.default_rng(0)
@@ -227,3 +228,103 @@ def test_fused_lenet_equals_torch_over_training_steps(kernels):
             assert gb.relative_error(p.grad, tp.grad.numpy()) < 1e-10, step
         opt.step()
         topt.step()
+
+
+def _stack_model(rng, dtype, seed):
+    """2-3 blocks (Conv2d, MaxPool2d and a ReLU or not) in a row, random geometry, some without bias, then
+    Flatten: Sequential runs them as one _ConvStack; and an input that fits them."""
+    layers, c = [], int(rng.integers(1, 3))
+    h = w = int(rng.integers(12, 16))
+    h0, c0 = h, c
+    for j in range(int(rng.integers(2, 4))):
+        k, pool, padding = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(0, 2))
+        if (h + 2 * padding - k + 1) // pool < 1:
+            k, pool, padding = 1, 1, 0
+        o = int(rng.integers(1, 4))
+        layers += [nn.Conv2d(c, o, k, padding=padding, bias=bool(rng.integers(0, 4)), dtype=dtype, rng=seed + j),
+                   nn.MaxPool2d(pool)] + ([nn.ReLU()] if rng.integers(0, 2) else [])
+        c, h = o, (h + 2 * padding - k + 1) // pool
+    return nn.Sequential(*layers, nn.Flatten()), (c0, h0, w)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_stacked_blocks_equal_the_layers_as_written_bit_for_bit(seed, chunked):
+    """Blocks in a row as one box (Conv2dStackFunction: each thread's images through every block in one part,
+    on the NumPy path), or block by block: the values and gradients of the layers as written, bit for bit, on
+    every chunked path, with the input needing a gradient or not."""
+    from gradbox import _blas
+
+    rng = np.random.default_rng(seed)
+    dtype = (np.float32, np.float64)[seed % 2]
+    model, (c, h, w) = _stack_model(rng, dtype, seed)
+    n = int(rng.integers(1, 7))
+    x = (rng.integers(-4, 5, size=(n, c, h, w)) * 0.5).astype(dtype)  # ties within windows, zeros
+    g = rng.standard_normal(model(x).shape).astype(dtype)
+    model.fuse_layers = True
+    assert [type(m).__name__ for m in model._make_order()] == ["_ConvStack", "Flatten"]
+    stacked = _box_names(model(Tensor(x, requires_grad=True)))[1]
+    merges = CF._kernels(np.dtype(dtype)) is None and n > 1 and _blas.threads() > 1
+    assert stacked == ("Conv2dStackFunction" if merges else "Conv2dMaxPoolFunction")
+    for needs_x in (True, False):
+        got, want = _run(model, x, g, True, needs_x), _run(model, x, g, False, needs_x)
+        for a, b in zip([got[0], got[1], *got[2]], [want[0], want[1], *want[2]]):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a.dtype == b.dtype and a.shape == b.shape
+                assert np.array_equal(a, b) and np.array_equal(np.signbit(a), np.signbit(b))
+
+
+def test_stacked_blocks_with_frozen_parameters_and_a_second_backward(chunked):
+    """A frozen block (no dW, db) before or after one that learns: the written layers' gradients; and a second
+    backward (retain_graph) that reads the same cache: exactly twice the first gradients."""
+    rng = np.random.default_rng(3)
+    for frozen in (0, 3):
+        model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=0), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(3, 4, 3, dtype=np.float64, rng=1), nn.MaxPool2d(2), nn.ReLU())
+        for p in model[frozen].parameters():
+            p.requires_grad = False
+        x = rng.normal(size=(5, 2, 12, 10))
+        g = rng.normal(size=model(x).shape)
+        got, want = _run(model, x, g, True, False), _run(model, x, g, False, False)
+        for a, b in zip(got[2], want[2]):
+            assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+        assert sum(a is None for a in got[2]) == 2  # the frozen block's weight and bias
+        for p in model.parameters():
+            p.grad = None
+        out = model(x)
+        out.backward(g, retain_graph=True)
+        first = [None if p.grad is None else p.grad.copy() for p in model.parameters()]
+        out.backward(g)
+        for a, p in zip(first, model.parameters()):
+            assert (a is None and p.grad is None) or np.array_equal(p.grad, 2 * a)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("wide", [False, True], ids=["short-rows", "wide-rows"])
+@pytest.mark.parametrize("seed", range(3))
+def test_stacked_blocks_pass_gradcheck(seed, wide, threads, monkeypatch):
+    """The stack box itself, float64 central differences, for x and every block's W and b (NumPy path, every
+    convolution chunked by image on 2-3 threads, as the chunked fixture does)."""
+    from gradbox import _blas
+    from gradbox.nn import functional as F
+
+    previous = F.use_fast_kernels(False)
+    monkeypatch.setattr(CF, "_CHUNK_BYTES", 1)
+    monkeypatch.setitem(CF._SHARE_BYTES, "numpy", 0)
+    monkeypatch.setitem(CF._WIDE_CHUNK_ROWS, "numpy", 1 if wide else None)
+    monkeypatch.setattr(_blas, "threads", lambda: threads)
+    try:
+        rng = np.random.default_rng(100 + seed)
+        c, o1, o2 = (int(v) for v in rng.integers(1, 4, size=3))
+        k1, k2 = (int(v) for v in rng.integers(1, 4, size=2))
+        n = int(rng.integers(2, 5))
+        x = distinct(rng, (n, c, 11, 12))
+        w1, b1 = rng.normal(size=(o1, c, k1, k1)), rng.normal(size=o1)
+        w2, b2 = rng.normal(size=(o2, o1, k2, k2)), rng.normal(size=o2)
+        blocks = ((True, (1, 1), (1, 1), (2, 2), True), (True, (1, 1), (0, 0), (2, 2), False))
+        specs = [(w1.shape, (1, 1), (1, 1), (2, 2)), (w2.shape, (1, 1), (0, 0), (2, 2))]
+        plan = CF._stack_plan(x.shape, x.dtype, specs)
+        assert plan is not None and len(plan[0][0]) == min(threads, n)
+        gradcheck_ok(lambda *t: CF.Conv2dStackFunction.apply(*t, blocks=blocks, plan=plan), [x, w1, b1, w2, b2])
+    finally:
+        F.use_fast_kernels(previous)
