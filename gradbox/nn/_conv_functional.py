@@ -741,9 +741,11 @@ def _conv_backward_chunks(kernels, g, x, x_shape, w, stride, padding, need, grou
     return gx, gw, gb
 
 
-def _backward_chunks_python(kernels, g, x, x_shape, w2, kernel, stride, padding, need, width, gx, chunks, buf):
+def _backward_chunks_python(kernels, g, x, x_shape, w2, kernel, stride, padding, need, width, gx, chunks, buf,
+                            unfolded=False):
     """One thread's chunks of ``_conv_backward_chunks`` from Python (as ``_forward_chunks_python``):
-    returns its sums of dW and db (None where not needed); dX goes into ``gx``."""
+    returns its sums of dW and db (None where not needed); dX goes into ``gx``. ``unfolded``: ``buf`` already
+    holds the columns of the thread's one chunk (the forward's, kept: ``Conv2dStackFunction``)."""
     _, o, oh, ow = g.shape
     c, h, wd = x_shape[1:]
     rows = w2.shape[1]
@@ -765,7 +767,8 @@ def _backward_chunks_python(kernels, g, x, x_shape, w2, kernel, stride, padding,
             dz4[..., :ow] = g[a:e].transpose(1, 0, 2, 3)
             dz4[..., ow:] = 0
             if need_w:
-                _im2col_wide(x[a:e], (kh, kw), padding, cols, work)
+                if not unfolded:
+                    _im2col_wide(x[a:e], (kh, kw), padding, cols, work)
                 gw += cols.dot(dz.T).T if rows >= o else dz.dot(cols.T)
             if need_b:
                 gb += g3.sum(axis=(0, 2))
@@ -773,7 +776,8 @@ def _backward_chunks_python(kernels, g, x, x_shape, w2, kernel, stride, padding,
                 _fold_wide(w2, dz, (kh, kw), padding, gx[a:e], work)
             continue
         if need_w:
-            kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
+            if not unfolded:
+                kernels.im2col(x[a:e], (kh, kw), stride, padding, cols, work)
             if rows <= _BATCHED_DW_ROWS:
                 gw += np.matmul(g3, cols.reshape(rows, nb, L).transpose(1, 2, 0)).sum(axis=0)
             else:
@@ -961,6 +965,9 @@ def _stack_plan(x_shape, dtype, blocks) -> list | None:
     return plan
 
 
+_KEEP_STACK_COLUMNS = True
+
+
 class _StackBlock:
     """One block of a ``Conv2dStackFunction``: its geometry, chunks, weights and cache."""
 
@@ -1030,18 +1037,30 @@ class Conv2dStackFunction(Function):
                 if L.relu:
                     relu_forward(L.out[a:e], L.out[a:e])
 
+        keep = False
         try:
             _blas.run_parts(run, list(range(len(self.ranges))))
+            keep = grad and True in need and _KEEP_STACK_COLUMNS and all(
+                len(chunks) == 1 for L in layers for chunks in L.groups)
         finally:
-            for buf in bufs:
-                for b in buf:
-                    _SCRATCH.give(b)
+            if not keep:
+                for buf in bufs:
+                    for b in buf:
+                        _SCRATCH.give(b)
         if grad and True in need:
             for L in layers:
                 if not L.need[1]:
                     L.x = None  # NOTE: the input is kept to unfold it again for dW only
             self.layers = layers
+            if keep:
+                self.bufs = bufs
         return layers[-1].out
+
+    def release(self):
+        for buf in self.__dict__.get("bufs", ()):  # NOTE: the kept columns; nothing else holds them now
+            for b in buf:
+                _SCRATCH.give(b)
+        super().release()
 
     def backward(self, g):
         kernels, layers = _NumpyKernels, self.layers
@@ -1050,7 +1069,11 @@ class Conv2dStackFunction(Function):
         dzs = [_new_array((g.shape[0], L.w.shape[0], L.oh, L.ow), dtype) for L in layers]
         gxs = [_new_array(L.x_shape, dtype) if L.need[0] else None for L in layers]
         _blas.hold_serial()
-        bufs = [_group_buffers(L.groups, L.per_image, dtype) for L in layers]
+        kept = self.__dict__.get("bufs")
+        bufs = kept or [_group_buffers(L.groups, L.per_image, dtype) for L in layers]
+        # NOTE: a block's kept columns serve its dW where this backward leaves them as they are (a second
+        # backward reads them again): over wide rows dX's product goes elsewhere, and a first layer has none
+        unfolded = [bool(kept) and (L.width != L.ow or not L.need[0]) for L in layers]
 
         def run(i):
             a, e = self.ranges[i]
@@ -1066,16 +1089,17 @@ class Conv2dStackFunction(Function):
                     gx[a:e] = 0  # NOTE: the chunks add their dX into it
                 sums[j] = _backward_chunks_python(kernels, dz, L.x, L.x_shape, L.w2, L.kernel, L.stride, L.padding,
                                                   L.need if L.b is not None else L.need[:2], L.width, gx, L.groups[i],
-                                                  bufs[j][i])
+                                                  bufs[j][i], unfolded[j])
                 ga = gx[a:e] if gx is not None else None
             return sums
 
         try:
             parts = _blas.run_parts(run, list(range(len(self.ranges))))
         finally:
-            for buf in bufs:
-                for b in buf:
-                    _SCRATCH.give(b)
+            if not kept:
+                for buf in bufs:
+                    for b in buf:
+                        _SCRATCH.give(b)
         grads = [gxs[0]]
         for j, L in enumerate(layers):
             gw, gb = parts[0][j]

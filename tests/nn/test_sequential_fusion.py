@@ -247,11 +247,21 @@ def _stack_model(rng, dtype, seed):
     return nn.Sequential(*layers, nn.Flatten()), (c0, h0, w)
 
 
+@pytest.fixture(params=["chunks", "one-chunk"])
+def share(request, chunked, monkeypatch):
+    """On top of ``chunked``: one-image chunks, or each thread's share of the batch as one chunk (whose
+    columns the stack box keeps from its forward for its backward)."""
+    if request.param == "one-chunk":
+        monkeypatch.setitem(CF._SHARE_BYTES, "numpy", 1 << 40)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(8))
-def test_stacked_blocks_equal_the_layers_as_written_bit_for_bit(seed, chunked):
+def test_stacked_blocks_equal_the_layers_as_written_bit_for_bit(seed, share):
     """Blocks in a row as one box (Conv2dStackFunction: each thread's images through every block in one part,
-    on the NumPy path), or block by block: the values and gradients of the layers as written, bit for bit, on
-    every chunked path, with the input needing a gradient or not."""
+    on the NumPy path, the columns kept where each thread has one chunk), or block by block: the values and
+    gradients of the layers as written, bit for bit, on every chunked path, with the input needing a gradient
+    or not."""
     from gradbox import _blas
 
     rng = np.random.default_rng(seed)
@@ -274,9 +284,10 @@ def test_stacked_blocks_equal_the_layers_as_written_bit_for_bit(seed, chunked):
                 assert np.array_equal(a, b) and np.array_equal(np.signbit(a), np.signbit(b))
 
 
-def test_stacked_blocks_with_frozen_parameters_and_a_second_backward(chunked):
+def test_stacked_blocks_with_frozen_parameters_and_a_second_backward(share):
     """A frozen block (no dW, db) before or after one that learns: the written layers' gradients; and a second
-    backward (retain_graph) that reads the same cache: exactly twice the first gradients."""
+    backward (retain_graph) that reads the same cache (the kept columns too): exactly twice the first
+    gradients."""
     rng = np.random.default_rng(3)
     for frozen in (0, 3):
         model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=0), nn.ReLU(), nn.MaxPool2d(2),
@@ -292,6 +303,9 @@ def test_stacked_blocks_with_frozen_parameters_and_a_second_backward(chunked):
         for p in model.parameters():
             p.grad = None
         out = model(x)
+        box = out._ctx
+        kept = type(box) is CF.Conv2dStackFunction and share == "one-chunk"
+        assert (box.__dict__.get("bufs") is not None) is kept
         out.backward(g, retain_graph=True)
         first = [None if p.grad is None else p.grad.copy() for p in model.parameters()]
         out.backward(g)
