@@ -237,7 +237,7 @@ def _stack_model(rng, dtype, seed):
     h = w = int(rng.integers(12, 16))
     h0, c0 = h, c
     for j in range(int(rng.integers(2, 4))):
-        k, pool, padding = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(0, 2))
+        k, pool, padding = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(0, 2))
         if (h + 2 * padding - k + 1) // pool < 1:
             k, pool, padding = 1, 1, 0
         o = int(rng.integers(1, 4))
