@@ -991,9 +991,9 @@ class Conv2dStackFunction(Function):
     add them: the values and gradients are theirs, bit for bit (tested).
     The cache: each block's input (the previous block's output), the argmax and the output.
 
-    NOTE: why: a hand-off wakes the other vCPU and the GIL's waiters, 70-110 µs each way on the 2-vCPU AMD EPYC
-    VM of the thirteenth session (15 µs on the earlier machine); LeNet's two blocks forward at batch 32, one
-    part a thread against a part a block and the pooling after: 1.06-1.25 against 1.20-1.41 ms
+    NOTE: why: a hand-off wakes the other vCPU and the GIL's waiters, 60-110 µs each way in LeNet's step at
+    batch 32 on the 2-vCPU benchmark VM (thirteenth session); LeNet's two blocks forward at batch 32, one
+    part a thread against a part a block and the pooling after: 1.06-1.52 against 1.20-1.93 ms (in-process)
     (BENCHMARKS.md, "Convolutions, thirteenth session").
     """
 
