@@ -965,7 +965,11 @@ def _stack_plan(x_shape, dtype, blocks) -> list | None:
     return plan
 
 
-_KEEP_STACK_COLUMNS = True
+def _give_all(bufs) -> None:
+    """Every group buffer of every block back to the scratch list (``_group_buffers``, per block)."""
+    for buf in bufs:
+        for b in buf:
+            _SCRATCH.give(b)
 
 
 class _StackBlock:
@@ -1040,13 +1044,10 @@ class Conv2dStackFunction(Function):
         keep = False
         try:
             _blas.run_parts(run, list(range(len(self.ranges))))
-            keep = grad and True in need and _KEEP_STACK_COLUMNS and all(
-                len(chunks) == 1 for L in layers for chunks in L.groups)
+            keep = grad and True in need and all(len(chunks) == 1 for L in layers for chunks in L.groups)
         finally:
             if not keep:
-                for buf in bufs:
-                    for b in buf:
-                        _SCRATCH.give(b)
+                _give_all(bufs)
         if grad and True in need:
             for L in layers:
                 if not L.need[1]:
@@ -1057,9 +1058,7 @@ class Conv2dStackFunction(Function):
         return layers[-1].out
 
     def release(self):
-        for buf in self.__dict__.get("bufs", ()):  # NOTE: the kept columns; nothing else holds them now
-            for b in buf:
-                _SCRATCH.give(b)
+        _give_all(self.__dict__.get("bufs", ()))  # NOTE: the kept columns; nothing else holds them now
         super().release()
 
     def backward(self, g):
@@ -1087,9 +1086,9 @@ class Conv2dStackFunction(Function):
                 _max_pool_tiles_backward(_planes(ga), _planes(L.arg[a:e]), L.pool, _planes(dz[a:e]))
                 if gx is not None:
                     gx[a:e] = 0  # NOTE: the chunks add their dX into it
+                # NOTE: L.need is (dX, dW) or (dX, dW, db), as the block has a bias
                 sums[j] = _backward_chunks_python(kernels, dz, L.x, L.x_shape, L.w2, L.kernel, L.stride, L.padding,
-                                                  L.need if L.b is not None else L.need[:2], L.width, gx, L.groups[i],
-                                                  bufs[j][i], unfolded[j])
+                                                  L.need, L.width, gx, L.groups[i], bufs[j][i], unfolded[j])
                 ga = gx[a:e] if gx is not None else None
             return sums
 
@@ -1097,9 +1096,7 @@ class Conv2dStackFunction(Function):
             parts = _blas.run_parts(run, list(range(len(self.ranges))))
         finally:
             if not kept:
-                for buf in bufs:
-                    for b in buf:
-                        _SCRATCH.give(b)
+                _give_all(bufs)
         grads = [gxs[0]]
         for j, L in enumerate(layers):
             gw, gb = parts[0][j]

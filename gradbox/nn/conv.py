@@ -116,16 +116,24 @@ class Conv2d(Module):
         """``pool(self(x))`` for a ``MaxPool2d``, then ``relu`` of that when given (a ``ReLU``): as one box
         (``Conv2dMaxPoolFunction``: the same values and gradients) while the pooling's windows tile its input,
         else the layers one after the other; ``nn.Sequential``'s fused layers."""
-        kernel, stride, padding = pool._window()
         x = self._checked(x)
-        _, oh, ow = self.output_shape(x.shape[1:])
-        # NOTE: a kernel larger than Z: the pooling layer says what is wrong, as when unfused
-        if stride != kernel or padding != (0, 0) or kernel[0] > oh or kernel[1] > ow:
+        tiling = self._tiling_pool(x.shape, pool)
+        if tiling is None:
             x = pool(self(x))
             return x if relu is None else relu(x)
         inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
-        return CF.Conv2dMaxPoolFunction.apply(*inputs, stride=self.stride, padding=self.padding, pool=kernel,
+        return CF.Conv2dMaxPoolFunction.apply(*inputs, stride=self.stride, padding=self.padding, pool=tiling[0],
                                               relu=relu is not None)
+
+    def _tiling_pool(self, input_shape, pool):
+        """(kernel, OH, OW) when ``pool``'s windows tile this layer's output (OH, OW) for a checked input of
+        ``input_shape`` (stride = kernel, no padding, the kernel within Z), else None: where the layers fuse.
+        NOTE: a kernel larger than Z is left to the pooling layer, which says what is wrong, as when unfused."""
+        kernel, stride, padding = pool._window()
+        _, oh, ow = self.output_shape(input_shape[1:])
+        if stride != kernel or padding != (0, 0) or kernel[0] > oh or kernel[1] > ow:
+            return None
+        return kernel, oh, ow
 
     @staticmethod
     def _forward_stack(units, x):
@@ -137,16 +145,15 @@ class Conv2d(Module):
         x = first._checked(x)
         shape, blocks, specs, inputs = x.shape, [], [], [x]
         for conv, pool, relu in units:
-            kernel, stride, padding = pool._window()
             (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
-            if (shape[1] != conv.in_channels or conv.weight.dtype != x.dtype or shape[2] + 2 * ph < kh
-                    or shape[3] + 2 * pw < kw):
+            # NOTE: an input a later block would refuse: the blocks one by one, which say what is wrong
+            fits = (shape[1] == conv.in_channels and conv.weight.dtype == x.dtype and shape[2] + 2 * ph >= kh
+                    and shape[3] + 2 * pw >= kw)
+            tiling = conv._tiling_pool(shape, pool) if fits else None
+            if tiling is None:
                 blocks = None
                 break
-            _, oh, ow = conv.output_shape(shape[1:])
-            if stride != kernel or padding != (0, 0) or kernel[0] > oh or kernel[1] > ow:
-                blocks = None
-                break
+            kernel, oh, ow = tiling
             blocks.append((conv.bias is not None, conv.stride, conv.padding, kernel, relu is not None))
             specs.append((conv.weight.shape, conv.stride, conv.padding, kernel))
             inputs += [conv.weight] if conv.bias is None else [conv.weight, conv.bias]
